@@ -1,0 +1,61 @@
+"""Project tasks. `./scripts/nox -s tests` and `./scripts/nox -s serve` are the README's quick start.
+
+Every session installs what it needs itself: Python packages into its venv, and Debian's
+nghttp2-client (h2load, nghttp) and curl when they are missing and we are root.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import nox
+
+nox.options.default_venv_backend = "venv"
+nox.options.reuse_existing_virtualenvs = True
+nox.options.sessions = ["lint", "tests"]
+
+PYTHON = "3.11"
+PYPROJECT = nox.project.load_toml("pyproject.toml")
+CLIENT_TOOLS = {"h2load": "nghttp2-client", "nghttp": "nghttp2-client", "curl": "curl"}
+
+
+def ensure_client_tools(session: nox.Session) -> None:
+    """h2load, nghttp and curl: apt-get them when root, otherwise say what to install."""
+    missing = sorted({package for tool, package in CLIENT_TOOLS.items() if not shutil.which(tool)})
+    if not missing:
+        return
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        session.error(f"missing tools: install the Debian packages {' '.join(missing)}")
+    env = {"DEBIAN_FRONTEND": "noninteractive"}
+    session.run("apt-get", "update", "-qq", external=True, env=env)
+    session.run("apt-get", "install", "-y", "-qq", *missing, external=True, env=env)
+
+
+def install_project(session: nox.Session, *groups: str) -> None:
+    session.install("-e", ".[fast]")
+    for group in groups:
+        session.install(*nox.project.dependency_groups(PYPROJECT, group))
+
+
+@nox.session(python=PYTHON)
+def tests(session: nox.Session) -> None:
+    """The test suite: unit, conformance (raw frames) and integration (real clients)."""
+    ensure_client_tools(session)
+    install_project(session, "test")
+    # pytest exits 5 when it collected nothing; nox fails on any non-zero status, so that fails too.
+    session.run("pytest", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def lint(session: nox.Session) -> None:
+    session.install("ruff")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session(python=PYTHON)
+def serve(session: nox.Session) -> None:
+    """Serve the demo app (the main job until the benchmark harness lands): ./scripts/nox -s serve"""
+    install_project(session)
+    session.run("osmium", "serve", *(session.posargs or ["--bind", "127.0.0.1:8000"]))

@@ -1,0 +1,3 @@
+from osmium.cli import main
+
+raise SystemExit(main())

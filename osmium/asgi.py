@@ -1,0 +1,329 @@
+"""The ASGI 3 `http` adapter: one HTTPStream per request, its scope, `receive` and `send`.
+
+It speaks ASGI messages on one side and calls a small `StreamSink` (the connection) on the other;
+it never touches h2 objects, so the protocol core stays behind the transport.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any, Protocol
+from urllib.parse import unquote
+
+from osmium.protocol.events import Headers
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+error_log = logging.getLogger("osmium.error")
+access_log = logging.getLogger("osmium.access")
+
+ASGI_VERSION = {"version": "3.0", "spec_version": "2.4"}
+# RFC 9113 §8.2.2: connection-specific fields must not appear in HTTP/2 responses.
+CONNECTION_SPECIFIC = frozenset(
+    {b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade"}
+)
+INTERNAL_ERROR_BODY = b"Internal Server Error"
+INTERNAL_ERROR = 0x2
+NO_ERROR = 0x0
+_STATUS_BYTES = {status: str(status).encode() for status in range(100, 600)}
+
+
+class ClientDisconnected(OSError):
+    """`send` after the client went away (ASGI spec 2.4: a server-specific OSError)."""
+
+
+class StreamSink(Protocol):
+    """What a stream needs from its connection: queue response parts, acknowledge request bytes."""
+
+    def send_headers(self, stream_id: int, headers: Headers, end_stream: bool) -> None: ...
+    async def send_body(self, stream_id: int, data: bytes, end_stream: bool) -> None: ...
+    def end_stream(self, stream_id: int) -> None: ...
+    def reset_stream(self, stream_id: int, error_code: int) -> None: ...
+    def acknowledge(self, stream_id: int, size: int) -> None: ...
+    def date_header(self) -> bytes: ...
+
+
+def build_scope(
+    headers: Headers,
+    scheme: str,
+    client: tuple[str, int] | None,
+    server: tuple[str, int] | None,
+    state: dict[str, Any] | None,
+) -> Scope:
+    """The `http` scope for one validated HTTP/2 request header block."""
+    method = path = b""
+    authority = None
+    fields: Headers = []
+    for name, value in headers:
+        if name[0] != 58:  # b":"
+            fields.append((name, value))
+        elif name == b":method":
+            method = value
+        elif name == b":path":
+            path = value
+        elif name == b":authority":
+            authority = value
+    if authority is not None and not any(name == b"host" for name, _ in fields):
+        fields.insert(0, (b"host", authority))
+    raw_path, _, query_string = path.partition(b"?")
+    scope: Scope = {
+        "type": "http",
+        "asgi": ASGI_VERSION,
+        "http_version": "2",
+        "method": method.decode("ascii"),
+        "scheme": scheme,
+        "path": unquote(raw_path.decode("ascii", "replace")),
+        "raw_path": raw_path,
+        "query_string": query_string,
+        "root_path": "",
+        "headers": fields,
+        "client": client,
+        "server": server,
+        "extensions": {"http.response.trailers": {}},
+    }
+    if state is not None:
+        scope["state"] = state.copy()
+    return scope
+
+
+class HTTPStream:
+    """One request/response exchange as the app sees it: ordered messages with backpressure."""
+
+    __slots__ = (
+        "_body_chunks",
+        "_body_delivered",
+        "_body_finished",
+        "_disconnected",
+        "_expects_trailers",
+        "_is_head",
+        "_receive_waiter",
+        "_request_complete",
+        "_response_complete",
+        "_response_headers",
+        "_sink",
+        "_unacknowledged",
+        "headers_sent",
+        "scope",
+        "status",
+        "stream_id",
+    )
+
+    def __init__(self, sink: StreamSink, stream_id: int, scope: Scope) -> None:
+        self._sink = sink
+        self.stream_id = stream_id
+        self.scope = scope
+        self._is_head = scope["method"] == "HEAD"
+        self._body_chunks: deque[tuple[bytes, int]] = deque()
+        self._unacknowledged = 0
+        self._request_complete = False
+        self._body_delivered = False
+        self._disconnected = False
+        self._receive_waiter: asyncio.Future[None] | None = None
+        self.status: int | None = None
+        self._response_headers: Headers = []
+        self._expects_trailers = False
+        self._body_finished = False
+        self.headers_sent = False
+        self._response_complete = False
+
+    # -- fed by the connection -------------------------------------------------------------------
+
+    def feed_body(self, data: bytes, flow_controlled_length: int) -> None:
+        if self._disconnected:
+            self._sink.acknowledge(self.stream_id, flow_controlled_length)
+            return
+        self._body_chunks.append((data, flow_controlled_length))
+        self._unacknowledged += flow_controlled_length
+        self._wake_receiver()
+
+    def feed_end(self) -> None:
+        self._request_complete = True
+        self._wake_receiver()
+
+    def disconnect(self) -> None:
+        """The stream is gone (reset, connection lost, or response finished)."""
+        if not self._disconnected:
+            self._disconnected = True
+            self.release_unconsumed()
+            self._wake_receiver()
+
+    def release_unconsumed(self) -> None:
+        """Return window for body bytes the app will never read, so the connection keeps flowing."""
+        if self._unacknowledged:
+            self._sink.acknowledge(self.stream_id, self._unacknowledged)
+            self._unacknowledged = 0
+        self._body_chunks.clear()
+
+    @property
+    def request_complete(self) -> bool:
+        return self._request_complete
+
+    @property
+    def response_complete(self) -> bool:
+        return self._response_complete
+
+    def _wake_receiver(self) -> None:
+        waiter = self._receive_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    # -- the ASGI callables ----------------------------------------------------------------------
+
+    async def receive(self) -> Message:
+        while True:
+            if self._body_chunks:
+                data, size = self._body_chunks.popleft()
+                self._unacknowledged -= size
+                self._sink.acknowledge(self.stream_id, size)
+                more_body = bool(self._body_chunks) or not self._request_complete
+                self._body_delivered = not more_body
+                return {"type": "http.request", "body": data, "more_body": more_body}
+            if self._request_complete and not self._body_delivered:
+                self._body_delivered = True
+                return {"type": "http.request", "body": b"", "more_body": False}
+            if self._disconnected:
+                return {"type": "http.disconnect"}
+            self._receive_waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._receive_waiter
+            finally:
+                self._receive_waiter = None
+
+    async def send(self, message: Message) -> None:
+        kind = message["type"]
+        if kind == "http.response.body":
+            await self._send_body(message.get("body", b""), message.get("more_body", False))
+        elif kind == "http.response.start":
+            self._start_response(message)
+        elif kind == "http.response.trailers":
+            self._send_trailers(message)
+        else:
+            raise RuntimeError(f"unexpected ASGI message type {kind!r} on an http stream")
+
+    def _start_response(self, message: Message) -> None:
+        if self.status is not None:
+            raise RuntimeError("http.response.start sent twice")
+        status = message["status"]
+        status_bytes = _STATUS_BYTES.get(status)
+        if status_bytes is None:
+            raise RuntimeError(f"invalid HTTP status {status!r}")
+        self.status = status
+        self._expects_trailers = bool(message.get("trailers", False))
+        headers: Headers = [(b":status", status_bytes)]
+        has_date = False
+        for name, value in message.get("headers", ()):
+            name = bytes(name).lower()
+            if name in CONNECTION_SPECIFIC:
+                continue
+            has_date = has_date or name == b"date"
+            headers.append((name, bytes(value)))
+        if not has_date:
+            headers.append((b"date", self._sink.date_header()))
+        self._response_headers = headers
+
+    async def _send_body(self, body: bytes, more_body: bool) -> None:
+        if self.status is None:
+            raise RuntimeError("http.response.body sent before http.response.start")
+        if self._is_head:
+            # RFC 9110 §9.3.2: same headers as GET, no content; the app's body is dropped.
+            if not self.headers_sent:
+                self.headers_sent = True
+                self._sink.send_headers(self.stream_id, self._response_headers, True)
+                self._finish_response()
+            return
+        if self._body_finished:
+            raise RuntimeError("http.response.body sent after the response body ended")
+        if self._disconnected:
+            raise ClientDisconnected(f"stream {self.stream_id} is closed")
+        ends_stream = not more_body and not self._expects_trailers
+        if not more_body:
+            self._body_finished = True
+        if not self.headers_sent:
+            self.headers_sent = True
+            header_ends_stream = ends_stream and not body
+            self._sink.send_headers(self.stream_id, self._response_headers, header_ends_stream)
+            if header_ends_stream:
+                self._finish_response()
+                return
+        if body:
+            await self._sink.send_body(self.stream_id, body, ends_stream)
+        elif ends_stream:
+            self._sink.end_stream(self.stream_id)
+        if ends_stream:
+            self._finish_response()
+
+    def _send_trailers(self, message: Message) -> None:
+        if not self._expects_trailers or not self._body_finished:
+            raise RuntimeError("http.response.trailers needs trailers=True and a finished body")
+        if self._is_head:
+            return
+        if self._disconnected:
+            raise ClientDisconnected(f"stream {self.stream_id} is closed")
+        trailers = [(bytes(name).lower(), bytes(value)) for name, value in message["headers"]]
+        self._sink.send_headers(self.stream_id, trailers, True)
+        self._finish_response()
+
+    def _finish_response(self) -> None:
+        self._response_complete = True
+        self.disconnect()
+
+    # -- after the app returns -------------------------------------------------------------------
+
+    async def finish_after_app(self, error: BaseException | None) -> None:
+        """Make the wire consistent whatever the app did: 500, reset, or a clean end."""
+        if self._disconnected:
+            return
+        if not self.headers_sent:
+            if error is None:
+                error_log.error("stream %d: application returned without a response", self.stream_id)
+            await self._send_internal_error()
+        elif not self._response_complete:
+            if error is None:
+                error_log.error("stream %d: application returned mid-response", self.stream_id)
+            self._sink.reset_stream(self.stream_id, INTERNAL_ERROR)
+            self.disconnect()
+
+    async def _send_internal_error(self) -> None:
+        self.headers_sent = True
+        headers = [
+            (b":status", b"500"),
+            (b"content-type", b"text/plain"),
+            (b"content-length", str(len(INTERNAL_ERROR_BODY)).encode()),
+            (b"date", self._sink.date_header()),
+        ]
+        self._sink.send_headers(self.stream_id, headers, self._is_head)
+        self._finish_response()
+        if not self._is_head:
+            await self._sink.send_body(self.stream_id, INTERNAL_ERROR_BODY, True)
+
+
+async def run_http(app: ASGIApp, stream: HTTPStream) -> None:
+    """Run the app for one stream; failures become a 500 or RST_STREAM, logged with the stream id."""
+    error: BaseException | None = None
+    try:
+        await app(stream.scope, stream.receive, stream.send)
+    except ClientDisconnected:
+        return
+    except Exception as exc:
+        error = exc
+        error_log.exception("stream %d: exception in ASGI application", stream.stream_id)
+    try:
+        await stream.finish_after_app(error)
+    except ClientDisconnected:
+        return
+    if access_log.isEnabledFor(logging.INFO):
+        scope = stream.scope
+        access_log.info(
+            '%s - "%s %s HTTP/2" %s',
+            scope["client"][0] if scope["client"] else "-",
+            scope["method"],
+            scope["path"],
+            stream.status if stream.status is not None else "-",
+        )

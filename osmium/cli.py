@@ -1,0 +1,93 @@
+"""`osmium serve [module:app]`: flags and the config file become one Config; errors are one line.
+
+Exit codes: 0 clean stop, 2 unusable configuration (address, certificate, app, flags),
+3 the application's lifespan startup failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import Any
+
+from osmium import __version__
+from osmium.config import DEMO_APP, ConfigError, build_config, load_file
+
+EXIT_CONFIG = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but its errors are the one-line `osmium: error: ...` every other error uses."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(EXIT_CONFIG, f"osmium: error: {message} (see osmium {self.prog.split()[-1]} --help)\n")
+
+
+def _protocol_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("HTTP/2 limits")
+    for flag, help_text in (
+        ("--max-concurrent-streams", "SETTINGS_MAX_CONCURRENT_STREAMS (default 100)"),
+        ("--initial-window-size", "per-stream receive window, bytes (default 262144)"),
+        ("--connection-window-size", "connection receive window, bytes (default 1048576)"),
+        ("--max-frame-size", "SETTINGS_MAX_FRAME_SIZE, bytes (default 16384)"),
+        ("--max-header-list-size", "SETTINGS_MAX_HEADER_LIST_SIZE, bytes (default 65536)"),
+    ):
+        group.add_argument(flag, type=int, default=None, metavar="N", help=help_text)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="osmium", description="A fast, correct HTTP/2 server for ASGI apps.")
+    parser.add_argument("--version", action="version", version=f"osmium {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    serve = commands.add_parser("serve", help="serve an ASGI app over HTTP/2")
+    serve.add_argument("app", nargs="?", default=None, help=f"module:attribute (default {DEMO_APP})")
+    serve.add_argument("--bind", default=None, metavar="HOST:PORT", help="default 127.0.0.1:8000")
+    serve.add_argument("--certfile", default=None, help="PEM certificate chain: serve TLS")
+    serve.add_argument("--keyfile", default=None, help="PEM private key for --certfile")
+    serve.add_argument("--config", default=None, metavar="FILE", help="osmium.toml settings file")
+    serve.add_argument("--keep-alive-timeout", type=float, default=None, metavar="SECONDS")
+    serve.add_argument("--graceful-timeout", type=float, default=None, metavar="SECONDS")
+    serve.add_argument("--backlog", type=int, default=None, metavar="N")
+    serve.add_argument("--loop", choices=("auto", "asyncio", "uvloop"), default=None)
+    serve.add_argument("--access-log", action="store_true", default=None, help="log every request")
+    serve.add_argument("--log-level", default=None, help="debug, info, warning, error")
+    serve.add_argument("--debug-frames", action="store_true", default=None, help="log every frame")
+    _protocol_flags(serve)
+    return parser
+
+
+def _settings_from(arguments: argparse.Namespace) -> dict[str, Any]:
+    """File settings first, flags given on the command line over them."""
+    settings = load_file(arguments.config) if arguments.config else {}
+    flags = {
+        name: value
+        for name, value in vars(arguments).items()
+        if value is not None and name not in ("command", "config")
+    }
+    return {**settings, **flags}
+
+
+def _configure_logging(level: str, access_log: bool) -> None:
+    logging.basicConfig(
+        level=level.upper(),
+        format="%(asctime)s [%(process)d] %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    logging.getLogger("osmium.access").setLevel(logging.INFO if access_log else logging.WARNING)
+    # hpack logs every header at debug level; frame-level detail is what --debug-frames is for.
+    logging.getLogger("hpack").setLevel(logging.WARNING)
+
+
+def main(argv: list[str] | None = None) -> int:
+    arguments = build_parser().parse_args(argv)
+    try:
+        config = build_config(_settings_from(arguments))
+        _configure_logging(config.log_level, config.access_log)
+        from osmium.server import Server
+
+        server = Server(config)
+    except ConfigError as error:
+        print(f"osmium: error: {error}", file=sys.stderr)
+        return EXIT_CONFIG
+    return server.run()

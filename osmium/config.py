@@ -1,0 +1,126 @@
+"""Every server setting in one place: defaults, the TOML file, and validation.
+
+The CLI and `osmium.toml` set the same names; a bad value is a `ConfigError` with one clear line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field
+from typing import Any
+
+from osmium.protocol.settings import ProtocolSettings
+
+DEMO_APP = "osmium.demo:app"
+LOOPS = ("auto", "asyncio", "uvloop")
+
+
+class ConfigError(Exception):
+    """A setting that cannot be used; the message is shown to the user as is."""
+
+
+@dataclass(frozen=True)
+class Config:
+    #: The ASGI application as "module:attribute".
+    app: str = DEMO_APP
+    host: str = "127.0.0.1"
+    port: int = 8000
+    certfile: str | None = None
+    keyfile: str | None = None
+    tls_backend: str = "stdlib"
+    protocol: ProtocolSettings = field(default_factory=ProtocolSettings)
+    #: Seconds a connection may stay open with no stream before it gets GOAWAY and is closed.
+    keep_alive_timeout: float = 20.0
+    #: Seconds in-flight streams get to finish after SIGTERM/SIGINT before connections are closed.
+    graceful_timeout: float = 30.0
+    backlog: int = 2048
+    access_log: bool = False
+    log_level: str = "info"
+    #: Log every frame h2 sees and sends (debug level, logger "osmium.frames").
+    debug_frames: bool = False
+    loop: str = "auto"
+
+    @property
+    def tls(self) -> bool:
+        return self.certfile is not None
+
+    def validate(self) -> Config:
+        problems = list(self.protocol.problems())
+        if not 0 <= self.port <= 65535:
+            problems.append(f"port {self.port} is out of range 0-65535")
+        if (self.certfile is None) != (self.keyfile is None):
+            problems.append("--certfile and --keyfile must be given together")
+        if self.keep_alive_timeout <= 0:
+            problems.append("keep_alive_timeout must be positive")
+        if self.graceful_timeout < 0:
+            problems.append("graceful_timeout must not be negative")
+        if self.loop not in LOOPS:
+            problems.append(f"loop must be one of {', '.join(LOOPS)}")
+        if self.log_level.lower() not in ("critical", "error", "warning", "info", "debug"):
+            problems.append(f"unknown log level {self.log_level!r}")
+        if problems:
+            raise ConfigError("; ".join(problems))
+        return self
+
+
+_PROTOCOL_FIELDS = {f.name for f in dataclasses.fields(ProtocolSettings)}
+_SERVER_FIELDS = {f.name for f in dataclasses.fields(Config)} - {"protocol"}
+_OPTIONAL_PATHS = {"certfile", "keyfile"}
+
+
+def _expected_type(name: str) -> type:
+    if name in _OPTIONAL_PATHS or name == "bind":
+        return str
+    owner = ProtocolSettings if name in _PROTOCOL_FIELDS else Config
+    default = next(f.default for f in dataclasses.fields(owner) if f.name == name)
+    return type(default)
+
+
+def _check_type(name: str, value: Any) -> None:
+    expected = _expected_type(name)
+    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        return
+    if type(value) is not expected:
+        raise ConfigError(f"setting {name} must be {expected.__name__}, not {type(value).__name__}")
+
+
+def parse_bind(bind: str) -> tuple[str, int]:
+    """'HOST:PORT', '[IPv6]:PORT' or ':PORT' (all IPv4 interfaces)."""
+    host, sep, port = bind.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ConfigError(f"invalid bind address {bind!r}: expected HOST:PORT")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    return host or "0.0.0.0", int(port)
+
+
+def build_config(settings: dict[str, Any]) -> Config:
+    """A validated Config from flat setting names (file and CLI use the same names)."""
+    unknown = set(settings) - _PROTOCOL_FIELDS - _SERVER_FIELDS - {"bind"}
+    if unknown:
+        raise ConfigError(f"unknown setting(s): {', '.join(sorted(unknown))}")
+    for name, value in settings.items():
+        _check_type(name, value)
+    values = dict(settings)
+    if "bind" in values:
+        values["host"], values["port"] = parse_bind(str(values.pop("bind")))
+    protocol_values = {name: values.pop(name) for name in list(values) if name in _PROTOCOL_FIELDS}
+    return Config(protocol=ProtocolSettings(**protocol_values), **values).validate()
+
+
+def load_file(path: str) -> dict[str, Any]:
+    """Settings from a TOML file: top-level keys, or a [server] table; names use underscores."""
+    try:
+        with open(path, "rb") as file:
+            document = tomllib.load(file)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} not found") from None
+    except OSError as error:
+        raise ConfigError(f"cannot read config file {path}: {error.strerror}") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"config file {path} is not valid TOML: {error}") from None
+    table = document.get("server", document)
+    if not isinstance(table, dict):
+        raise ConfigError(f"config file {path}: [server] must be a table")
+    return {key.replace("-", "_"): value for key, value in table.items()}

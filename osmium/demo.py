@@ -1,0 +1,152 @@
+"""The built-in demo application that benchmarks and tests drive.
+
+Each route exercises one server path: tiny responses, large bodies, streaming both ways, delays,
+trailers. Query parameters are validated so a bad value gets a 400, not a crash.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+from urllib.parse import parse_qs
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+CHUNK_SIZE = 64 * 1024
+DEFAULT_BIG_SIZE = 1024 * 1024
+TEXT = [(b"content-type", b"text/plain")]
+OCTETS = [(b"content-type", b"application/octet-stream")]
+_FILLER = b"x" * CHUNK_SIZE
+
+
+class BadRequest(Exception):
+    """A query parameter the demo cannot use."""
+
+
+def _int_param(query: dict[str, list[str]], name: str, default: int, maximum: int) -> int:
+    values = query.get(name)
+    if not values:
+        return default
+    try:
+        value = int(values[0])
+    except ValueError:
+        raise BadRequest(f"{name} must be an integer") from None
+    if not 0 <= value <= maximum:
+        raise BadRequest(f"{name} must be between 0 and {maximum}")
+    return value
+
+
+async def _respond(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+    length = (b"content-length", str(len(body)).encode())
+    await send({"type": "http.response.start", "status": status, "headers": [*headers, length]})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def hello(scope: Scope, receive: Receive, send: Send, query: dict[str, list[str]]) -> None:
+    await _respond(send, 200, b"hello world", TEXT)
+
+
+async def big(scope: Scope, receive: Receive, send: Send, query: dict[str, list[str]]) -> None:
+    size = _int_param(query, "size", DEFAULT_BIG_SIZE, 1 << 40)
+    headers = [*OCTETS, (b"content-length", str(size).encode())]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    remaining = size
+    while remaining > CHUNK_SIZE:
+        await send({"type": "http.response.body", "body": _FILLER, "more_body": True})
+        remaining -= CHUNK_SIZE
+    await send({"type": "http.response.body", "body": _FILLER[:remaining]})
+
+
+async def echo(scope: Scope, receive: Receive, send: Send, query: dict[str, list[str]]) -> None:
+    """Streams the request body back as it arrives, so flow control is exercised both ways."""
+    await send({"type": "http.response.start", "status": 200, "headers": OCTETS})
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return
+        more_body = message.get("more_body", False)
+        body = message.get("body", b"")
+        if body or not more_body:
+            await send({"type": "http.response.body", "body": body, "more_body": more_body})
+        if not more_body:
+            return
+
+
+async def stream(scope: Scope, receive: Receive, send: Send, query: dict[str, list[str]]) -> None:
+    chunks = _int_param(query, "chunks", 10, 1_000_000)
+    size = _int_param(query, "size", 1024, 16 * 1024 * 1024)
+    chunk = b"s" * size
+    await send({"type": "http.response.start", "status": 200, "headers": OCTETS})
+    for _ in range(chunks):
+        await send({"type": "http.response.body", "body": chunk, "more_body": True})
+    await send({"type": "http.response.body", "body": b""})
+
+
+async def slow(scope: Scope, receive: Receive, send: Send, query: dict[str, list[str]]) -> None:
+    delay_ms = _int_param(query, "ms", 100, 600_000)
+    await asyncio.sleep(delay_ms / 1000)
+    await _respond(send, 200, b"slow response", TEXT)
+
+
+async def trailers(scope: Scope, receive: Receive, send: Send, query: dict[str, list[str]]) -> None:
+    supports_trailers = "http.response.trailers" in scope.get("extensions", {})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [*TEXT, (b"trailer", b"x-checksum")],
+            "trailers": supports_trailers,
+        }
+    )
+    await send({"type": "http.response.body", "body": b"body with trailers"})
+    if supports_trailers:
+        await send(
+            {
+                "type": "http.response.trailers",
+                "headers": [(b"x-checksum", b"demo-123")],
+                "more_trailers": False,
+            }
+        )
+
+
+ROUTES: dict[tuple[str, str], Callable[..., Awaitable[None]]] = {
+    ("GET", "/"): hello,
+    ("GET", "/big"): big,
+    ("POST", "/echo"): echo,
+    ("GET", "/stream"): stream,
+    ("GET", "/slow"): slow,
+    ("GET", "/trailers"): trailers,
+}
+
+
+async def _lifespan(receive: Receive, send: Send) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
+async def app(scope: Scope, receive: Receive, send: Send) -> None:
+    if scope["type"] == "lifespan":
+        await _lifespan(receive, send)
+        return
+    method = "GET" if scope["method"] == "HEAD" else scope["method"]
+    handler = ROUTES.get((method, scope["path"]))
+    if handler is None:
+        known_path = any(path == scope["path"] for _, path in ROUTES)
+        if known_path:
+            await _respond(send, 405, b"method not allowed", TEXT)
+        else:
+            await _respond(send, 404, b"not found", TEXT)
+        return
+    query = parse_qs(scope["query_string"].decode("latin-1"))
+    try:
+        await handler(scope, receive, send, query)
+    except BadRequest as error:
+        await _respond(send, 400, str(error).encode(), TEXT)

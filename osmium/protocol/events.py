@@ -1,0 +1,69 @@
+"""The vocabulary the protocol core speaks to the layers above it.
+
+Small immutable records: the transport dispatches on their type and never sees h2 objects.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+Headers = list[tuple[bytes, bytes]]
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """A complete, validated request header block opened `stream_id`."""
+
+    stream_id: int
+    headers: Headers
+
+
+@dataclass(frozen=True, slots=True)
+class Body:
+    """Request body bytes; `flow_controlled_length` must be acknowledged once the app consumed them."""
+
+    stream_id: int
+    data: bytes
+    flow_controlled_length: int
+
+
+@dataclass(frozen=True, slots=True)
+class EndBody:
+    """The client finished the request body (trailers, if any, are carried here)."""
+
+    stream_id: int
+    trailers: Headers
+
+
+@dataclass(frozen=True, slots=True)
+class Reset:
+    """The stream is gone: the peer reset it, or the core refused or aborted it."""
+
+    stream_id: int
+    error_code: int
+
+
+@dataclass(frozen=True, slots=True)
+class WindowOpened:
+    """More send window on `stream_id` (0: the connection, or every stream after a SETTINGS change)."""
+
+    stream_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class GoAway:
+    """The peer sent GOAWAY: open no new streams, finish the ones in flight."""
+
+    error_code: int
+    last_stream_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionFailed:
+    """A connection error: GOAWAY with `error_code` is queued; flush it, then close the transport."""
+
+    error_code: int
+    reason: str
+
+
+Event = Request | Body | EndBody | Reset | WindowOpened | GoAway | ConnectionFailed

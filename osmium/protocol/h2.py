@@ -1,0 +1,257 @@
+"""One server-side HTTP/2 connection, sans-IO: bytes in -> events out, calls in -> bytes out.
+
+It wraps h2 and adds what RFC 9113 leaves to a server: stream refusal, graceful GOAWAY, finishing
+in-flight streams after a peer GOAWAY, frame sizing and flow-control accounting.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import h2.config
+import h2.connection
+import h2.events
+import h2.exceptions
+import h2.settings
+from h2.errors import ErrorCodes
+from hyperframe.frame import GoAwayFrame, HeadersFrame
+
+from osmium.protocol.events import (
+    Body,
+    ConnectionFailed,
+    EndBody,
+    Event,
+    GoAway,
+    Headers,
+    Request,
+    Reset,
+    WindowOpened,
+)
+from osmium.protocol.settings import ProtocolSettings
+
+DEFAULT_WINDOW_SIZE = 65_535
+
+
+class StreamGone(Exception):
+    """The stream was reset or closed before this send; the caller drops what it wanted to send."""
+
+
+class _FrameLogger:
+    """Routes h2's per-frame debug and trace output to the `osmium.frames` logger."""
+
+    def __init__(self) -> None:
+        self._logger = logging.getLogger("osmium.frames")
+
+    def debug(self, fmtstr: str, *args: object) -> None:
+        self._logger.debug(fmtstr, *args)
+
+    trace = debug
+
+
+class _ServerH2Connection(h2.connection.H2Connection):
+    """h2 with the server behaviour RFC 9113 asks for where h2's choice differs.
+
+    - A stream over MAX_CONCURRENT_STREAMS, or above the last stream id of our GOAWAY, is refused with
+      RST_STREAM(REFUSED_STREAM) (§5.1.2, §6.8) instead of failing the whole connection; its header
+      block is still decoded so HPACK state stays in sync.
+    - A peer GOAWAY lets streams in flight finish (§6.8) instead of closing the connection at once.
+    """
+
+    goaway_last_stream_id: int | None = None
+    _open_stream_count = 0
+
+    @property
+    def open_inbound_streams(self) -> int:
+        # h2 reads this (and cleans up closed streams) right before opening a stream; capping it
+        # keeps h2's own limit check, which would end the connection, from ever firing.
+        self._open_stream_count = super().open_inbound_streams
+        return min(self._open_stream_count, self.local_settings.max_concurrent_streams - 1)
+
+    def _receive_headers_frame(self, frame: HeadersFrame) -> tuple[list, list]:
+        is_new_stream = frame.stream_id not in self.streams
+        frames, events = super()._receive_headers_frame(frame)
+        if not is_new_stream:
+            return frames, events
+        over_limit = self._open_stream_count >= self.local_settings.max_concurrent_streams
+        after_goaway = (
+            self.goaway_last_stream_id is not None and frame.stream_id > self.goaway_last_stream_id
+        )
+        if not (over_limit or after_goaway):
+            return frames, events
+        self._prepare_for_sending(frames)
+        self.reset_stream(frame.stream_id, ErrorCodes.REFUSED_STREAM)
+        kept = [event for event in events if getattr(event, "stream_id", None) != frame.stream_id]
+        return [], kept
+
+    def _receive_goaway_frame(self, frame: GoAwayFrame) -> tuple[list, list]:
+        event = h2.events.ConnectionTerminated()
+        event.error_code = frame.error_code
+        event.last_stream_id = frame.last_stream_id
+        event.additional_data = frame.additional_data or None
+        return [], [event]
+
+    def send_graceful_goaway(self) -> None:
+        """GOAWAY(NO_ERROR) naming the last stream we will serve, keeping h2's state open."""
+        self.goaway_last_stream_id = self.highest_inbound_stream_id
+        frame = GoAwayFrame(0)
+        frame.last_stream_id = self.highest_inbound_stream_id
+        frame.error_code = ErrorCodes.NO_ERROR
+        self._prepare_for_sending([frame])
+
+    @property
+    def pending_output_size(self) -> int:
+        return len(self._data_to_send)
+
+
+class ServerConnection:
+    """The protocol state of one HTTP/2 connection, fed by a transport that owns the socket."""
+
+    def __init__(self, settings: ProtocolSettings, *, debug_frames: bool = False) -> None:
+        config = h2.config.H2Configuration(
+            client_side=False,
+            header_encoding=None,
+            validate_outbound_headers=False,
+            normalize_outbound_headers=False,
+            validate_inbound_headers=True,
+            normalize_inbound_headers=True,
+            logger=_FrameLogger() if debug_frames else None,
+        )
+        self._h2 = _ServerH2Connection(config=config)
+        self._h2.local_settings = h2.settings.Settings(
+            client=False,
+            initial_values={
+                h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: settings.max_concurrent_streams,
+                h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: settings.initial_window_size,
+                h2.settings.SettingCodes.MAX_FRAME_SIZE: settings.max_frame_size,
+                h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: settings.max_header_list_size,
+                h2.settings.SettingCodes.ENABLE_PUSH: 0,
+            },
+        )
+        self._settings = settings
+        self._trailers: dict[int, Headers] = {}
+        self.closed = False
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Queue the server preface: SETTINGS, then the connection window beyond the default."""
+        self._h2.initiate_connection()
+        extra_window = self._settings.connection_window_size - DEFAULT_WINDOW_SIZE
+        if extra_window > 0:
+            self._h2.increment_flow_control_window(extra_window)
+
+    def start_graceful_close(self) -> None:
+        """Announce GOAWAY: streams already opened finish, later ones are refused."""
+        if self._h2.goaway_last_stream_id is None and not self.closed:
+            self._h2.send_graceful_goaway()
+
+    def close(self, error_code: int = ErrorCodes.NO_ERROR) -> None:
+        """Final GOAWAY; nothing more is sent on this connection."""
+        if not self.closed:
+            self.closed = True
+            self._h2.close_connection(error_code)
+
+    @property
+    def going_away(self) -> bool:
+        return self._h2.goaway_last_stream_id is not None
+
+    # -- input -----------------------------------------------------------------------------------
+
+    def receive(self, data: bytes) -> list[Event]:
+        """Feed bytes from the socket; returns what they mean, in order."""
+        if self.closed:
+            return []
+        try:
+            h2_events = self._h2.receive_data(data)
+        except h2.exceptions.ProtocolError as error:
+            self.closed = True
+            code = getattr(error, "error_code", ErrorCodes.PROTOCOL_ERROR)
+            return [ConnectionFailed(int(code), str(error) or type(error).__name__)]
+        return self._translate(h2_events)
+
+    def _translate(self, h2_events: Sequence[h2.events.Event]) -> list[Event]:
+        events: list[Event] = []
+        for event in h2_events:
+            kind = type(event)
+            if kind is h2.events.DataReceived:
+                events.append(Body(event.stream_id, event.data, event.flow_controlled_length))
+            elif kind is h2.events.RequestReceived:
+                events.append(Request(event.stream_id, event.headers))
+            elif kind is h2.events.StreamEnded:
+                events.append(EndBody(event.stream_id, self._trailers.pop(event.stream_id, [])))
+            elif kind is h2.events.WindowUpdated:
+                events.append(WindowOpened(event.stream_id))
+            elif kind is h2.events.StreamReset:
+                self._trailers.pop(event.stream_id, None)
+                events.append(Reset(event.stream_id, int(event.error_code)))
+            elif kind is h2.events.TrailersReceived:
+                self._trailers[event.stream_id] = event.headers
+            elif kind is h2.events.RemoteSettingsChanged:
+                if h2.settings.SettingCodes.INITIAL_WINDOW_SIZE in event.changed_settings:
+                    events.append(WindowOpened(0))
+            elif kind is h2.events.ConnectionTerminated:
+                events.append(GoAway(int(event.error_code), event.last_stream_id))
+        return events
+
+    # -- output ----------------------------------------------------------------------------------
+
+    def send_headers(self, stream_id: int, headers: Headers, end_stream: bool) -> None:
+        try:
+            self._h2.send_headers(stream_id, headers, end_stream=end_stream)
+        except h2.exceptions.StreamClosedError as error:
+            raise StreamGone(stream_id) from error
+
+    def send_data(self, stream_id: int, data: bytes, end_stream: bool) -> int:
+        """Queue as much of `data` as the send windows allow, in frames the peer accepts.
+
+        Returns how many bytes were queued; END_STREAM goes out only with the last byte.
+        """
+        h2_connection = self._h2
+        try:
+            window = h2_connection.local_flow_control_window(stream_id)
+        except h2.exceptions.StreamClosedError as error:
+            raise StreamGone(stream_id) from error
+        total = len(data)
+        if total <= window and total <= h2_connection.max_outbound_frame_size:
+            h2_connection.send_data(stream_id, data, end_stream=end_stream)
+            return total
+        frame_size = h2_connection.max_outbound_frame_size
+        view = memoryview(data)
+        sent = 0
+        while sent < total and window > 0:
+            size = min(frame_size, window, total - sent)
+            last = sent + size == total
+            h2_connection.send_data(stream_id, view[sent : sent + size], end_stream=end_stream and last)
+            sent += size
+            window -= size
+        return sent
+
+    def end_stream(self, stream_id: int) -> None:
+        try:
+            self._h2.end_stream(stream_id)
+        except h2.exceptions.StreamClosedError as error:
+            raise StreamGone(stream_id) from error
+
+    def reset(self, stream_id: int, error_code: int) -> None:
+        """RST_STREAM, unless the stream is already closed (then there is nothing to reset)."""
+        try:
+            self._h2.reset_stream(stream_id, error_code)
+        except h2.exceptions.StreamClosedError:
+            pass
+
+    def acknowledge(self, stream_id: int, size: int) -> None:
+        """The app consumed `size` flow-controlled bytes: let the client send that much more."""
+        if size and not self.closed:
+            self._h2.acknowledge_received_data(size, stream_id)
+
+    def data_to_send(self) -> bytes:
+        return self._h2.data_to_send()
+
+    @property
+    def pending_output_size(self) -> int:
+        return self._h2.pending_output_size
+
+    def stream_is_open(self, stream_id: int) -> bool:
+        stream = self._h2.streams.get(stream_id)
+        return stream is not None and not stream.closed

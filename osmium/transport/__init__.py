@@ -1,0 +1,1 @@
+"""asyncio transports: socket bytes to the protocol core and back, with backpressure and timers."""

@@ -1,0 +1,57 @@
+"""What every connection of one server shares: the app, the settings, the live connections."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from email.utils import formatdate
+from typing import Any, Protocol
+
+from osmium.asgi import ASGIApp
+from osmium.protocol.settings import ProtocolSettings
+
+
+class Connection(Protocol):
+    def shutdown(self) -> None: ...
+    def abort(self) -> None: ...
+
+
+class DateHeader:
+    """The RFC 9110 Date value, formatted at most once a second."""
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._value = b""
+
+    def __call__(self) -> bytes:
+        now = int(time.time())
+        if now != self._second:
+            self._second = now
+            self._value = formatdate(now, usegmt=True).encode("ascii")
+        return self._value
+
+
+@dataclass
+class ServerContext:
+    app: ASGIApp
+    protocol: ProtocolSettings
+    keep_alive_timeout: float
+    debug_frames: bool = False
+    lifespan_state: dict[str, Any] | None = None
+    connections: set[Connection] = field(default_factory=set)
+    date_header: DateHeader = field(default_factory=DateHeader)
+    _all_closed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def register(self, connection: Connection) -> None:
+        self.connections.add(connection)
+        self._all_closed.clear()
+
+    def unregister(self, connection: Connection) -> None:
+        self.connections.discard(connection)
+        if not self.connections:
+            self._all_closed.set()
+
+    async def wait_all_closed(self) -> None:
+        if self.connections:
+            await self._all_closed.wait()

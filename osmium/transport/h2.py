@@ -1,0 +1,312 @@
+"""The asyncio side of one HTTP/2 connection: socket -> protocol core -> ASGI streams -> socket.
+
+Writes are coalesced per event-loop turn; a full socket buffer pauses reading and makes the app's
+`send` wait, and a closed send window makes it wait for WINDOW_UPDATE.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from osmium.asgi import ClientDisconnected, HTTPStream, build_scope, run_http
+from osmium.protocol.events import (
+    Body,
+    ConnectionFailed,
+    EndBody,
+    Event,
+    GoAway,
+    Headers,
+    Request,
+    Reset,
+    WindowOpened,
+)
+from osmium.protocol.h2 import ServerConnection, StreamGone
+from osmium.transport.context import ServerContext
+
+log = logging.getLogger("osmium.connection")
+
+NO_ERROR = 0x0
+#: Bytes queued in the core after which a send writes through at once instead of at end of turn.
+FLUSH_THRESHOLD = 256 * 1024
+#: asyncio write buffer size above which the app's sends wait and the socket is not read.
+WRITE_HIGH_WATER = 512 * 1024
+
+
+def _address(info: object) -> tuple[str, int] | None:
+    if isinstance(info, tuple) and len(info) >= 2:
+        return str(info[0]), int(info[1])
+    return None
+
+
+class H2ServerProtocol(asyncio.Protocol):
+    """One connection; implements `StreamSink` for its streams."""
+
+    def __init__(self, context: ServerContext) -> None:
+        self._context = context
+        self._loop = asyncio.get_running_loop()
+        self._core = ServerConnection(context.protocol, debug_frames=context.debug_frames)
+        self._transport: asyncio.Transport | None = None
+        self._scheme = "http"
+        self._client: tuple[str, int] | None = None
+        self._server: tuple[str, int] | None = None
+        self._streams: dict[int, HTTPStream] = {}
+        self._tasks: dict[int, asyncio.Task[None]] = {}
+        self._window_waiters: dict[int, asyncio.Future[None]] = {}
+        self._drain_waiter: asyncio.Future[None] | None = None
+        self._write_paused = False
+        self._flush_pending = False
+        self._closing = False
+        self._closed = False
+        self._idle_since = 0.0
+        self._idle_timer: asyncio.TimerHandle | None = None
+
+    # -- asyncio.Protocol ------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport  # type: ignore[assignment]
+        transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
+        if transport.get_extra_info("ssl_object") is not None:
+            self._scheme = "https"
+        self._client = _address(transport.get_extra_info("peername"))
+        self._server = _address(transport.get_extra_info("sockname"))
+        self._context.register(self)
+        self._core.start()
+        self._flush()
+        self._idle_since = self._loop.time()
+        self._arm_idle_timer(self._context.keep_alive_timeout)
+
+    def data_received(self, data: bytes) -> None:
+        for event in self._core.receive(data):
+            self._dispatch(event)
+        self._flush()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._closed = True
+        self._context.unregister(self)
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+        for stream in list(self._streams.values()):
+            stream.disconnect()
+        for waiter in self._window_waiters.values():
+            if not waiter.done():
+                waiter.set_result(None)
+        self._resolve_drain_waiter()
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+        assert self._transport is not None
+        self._transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        assert self._transport is not None
+        if not self._closed:
+            self._transport.resume_reading()
+        self._resolve_drain_waiter()
+
+    # -- events from the core --------------------------------------------------------------------
+
+    def _dispatch(self, event: Event) -> None:
+        kind = type(event)
+        if kind is Request:
+            self._on_request(event)  # type: ignore[arg-type]
+        elif kind is Body:
+            self._on_body(event)  # type: ignore[arg-type]
+        elif kind is EndBody:
+            stream = self._streams.get(event.stream_id)  # type: ignore[union-attr]
+            if stream is not None:
+                stream.feed_end()
+        elif kind is WindowOpened:
+            self._on_window_opened(event.stream_id)  # type: ignore[union-attr]
+        elif kind is Reset:
+            self._on_reset(event.stream_id)  # type: ignore[union-attr]
+        elif kind is GoAway:
+            self._on_goaway(event)  # type: ignore[arg-type]
+        elif kind is ConnectionFailed:
+            self._on_connection_failed(event)  # type: ignore[arg-type]
+
+    def _on_request(self, event: Request) -> None:
+        stream_id = event.stream_id
+        context = self._context
+        scope = build_scope(
+            event.headers, self._scheme, self._client, self._server, context.lifespan_state
+        )
+        stream = HTTPStream(self, stream_id, scope)
+        self._streams[stream_id] = stream
+        self._tasks[stream_id] = self._loop.create_task(self._run_stream(stream))
+
+    def _on_body(self, event: Body) -> None:
+        stream = self._streams.get(event.stream_id)
+        if stream is None:
+            self._core.acknowledge(event.stream_id, event.flow_controlled_length)
+        else:
+            stream.feed_body(event.data, event.flow_controlled_length)
+
+    def _on_window_opened(self, stream_id: int) -> None:
+        if stream_id == 0:
+            for waiter in self._window_waiters.values():
+                if not waiter.done():
+                    waiter.set_result(None)
+            return
+        waiter = self._window_waiters.get(stream_id)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _on_reset(self, stream_id: int) -> None:
+        stream = self._streams.get(stream_id)
+        if stream is not None:
+            stream.disconnect()
+        self._on_window_opened(stream_id)
+
+    def _on_goaway(self, event: GoAway) -> None:
+        if event.error_code == NO_ERROR:
+            self.shutdown()
+        else:
+            log.info("peer sent GOAWAY with error code %d; closing", event.error_code)
+            self._close_transport()
+
+    def _on_connection_failed(self, event: ConnectionFailed) -> None:
+        log.info(
+            "connection error from %s: %s (error code %d)",
+            self._client[0] if self._client else "?",
+            event.reason,
+            event.error_code,
+        )
+        self._flush()
+        self._close_transport()
+
+    # -- streams ---------------------------------------------------------------------------------
+
+    async def _run_stream(self, stream: HTTPStream) -> None:
+        stream_id = stream.stream_id
+        try:
+            await run_http(self._context.app, stream)
+        finally:
+            del self._streams[stream_id]
+            del self._tasks[stream_id]
+            if not stream.request_complete:
+                # RFC 9113 §8.1: the response is done; the rest of the request is not needed.
+                self._core.reset(stream_id, NO_ERROR)
+            stream.disconnect()
+            self._schedule_flush()
+            if not self._streams:
+                if self._closing:
+                    self._close_transport()
+                else:
+                    self._idle_since = self._loop.time()
+
+    # -- StreamSink ------------------------------------------------------------------------------
+
+    def send_headers(self, stream_id: int, headers: Headers, end_stream: bool) -> None:
+        try:
+            self._core.send_headers(stream_id, headers, end_stream)
+        except StreamGone:
+            raise ClientDisconnected(f"stream {stream_id} is closed") from None
+        self._schedule_flush()
+
+    async def send_body(self, stream_id: int, data: bytes, end_stream: bool) -> None:
+        core = self._core
+        while True:
+            if self._closed:
+                raise ClientDisconnected(f"stream {stream_id}: connection closed")
+            try:
+                sent = core.send_data(stream_id, data, end_stream)
+            except StreamGone:
+                raise ClientDisconnected(f"stream {stream_id} is closed") from None
+            if core.pending_output_size >= FLUSH_THRESHOLD:
+                self._flush()
+            else:
+                self._schedule_flush()
+            if sent == len(data):
+                break
+            data = memoryview(data)[sent:]  # type: ignore[assignment]
+            await self._wait_for_window(stream_id)
+        if self._write_paused:
+            await self._wait_for_drain()
+
+    def end_stream(self, stream_id: int) -> None:
+        try:
+            self._core.end_stream(stream_id)
+        except StreamGone:
+            raise ClientDisconnected(f"stream {stream_id} is closed") from None
+        self._schedule_flush()
+
+    def reset_stream(self, stream_id: int, error_code: int) -> None:
+        self._core.reset(stream_id, error_code)
+        self._schedule_flush()
+
+    def acknowledge(self, stream_id: int, size: int) -> None:
+        self._core.acknowledge(stream_id, size)
+        self._schedule_flush()
+
+    def date_header(self) -> bytes:
+        return self._context.date_header()
+
+    async def _wait_for_window(self, stream_id: int) -> None:
+        waiter = self._loop.create_future()
+        self._window_waiters[stream_id] = waiter
+        try:
+            await waiter
+        finally:
+            del self._window_waiters[stream_id]
+
+    async def _wait_for_drain(self) -> None:
+        if self._drain_waiter is None:
+            self._drain_waiter = self._loop.create_future()
+        # Shielded: one cancelled stream must not cancel the wait of every other stream.
+        await asyncio.shield(self._drain_waiter)
+
+    def _resolve_drain_waiter(self) -> None:
+        waiter, self._drain_waiter = self._drain_waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    # -- writing and closing ---------------------------------------------------------------------
+
+    def _schedule_flush(self) -> None:
+        if not self._flush_pending:
+            self._flush_pending = True
+            self._loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_pending = False
+        data = self._core.data_to_send()
+        if data and not self._closed:
+            assert self._transport is not None
+            self._transport.write(data)
+
+    def shutdown(self) -> None:
+        """Graceful close: GOAWAY now, close once the streams in flight are done."""
+        if self._closed or self._closing:
+            return
+        self._closing = True
+        self._core.start_graceful_close()
+        self._flush()
+        if not self._streams:
+            self._close_transport()
+
+    def abort(self) -> None:
+        """Close now, whatever is in flight (the graceful timeout ran out)."""
+        self._close_transport()
+
+    def _close_transport(self) -> None:
+        if self._closed or self._transport is None:
+            return
+        self._flush()
+        self._closed = True
+        self._transport.close()
+
+    def _arm_idle_timer(self, delay: float) -> None:
+        self._idle_timer = self._loop.call_later(delay, self._check_idle)
+
+    def _check_idle(self) -> None:
+        """Close a connection with no stream for keep_alive_timeout; otherwise check again later."""
+        if self._closed:
+            return
+        timeout = self._context.keep_alive_timeout
+        idle_for = self._loop.time() - self._idle_since
+        if not self._streams and idle_for >= timeout:
+            self.shutdown()
+            return
+        self._arm_idle_timer(timeout - idle_for if not self._streams else timeout)

@@ -1,0 +1,111 @@
+"""Start osmium as a real child process and find where it listens.
+
+Tests never guess ports: the server binds port 0 and we read the address from its startup line.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+LISTENING = re.compile(r"listening on (?P<scheme>https?)://(?P<host>\[[^\]]+\]|[^:/]+):(?P<port>\d+)")
+STARTUP_DEADLINE = 20.0
+
+
+@dataclass
+class ServerProcess:
+    process: subprocess.Popen[str]
+    scheme: str = ""
+    host: str = ""
+    port: int = 0
+    lines: list[str] = field(default_factory=list)
+    _line_queue: queue.Queue[str | None] = field(default_factory=queue.Queue)
+
+    @property
+    def url(self) -> str:
+        return f"{self.scheme}://{self.host}:{self.port}"
+
+    @property
+    def output(self) -> str:
+        return "".join(self.lines)
+
+    def wait_for_line(self, pattern: str, timeout: float = 10.0) -> re.Match[str]:
+        """Block until the server prints a line matching `pattern` (already printed lines count)."""
+        compiled = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        seen = 0
+        while True:
+            for line in self.lines[seen:]:
+                if match := compiled.search(line):
+                    return match
+            seen = len(self.lines)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"no line matching {pattern!r}; output:\n{self.output}")
+            try:
+                self._line_queue.get(timeout=min(remaining, 0.2))
+            except queue.Empty:
+                if self.process.poll() is not None and self._line_queue.empty():
+                    raise RuntimeError(f"server exited; output:\n{self.output}") from None
+
+    def signal(self, signum: int) -> None:
+        self.process.send_signal(signum)
+
+    def stop(self, timeout: float = 10.0) -> int:
+        """SIGTERM, then SIGKILL if the server does not exit in time; returns the exit code."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode
+
+
+def _pump(server: ServerProcess) -> None:
+    assert server.process.stdout is not None
+    for line in server.process.stdout:
+        server.lines.append(line)
+        server._line_queue.put(line)
+    server._line_queue.put(None)
+
+
+def osmium_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "osmium", *args]
+
+
+@contextmanager
+def running_server(
+    *args: str, app: str | None = None, env: dict[str, str] | None = None, cwd: str | None = None
+) -> Iterator[ServerProcess]:
+    """`osmium serve [app] --bind 127.0.0.1:0 *args`, yielded once it listens, stopped afterwards."""
+    command = osmium_command("serve", *([app] if app else []), "--bind", "127.0.0.1:0", *args)
+    child_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    process = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=child_env,
+        cwd=cwd,
+    )
+    server = ServerProcess(process)
+    threading.Thread(target=_pump, args=(server,), daemon=True).start()
+    try:
+        match = server.wait_for_line(LISTENING.pattern, timeout=STARTUP_DEADLINE)
+        server.scheme = match["scheme"]
+        server.host = match["host"]
+        server.port = int(match["port"])
+        yield server
+    finally:
+        server.stop()
