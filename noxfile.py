@@ -1,4 +1,4 @@
-"""Project tasks. `./scripts/nox -s tests` and `./scripts/nox -s serve` are the README's quick start.
+"""Project tasks; `./scripts/nox -s tests` and `-s serve` are the README's quick start.
 
 Every session installs what it needs itself: Python packages into its venv, and Debian's
 nghttp2-client (h2load, nghttp) and curl when they are missing and we are root.
@@ -56,6 +56,6 @@ def lint(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def serve(session: nox.Session) -> None:
-    """Serve the demo app (the main job until the benchmark harness lands): ./scripts/nox -s serve"""
+    """Serve the demo app: the main job until the benchmark harness lands."""
     install_project(session)
     session.run("osmium", "serve", *(session.posargs or ["--bind", "127.0.0.1:8000"]))

@@ -21,12 +21,12 @@ def import_app(spec: str) -> ASGIApp:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as error:
         if error.name and module_name.startswith(error.name):
-            raise ConfigError(f"cannot import app {spec!r}: no module named {error.name!r}") from None
+            raise ConfigError(
+                f"cannot import app {spec!r}: no module named {error.name!r}"
+            ) from None
         raise ConfigError(f"cannot import app {spec!r}: {error}") from None
     except Exception as error:
-        raise ConfigError(
-            f"cannot import app {spec!r}: {type(error).__name__}: {error}"
-        ) from None
+        raise ConfigError(f"cannot import app {spec!r}: {type(error).__name__}: {error}") from None
     app: object = module
     for part in attribute.split("."):
         try:

@@ -282,7 +282,9 @@ class HTTPStream:
             return
         if not self.headers_sent:
             if error is None:
-                error_log.error("stream %d: application returned without a response", self.stream_id)
+                error_log.error(
+                    "stream %d: application returned without a response", self.stream_id
+                )
             await self._send_internal_error()
         elif not self._response_complete:
             if error is None:
@@ -305,7 +307,7 @@ class HTTPStream:
 
 
 async def run_http(app: ASGIApp, stream: HTTPStream) -> None:
-    """Run the app for one stream; failures become a 500 or RST_STREAM, logged with the stream id."""
+    """Run the app for one stream; a failure becomes a 500 or RST_STREAM, logged by stream id."""
     error: BaseException | None = None
     try:
         await app(stream.scope, stream.receive, stream.send)

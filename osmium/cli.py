@@ -21,7 +21,9 @@ class _Parser(argparse.ArgumentParser):
     """argparse, but its errors are the one-line `osmium: error: ...` every other error uses."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(EXIT_CONFIG, f"osmium: error: {message} (see osmium {self.prog.split()[-1]} --help)\n")
+        self.exit(
+            EXIT_CONFIG, f"osmium: error: {message} (see osmium {self.prog.split()[-1]} --help)\n"
+        )
 
 
 def _protocol_flags(parser: argparse.ArgumentParser) -> None:
@@ -41,7 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"osmium {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     serve = commands.add_parser("serve", help="serve an ASGI app over HTTP/2")
-    serve.add_argument("app", nargs="?", default=None, help=f"module:attribute (default {DEMO_APP})")
+    serve.add_argument(
+        "app", nargs="?", default=None, help=f"module:attribute (default {DEMO_APP})"
+    )
     serve.add_argument("--bind", default=None, metavar="HOST:PORT", help="default 127.0.0.1:8000")
     serve.add_argument("--certfile", default=None, help="PEM certificate chain: serve TLS")
     serve.add_argument("--keyfile", default=None, help="PEM private key for --certfile")

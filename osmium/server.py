@@ -60,7 +60,9 @@ def loop_factory(choice: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
         import uvloop
     except ImportError:
         if choice == "uvloop":
-            raise ConfigError("--loop uvloop: uvloop is not installed (pip install uvloop)") from None
+            raise ConfigError(
+                "--loop uvloop: uvloop is not installed (pip install uvloop)"
+            ) from None
         return None
     return uvloop.new_event_loop
 

@@ -17,7 +17,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-LISTENING = re.compile(r"listening on (?P<scheme>https?)://(?P<host>\[[^\]]+\]|[^:/]+):(?P<port>\d+)")
+LISTENING = re.compile(
+    r"listening on (?P<scheme>https?)://(?P<host>\[[^\]]+\]|[^:/]+):(?P<port>\d+)"
+)
 STARTUP_DEADLINE = 20.0
 
 
@@ -88,7 +90,7 @@ def osmium_command(*args: str) -> list[str]:
 def running_server(
     *args: str, app: str | None = None, env: dict[str, str] | None = None, cwd: str | None = None
 ) -> Iterator[ServerProcess]:
-    """`osmium serve [app] --bind 127.0.0.1:0 *args`, yielded once it listens, stopped afterwards."""
+    """`osmium serve [app] --bind 127.0.0.1:0 *args`, yielded once it listens, then stopped."""
     command = osmium_command("serve", *([app] if app else []), "--bind", "127.0.0.1:0", *args)
     child_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     process = subprocess.Popen(

@@ -20,7 +20,7 @@ class Request:
 
 @dataclass(frozen=True, slots=True)
 class Body:
-    """Request body bytes; `flow_controlled_length` must be acknowledged once the app consumed them."""
+    """Request body bytes; acknowledge `flow_controlled_length` once the app consumed them."""
 
     stream_id: int
     data: bytes
@@ -45,7 +45,7 @@ class Reset:
 
 @dataclass(frozen=True, slots=True)
 class WindowOpened:
-    """More send window on `stream_id` (0: the connection, or every stream after a SETTINGS change)."""
+    """More send window on `stream_id` (0: the connection, or all streams after SETTINGS)."""
 
     stream_id: int
 
@@ -60,7 +60,7 @@ class GoAway:
 
 @dataclass(frozen=True, slots=True)
 class ConnectionFailed:
-    """A connection error: GOAWAY with `error_code` is queued; flush it, then close the transport."""
+    """A connection error: GOAWAY(`error_code`) is queued; flush it, then close the transport."""
 
     error_code: int
     reason: str

@@ -6,6 +6,7 @@ in-flight streams after a peer GOAWAY, frame sizing and flow-control accounting.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Sequence
 
@@ -14,6 +15,7 @@ import h2.connection
 import h2.events
 import h2.exceptions
 import h2.settings
+from h2.connection import ConnectionState
 from h2.errors import ErrorCodes
 from hyperframe.frame import GoAwayFrame, HeadersFrame
 
@@ -52,9 +54,9 @@ class _FrameLogger:
 class _ServerH2Connection(h2.connection.H2Connection):
     """h2 with the server behaviour RFC 9113 asks for where h2's choice differs.
 
-    - A stream over MAX_CONCURRENT_STREAMS, or above the last stream id of our GOAWAY, is refused with
-      RST_STREAM(REFUSED_STREAM) (§5.1.2, §6.8) instead of failing the whole connection; its header
-      block is still decoded so HPACK state stays in sync.
+    - A stream over MAX_CONCURRENT_STREAMS, or above the last stream id of our GOAWAY, is refused
+      with RST_STREAM(REFUSED_STREAM) (§5.1.2, §6.8) instead of failing the whole connection;
+      its header block is still decoded so HPACK state stays in sync.
     - A peer GOAWAY lets streams in flight finish (§6.8) instead of closing the connection at once.
     """
 
@@ -165,8 +167,11 @@ class ServerConnection:
         try:
             h2_events = self._h2.receive_data(data)
         except h2.exceptions.ProtocolError as error:
-            self.closed = True
             code = getattr(error, "error_code", ErrorCodes.PROTOCOL_ERROR)
+            if self._h2.state_machine.state is not ConnectionState.CLOSED:
+                # A bad preface fails before h2 queues its GOAWAY (RFC 9113 §3.4 still wants one).
+                self._h2.close_connection(code)
+            self.closed = True
             return [ConnectionFailed(int(code), str(error) or type(error).__name__)]
         return self._translate(h2_events)
 
@@ -222,7 +227,9 @@ class ServerConnection:
         while sent < total and window > 0:
             size = min(frame_size, window, total - sent)
             last = sent + size == total
-            h2_connection.send_data(stream_id, view[sent : sent + size], end_stream=end_stream and last)
+            h2_connection.send_data(
+                stream_id, view[sent : sent + size], end_stream=end_stream and last
+            )
             sent += size
             window -= size
         return sent
@@ -235,10 +242,8 @@ class ServerConnection:
 
     def reset(self, stream_id: int, error_code: int) -> None:
         """RST_STREAM, unless the stream is already closed (then there is nothing to reset)."""
-        try:
+        with contextlib.suppress(h2.exceptions.StreamClosedError):
             self._h2.reset_stream(stream_id, error_code)
-        except h2.exceptions.StreamClosedError:
-            pass
 
     def acknowledge(self, stream_id: int, size: int) -> None:
         """The app consumed `size` flow-controlled bytes: let the client send that much more."""

@@ -16,7 +16,7 @@ MAX_WINDOW_SIZE = 2**31 - 1
 class ProtocolSettings:
     #: SETTINGS_MAX_CONCURRENT_STREAMS: streams over it are refused with REFUSED_STREAM.
     max_concurrent_streams: int = 100
-    #: SETTINGS_INITIAL_WINDOW_SIZE: request bytes a client may send per stream before the app reads.
+    #: SETTINGS_INITIAL_WINDOW_SIZE: request bytes a client may send per stream before a read.
     initial_window_size: int = 256 * 1024
     #: Receive window of the whole connection, opened with a WINDOW_UPDATE right after SETTINGS.
     connection_window_size: int = 1024 * 1024

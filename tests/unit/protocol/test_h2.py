@@ -1,0 +1,266 @@
+"""The sans-IO core driven by an h2 client: bytes in, events and bytes out, no sockets."""
+
+from __future__ import annotations
+
+import h2.config
+import h2.connection
+import h2.events
+import h2.settings
+import pytest
+from h2.errors import ErrorCodes
+from hyperframe.frame import DataFrame, Frame, GoAwayFrame, RstStreamFrame
+
+from osmium.protocol.events import (
+    Body,
+    ConnectionFailed,
+    EndBody,
+    GoAway,
+    Request,
+    Reset,
+    WindowOpened,
+)
+from osmium.protocol.h2 import ServerConnection, StreamGone
+from osmium.protocol.settings import ProtocolSettings
+
+GET = [(":method", "GET"), (":path", "/"), (":scheme", "http"), (":authority", "test")]
+POST = [(":method", "POST"), (":path", "/echo"), (":scheme", "http"), (":authority", "test")]
+
+
+class Peer:
+    """A client connection wired to a ServerConnection through plain byte strings."""
+
+    def __init__(
+        self,
+        settings: ProtocolSettings | None = None,
+        *,
+        initial_window_size: int | None = None,
+        heed_server_settings: bool = True,
+    ) -> None:
+        self.server = ServerConnection(settings or ProtocolSettings())
+        config = h2.config.H2Configuration(
+            client_side=True, validate_outbound_headers=False, normalize_outbound_headers=False
+        )
+        self.client = h2.connection.H2Connection(config)
+        if initial_window_size is not None:
+            self.client.local_settings = h2.settings.Settings(
+                client=True,
+                initial_values={h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: initial_window_size},
+            )
+        self.client.initiate_connection()
+        self.server.start()
+        server_preface = self.server.data_to_send()
+        # A client that never saw our SETTINGS may exceed our limits: that is what some tests need.
+        self.client_events = (
+            self.client.receive_data(server_preface) if heed_server_settings else []
+        )
+        self.server_events = self.client_to_server()
+
+    def client_to_server(self) -> list:
+        return self.server.receive(self.client.data_to_send())
+
+    def server_to_client(self) -> list:
+        return self.client.receive_data(self.server.data_to_send())
+
+    def request(self, headers: list, body: bytes = b"", end: bool = True) -> int:
+        stream_id = self.client.get_next_available_stream_id()
+        self.client.send_headers(stream_id, headers, end_stream=end and not body)
+        if body:
+            self.client.send_data(stream_id, body, end_stream=end)
+        return stream_id
+
+
+def frames_in(data: bytes) -> list[Frame]:
+    frames = []
+    while data:
+        frame, length = Frame.parse_frame_header(memoryview(data[:9]))
+        frame.parse_body(memoryview(data[9 : 9 + length]))
+        frames.append(frame)
+        data = data[9 + length :]
+    return frames
+
+
+def test_start_advertises_settings_and_opens_connection_window() -> None:
+    settings = ProtocolSettings(max_concurrent_streams=7, initial_window_size=1000)
+    peer = Peer(settings)
+    changed = next(e for e in peer.client_events if isinstance(e, h2.events.RemoteSettingsChanged))
+    values = {code: setting.new_value for code, setting in changed.changed_settings.items()}
+    assert values[h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS] == 7
+    assert values[h2.settings.SettingCodes.INITIAL_WINDOW_SIZE] == 1000
+    assert values[h2.settings.SettingCodes.ENABLE_PUSH] == 0
+    assert peer.client.outbound_flow_control_window == settings.connection_window_size
+
+
+def test_request_headers_become_a_request_event_then_end_body() -> None:
+    peer = Peer()
+    stream_id = peer.request(GET)
+    events = peer.client_to_server()
+    assert events == [Request(stream_id, events[0].headers), EndBody(stream_id, [])]
+    assert (b":method", b"GET") in events[0].headers
+
+
+def test_request_trailers_arrive_with_end_body() -> None:
+    peer = Peer()
+    stream_id = peer.request(POST, b"abc", end=False)
+    peer.client.send_headers(stream_id, [("x-sum", "1")], end_stream=True)
+    events = peer.client_to_server()
+    assert [type(e) for e in events] == [Request, Body, EndBody]
+    assert events[2].trailers == [(b"x-sum", b"1")]
+
+
+def test_unconsumed_body_holds_back_the_client_window() -> None:
+    peer = Peer(ProtocolSettings(initial_window_size=1000))
+    stream_id = peer.request(POST, b"x" * 1000, end=False)
+    peer.client_to_server()
+    peer.server_to_client()
+    assert peer.client.local_flow_control_window(stream_id) == 0
+    peer.server.acknowledge(stream_id, 1000)
+    events = peer.server_to_client()
+    assert any(isinstance(e, h2.events.WindowUpdated) and e.stream_id == stream_id for e in events)
+    assert peer.client.local_flow_control_window(stream_id) == 1000
+
+
+def test_send_data_stops_at_the_peer_window_and_resumes_on_window_update() -> None:
+    peer = Peer(initial_window_size=100)
+    stream_id = peer.request(GET)
+    peer.client_to_server()
+    peer.server.send_headers(stream_id, [(b":status", b"200")], end_stream=False)
+    assert peer.server.send_data(stream_id, b"y" * 250, end_stream=True) == 100
+    received = [e for e in peer.server_to_client() if isinstance(e, h2.events.DataReceived)]
+    assert sum(len(e.data) for e in received) == 100
+    peer.client.increment_flow_control_window(150, stream_id)
+    assert peer.client_to_server() == [WindowOpened(stream_id)]
+    assert peer.server.send_data(stream_id, b"y" * 150, end_stream=True) == 150
+    events = peer.server_to_client()
+    assert any(isinstance(e, h2.events.StreamEnded) for e in events)
+
+
+def test_data_frames_never_exceed_the_peer_max_frame_size() -> None:
+    peer = Peer(initial_window_size=1 << 20)
+    peer.client.increment_flow_control_window(1 << 20)
+    stream_id = peer.request(GET)
+    peer.client_to_server()
+    peer.server.send_headers(stream_id, [(b":status", b"200")], end_stream=False)
+    assert peer.server.send_data(stream_id, b"z" * 100_000, end_stream=True) == 100_000
+    data_frames = [f for f in frames_in(peer.server.data_to_send()) if isinstance(f, DataFrame)]
+    assert max(len(f.data) for f in data_frames) == 16_384
+    assert sum(len(f.data) for f in data_frames) == 100_000
+    assert "END_STREAM" in data_frames[-1].flags
+    assert all("END_STREAM" not in f.flags for f in data_frames[:-1])
+
+
+def test_stream_over_the_limit_is_refused_and_the_connection_survives() -> None:
+    peer = Peer(ProtocolSettings(max_concurrent_streams=1), heed_server_settings=False)
+    first = peer.request(GET)
+    second = peer.request(GET)
+    events = peer.client_to_server()
+    assert [e.stream_id for e in events if isinstance(e, Request)] == [first]
+    resets = [f for f in frames_in(peer.server.data_to_send()) if isinstance(f, RstStreamFrame)]
+    assert [(f.stream_id, f.error_code) for f in resets] == [(second, ErrorCodes.REFUSED_STREAM)]
+    peer.server.send_headers(first, [(b":status", b"204")], end_stream=True)
+    peer.server_to_client()
+    third = peer.request(GET)
+    assert Request in {type(e) for e in peer.client_to_server() if e.stream_id == third}
+
+
+def test_bad_preface_fails_the_connection_with_protocol_error() -> None:
+    server = ServerConnection(ProtocolSettings())
+    server.start()
+    server.data_to_send()
+    events = server.receive(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert len(events) == 1 and isinstance(events[0], ConnectionFailed)
+    assert events[0].error_code == ErrorCodes.PROTOCOL_ERROR
+    goaway = [f for f in frames_in(server.data_to_send()) if isinstance(f, GoAwayFrame)]
+    assert goaway[0].error_code == ErrorCodes.PROTOCOL_ERROR
+    assert server.receive(b"more") == []
+
+
+def test_content_length_mismatch_is_a_protocol_error() -> None:
+    peer = Peer()
+    peer.request([*POST, ("content-length", "10")], b"short")
+    events = peer.client_to_server()
+    assert isinstance(events[-1], ConnectionFailed)
+    assert events[-1].error_code == ErrorCodes.PROTOCOL_ERROR
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        [h for h in GET if h[0] != ":path"],
+        [*GET, ("connection", "keep-alive")],
+        [*GET, ("te", "gzip")],
+        [*GET, ("Upper", "case")],
+    ],
+    ids=["missing-path", "connection-header", "te-not-trailers", "uppercase-name"],
+)
+def test_malformed_requests_are_rejected(headers: list) -> None:
+    peer = Peer()
+    peer.request(headers)
+    events = peer.client_to_server()
+    assert not any(isinstance(e, Request) for e in events)
+    assert isinstance(events[-1], ConnectionFailed)
+    assert events[-1].error_code == ErrorCodes.PROTOCOL_ERROR
+
+
+def test_peer_reset_becomes_reset_event_and_sending_raises_stream_gone() -> None:
+    peer = Peer()
+    stream_id = peer.request(GET)
+    peer.client_to_server()
+    peer.client.reset_stream(stream_id, ErrorCodes.CANCEL)
+    assert peer.client_to_server() == [Reset(stream_id, ErrorCodes.CANCEL)]
+    with pytest.raises(StreamGone):
+        peer.server.send_headers(stream_id, [(b":status", b"200")], end_stream=True)
+
+
+def test_peer_goaway_lets_streams_in_flight_finish() -> None:
+    peer = Peer()
+    stream_id = peer.request(GET)
+    peer.client_to_server()
+    peer.client.close_connection(last_stream_id=0)
+    assert peer.client_to_server() == [GoAway(ErrorCodes.NO_ERROR, 0)]
+    peer.server.send_headers(stream_id, [(b":status", b"200")], end_stream=False)
+    assert peer.server.send_data(stream_id, b"done", end_stream=True) == 4
+    frames = frames_in(peer.server.data_to_send())
+    assert any(isinstance(f, DataFrame) and f.data == b"done" for f in frames)
+
+
+def test_graceful_close_names_last_stream_and_refuses_later_ones() -> None:
+    peer = Peer()
+    first = peer.request(GET)
+    peer.client_to_server()
+    peer.server.start_graceful_close()
+    goaway = [f for f in frames_in(peer.server.data_to_send()) if isinstance(f, GoAwayFrame)]
+    assert [(f.last_stream_id, f.error_code) for f in goaway] == [(first, ErrorCodes.NO_ERROR)]
+    later = peer.request(GET)
+    assert peer.client_to_server() == []
+    resets = [f for f in frames_in(peer.server.data_to_send()) if isinstance(f, RstStreamFrame)]
+    assert [(f.stream_id, f.error_code) for f in resets] == [(later, ErrorCodes.REFUSED_STREAM)]
+    peer.server.send_headers(first, [(b":status", b"204")], end_stream=True)
+    assert peer.server.data_to_send()
+
+
+def test_settings_change_of_initial_window_opens_every_stream() -> None:
+    peer = Peer(initial_window_size=0)
+    stream_id = peer.request(GET)
+    peer.client_to_server()
+    peer.server.send_headers(stream_id, [(b":status", b"200")], end_stream=False)
+    assert peer.server.send_data(stream_id, b"abc", end_stream=True) == 0
+    peer.client.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 10})
+    assert WindowOpened(0) in peer.client_to_server()
+    assert peer.server.send_data(stream_id, b"abc", end_stream=True) == 3
+
+
+def test_data_for_a_refused_stream_still_returns_connection_window() -> None:
+    peer = Peer(
+        ProtocolSettings(max_concurrent_streams=1, connection_window_size=65_535),
+        heed_server_settings=False,
+    )
+    peer.request(GET)
+    refused = peer.client.get_next_available_stream_id()
+    peer.client.send_headers(refused, POST, end_stream=False)
+    for _ in range(3):
+        peer.client.send_data(refused, b"d" * 16_000)
+    peer.client.end_stream(refused)
+    peer.client_to_server()
+    events = peer.server_to_client()
+    updates = [e for e in events if isinstance(e, h2.events.WindowUpdated) and e.stream_id == 0]
+    assert sum(e.delta for e in updates) == 48_000
