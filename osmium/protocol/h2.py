@@ -60,6 +60,9 @@ class _ServerH2Connection(h2.connection.H2Connection):
     - A peer GOAWAY lets streams in flight finish (§6.8) instead of closing the connection at once.
     """
 
+    #: How many closed streams h2 remembers (to tell a late frame after RST_STREAM from a protocol
+    #: error). h2's 65536 costs megabytes per long-lived connection; 4096 covers in-flight races.
+    MAX_CLOSED_STREAMS = 4096
     goaway_last_stream_id: int | None = None
     _open_stream_count = 0
 
@@ -202,9 +205,11 @@ class ServerConnection:
     # -- output ----------------------------------------------------------------------------------
 
     def send_headers(self, stream_id: int, headers: Headers, end_stream: bool) -> None:
+        if self.closed:
+            raise StreamGone(stream_id)
         try:
             self._h2.send_headers(stream_id, headers, end_stream=end_stream)
-        except h2.exceptions.StreamClosedError as error:
+        except h2.exceptions.NoSuchStreamError as error:
             raise StreamGone(stream_id) from error
 
     def send_data(self, stream_id: int, data: bytes, end_stream: bool) -> int:
@@ -212,16 +217,21 @@ class ServerConnection:
 
         Returns how many bytes were queued; END_STREAM goes out only with the last byte.
         """
-        h2_connection = self._h2
+        if self.closed:
+            raise StreamGone(stream_id)
         try:
-            window = h2_connection.local_flow_control_window(stream_id)
-        except h2.exceptions.StreamClosedError as error:
+            return self._send_data_within_window(stream_id, data, end_stream)
+        except h2.exceptions.NoSuchStreamError as error:
             raise StreamGone(stream_id) from error
+
+    def _send_data_within_window(self, stream_id: int, data: bytes, end_stream: bool) -> int:
+        h2_connection = self._h2
+        window = h2_connection.local_flow_control_window(stream_id)
+        frame_size = h2_connection.max_outbound_frame_size
         total = len(data)
-        if total <= window and total <= h2_connection.max_outbound_frame_size:
+        if total <= window and total <= frame_size:
             h2_connection.send_data(stream_id, data, end_stream=end_stream)
             return total
-        frame_size = h2_connection.max_outbound_frame_size
         view = memoryview(data)
         sent = 0
         while sent < total and window > 0:
@@ -235,14 +245,18 @@ class ServerConnection:
         return sent
 
     def end_stream(self, stream_id: int) -> None:
+        if self.closed:
+            raise StreamGone(stream_id)
         try:
             self._h2.end_stream(stream_id)
-        except h2.exceptions.StreamClosedError as error:
+        except h2.exceptions.NoSuchStreamError as error:
             raise StreamGone(stream_id) from error
 
     def reset(self, stream_id: int, error_code: int) -> None:
         """RST_STREAM, unless the stream is already closed (then there is nothing to reset)."""
-        with contextlib.suppress(h2.exceptions.StreamClosedError):
+        if self.closed:
+            return
+        with contextlib.suppress(h2.exceptions.NoSuchStreamError):
             self._h2.reset_stream(stream_id, error_code)
 
     def acknowledge(self, stream_id: int, size: int) -> None:
