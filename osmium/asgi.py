@@ -233,6 +233,7 @@ class HTTPStream:
             raise RuntimeError("http.response.body sent before http.response.start")
         if self._is_head:
             # RFC 9110 §9.3.2: same headers as GET, no content; the app's body is dropped.
+            self._body_finished = not more_body
             if not self.headers_sent:
                 self.headers_sent = True
                 self._sink.send_headers(self.stream_id, self._response_headers, True)

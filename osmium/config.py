@@ -123,4 +123,7 @@ def load_file(path: str) -> dict[str, Any]:
     table = document.get("server", document)
     if not isinstance(table, dict):
         raise ConfigError(f"config file {path}: [server] must be a table")
+    if table is not document and len(document) > 1:
+        outside = ", ".join(sorted(key for key in document if key != "server"))
+        raise ConfigError(f"config file {path}: settings outside [server]: {outside}")
     return {key.replace("-", "_"): value for key, value in table.items()}

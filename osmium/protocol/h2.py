@@ -17,7 +17,9 @@ import h2.exceptions
 import h2.settings
 from h2.connection import ConnectionState
 from h2.errors import ErrorCodes
-from hyperframe.frame import GoAwayFrame, HeadersFrame
+from h2.stream import StreamClosedBy
+from hpack.exceptions import HPACKError, OversizedHeaderListError
+from hyperframe.frame import DataFrame, GoAwayFrame, HeadersFrame, RstStreamFrame
 
 from osmium.protocol.events import (
     Body,
@@ -30,9 +32,14 @@ from osmium.protocol.events import (
     Reset,
     WindowOpened,
 )
+from osmium.protocol.framing import ServerFrameBuffer
 from osmium.protocol.settings import ProtocolSettings
 
 DEFAULT_WINDOW_SIZE = 65_535
+
+
+class CompressionError(h2.exceptions.ProtocolError):
+    error_code = ErrorCodes.COMPRESSION_ERROR
 
 
 class StreamGone(Exception):
@@ -74,20 +81,41 @@ class _ServerH2Connection(h2.connection.H2Connection):
         return min(self._open_stream_count, self.local_settings.max_concurrent_streams - 1)
 
     def _receive_headers_frame(self, frame: HeadersFrame) -> tuple[list, list]:
-        is_new_stream = frame.stream_id not in self.streams
-        frames, events = super()._receive_headers_frame(frame)
+        stream_id = frame.stream_id
+        is_new_stream = stream_id not in self.streams
+        try:
+            frames, events = super()._receive_headers_frame(frame)
+        except h2.exceptions.ProtocolError as error:
+            # h2 reports every HPACK decoding failure as PROTOCOL_ERROR; RFC 9113 §4.3 says
+            # COMPRESSION_ERROR (an oversized header list stays h2's ENHANCE_YOUR_CALM).
+            if isinstance(error.__cause__, HPACKError) and not isinstance(
+                error.__cause__, OversizedHeaderListError
+            ):
+                raise CompressionError(str(error)) from error
+            raise
         if not is_new_stream:
             return frames, events
-        over_limit = self._open_stream_count >= self.local_settings.max_concurrent_streams
-        after_goaway = (
-            self.goaway_last_stream_id is not None and frame.stream_id > self.goaway_last_stream_id
-        )
-        if not (over_limit or after_goaway):
+        if self._open_stream_count >= self.local_settings.max_concurrent_streams or (
+            self.goaway_last_stream_id is not None and stream_id > self.goaway_last_stream_id
+        ):
+            error_code = ErrorCodes.REFUSED_STREAM
+        elif "END_STREAM" in frame.flags and self.streams[stream_id]._expected_content_length:
+            # §8.1.1: a content-length that no DATA frame can match makes the request malformed.
+            error_code = ErrorCodes.PROTOCOL_ERROR
+        else:
             return frames, events
         self._prepare_for_sending(frames)
-        self.reset_stream(frame.stream_id, ErrorCodes.REFUSED_STREAM)
-        kept = [event for event in events if getattr(event, "stream_id", None) != frame.stream_id]
-        return [], kept
+        self.reset_stream(stream_id, error_code)
+        return [], [event for event in events if getattr(event, "stream_id", None) != stream_id]
+
+    def _receive_data_frame(self, frame: DataFrame) -> tuple[list, list]:
+        # §5.1: DATA arriving after *we* reset the stream is ignored (its window still returned);
+        # h2 would answer every such frame with one more RST_STREAM.
+        reset_by_us = self._stream_closed_by(frame.stream_id) is StreamClosedBy.SEND_RST_STREAM
+        frames, events = super()._receive_data_frame(frame)
+        if reset_by_us:
+            frames = [f for f in frames if not isinstance(f, RstStreamFrame)]
+        return frames, events
 
     def _receive_goaway_frame(self, frame: GoAwayFrame) -> tuple[list, list]:
         event = h2.events.ConnectionTerminated()
@@ -133,6 +161,10 @@ class ServerConnection:
                 h2.settings.SettingCodes.ENABLE_PUSH: 0,
             },
         )
+        # h2 copied its default limits out of the settings we just replaced; apply ours.
+        self._h2.max_inbound_frame_size = settings.max_frame_size
+        self._h2.decoder.max_header_list_size = settings.max_header_list_size
+        self._h2.incoming_buffer = ServerFrameBuffer()
         self._settings = settings
         self._trailers: dict[int, Headers] = {}
         self.closed = False

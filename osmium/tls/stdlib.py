@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import ssl
 
 from osmium.tls import TLSConfigError
@@ -20,10 +21,11 @@ class StdlibTLS:
         context.set_ciphers(TLS12_CIPHERS)
         context.options |= ssl.OP_NO_COMPRESSION | ssl.OP_NO_RENEGOTIATION
         context.set_alpn_protocols(ALPN_PROTOCOLS)
+        for path in (certfile, keyfile):
+            if not os.path.isfile(path):
+                raise TLSConfigError(f"cannot read {path}: no such file")
         try:
             context.load_cert_chain(certfile, keyfile)
-        except FileNotFoundError as error:
-            raise TLSConfigError(f"cannot read {error.filename}: no such file") from None
         except (ssl.SSLError, OSError) as error:
             raise TLSConfigError(
                 f"cannot load certificate {certfile} with key {keyfile}: {error}"

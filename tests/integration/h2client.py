@@ -39,8 +39,12 @@ class StreamState:
     ended: bool = False
     reset_code: int | None = None
     window_updates: int = 0
-    #: Called with each DATA payload instead of keeping it in `data` (for very large bodies).
+    #: Sum of the stream's WINDOW_UPDATE increments from the server.
+    window_credit: int = 0
+    #: Called with each DATA payload as it arrives.
     on_data: Callable[[bytes], None] | None = None
+    #: Keep the body in `data` (off for very large bodies, which `on_data` digests instead).
+    keep_data: bool = True
 
     @property
     def done(self) -> bool:
@@ -65,9 +69,19 @@ class _ClientH2Connection(h2.connection.H2Connection):
     DATA frames as a protocol error; RFC 9113 §6.8 lets streams up to last_stream_id complete.
     """
 
+    #: Open streams past the server's SETTINGS_MAX_CONCURRENT_STREAMS (to see it refuse them).
+    ignore_stream_limit = False
+
+    @property
+    def open_outbound_streams(self) -> int:
+        return 0 if self.ignore_stream_limit else super().open_outbound_streams
+
     def _receive_goaway_frame(self, frame: GoAwayFrame) -> tuple[list, list]:
         event = h2.events.ConnectionTerminated()
-        event.error_code = ErrorCodes(frame.error_code)
+        try:
+            event.error_code = ErrorCodes(frame.error_code)
+        except ValueError:  # a code RFC 9113 does not define is still reported, as a number
+            event.error_code = frame.error_code
         event.last_stream_id = frame.last_stream_id
         event.additional_data = frame.additional_data or None
         return [], [event]
@@ -85,6 +99,7 @@ class H2Client:
         connection_window: int | None = None,
         auto_ack: bool = True,
         authority: str | None = None,
+        ignore_stream_limit: bool = False,
     ) -> None:
         self.host, self.port = host, port
         self.authority = authority or f"{host}:{port}"
@@ -92,6 +107,7 @@ class H2Client:
         self.sock.setblocking(False)
         config = h2.config.H2Configuration(client_side=True, header_encoding=None)
         self.conn = _ClientH2Connection(config=config)
+        self.conn.ignore_stream_limit = ignore_stream_limit
         if settings:
             values = {h2.settings.SettingCodes.ENABLE_PUSH: 0, **settings}
             self.conn.local_settings = h2.settings.Settings(client=True, initial_values=values)
@@ -102,6 +118,7 @@ class H2Client:
         self.settings_frames = 0
         self.goaways: list[h2.events.ConnectionTerminated] = []
         self.connection_window_updates = 0
+        self.connection_window_credit = 0
         self.ping_acks: set[bytes] = set()
         self.eof = False
         self.events: list[h2.events.Event] = []
@@ -135,6 +152,7 @@ class H2Client:
         *,
         end_stream: bool = True,
         on_data: Callable[[bytes], None] | None = None,
+        keep_data: bool = True,
     ) -> int:
         """Send a request header block; returns the new stream id."""
         stream_id = self.conn.get_next_available_stream_id()
@@ -145,7 +163,7 @@ class H2Client:
             (b":path", path.encode()),
             *(headers or []),
         ]
-        self.streams[stream_id] = StreamState(stream_id, on_data=on_data)
+        self.streams[stream_id] = StreamState(stream_id, on_data=on_data, keep_data=keep_data)
         self.conn.send_headers(stream_id, block, end_stream=end_stream)
         self.flush()
         return stream_id
@@ -204,6 +222,11 @@ class H2Client:
             self.conn.increment_flow_control_window(size, stream_id=stream_id)
         self.flush()
 
+    def open_connection_window(self, size: int) -> None:
+        """WINDOW_UPDATE on the connection only."""
+        self.conn.increment_flow_control_window(size)
+        self.flush()
+
     def ping(self, timeout: float = DEFAULT_TIMEOUT) -> None:
         """PING and wait for its ACK: everything we sent before it has been processed."""
         payload = os.urandom(8)
@@ -227,7 +250,9 @@ class H2Client:
         while not condition():
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise TimeoutError(f"timed out waiting for {what or condition}; events: {self.events[-10:]}")
+                raise TimeoutError(
+                    f"timed out waiting for {what or condition}; events: {self.events[-10:]}"
+                )
             if self.eof:
                 raise ConnectionError(f"connection closed while waiting for {what or condition}")
             self._pump(min(remaining, 0.5))
@@ -295,10 +320,10 @@ class H2Client:
         elif isinstance(event, h2.events.DataReceived):
             assert stream is not None
             stream.received += len(event.data)
+            if stream.keep_data:
+                stream.data += event.data
             if stream.on_data is not None:
                 stream.on_data(event.data)
-            else:
-                stream.data += event.data
             if self.auto_ack:
                 self.conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
         elif isinstance(event, h2.events.TrailersReceived):
@@ -313,8 +338,10 @@ class H2Client:
         elif isinstance(event, h2.events.WindowUpdated):
             if event.stream_id == 0:
                 self.connection_window_updates += 1
+                self.connection_window_credit += event.delta
             elif stream is not None:
                 stream.window_updates += 1
+                stream.window_credit += event.delta
         elif isinstance(event, h2.events.RemoteSettingsChanged):
             self.settings_frames += 1
             for code, change in event.changed_settings.items():

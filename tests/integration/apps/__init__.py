@@ -1,0 +1,1 @@
+"""ASGI apps the integration tests serve: `osmium serve tests.integration.apps.<module>:app`."""
