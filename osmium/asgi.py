@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, Protocol
 from urllib.parse import unquote
 
-from osmium.protocol.events import Headers
+from osmium.protocol.events import ErrorCode, Headers
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -30,8 +30,6 @@ CONNECTION_SPECIFIC = frozenset(
     {b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade"}
 )
 INTERNAL_ERROR_BODY = b"Internal Server Error"
-INTERNAL_ERROR = 0x2
-NO_ERROR = 0x0
 _STATUS_BYTES = {status: str(status).encode() for status in range(100, 600)}
 
 
@@ -290,7 +288,7 @@ class HTTPStream:
         elif not self._response_complete:
             if error is None:
                 error_log.error("stream %d: application returned mid-response", self.stream_id)
-            self._sink.reset_stream(self.stream_id, INTERNAL_ERROR)
+            self._sink.reset_stream(self.stream_id, ErrorCode.INTERNAL_ERROR)
             self.disconnect()
 
     async def _send_internal_error(self) -> None:

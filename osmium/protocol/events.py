@@ -6,8 +6,28 @@ Small immutable records: the transport dispatches on their type and never sees h
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import IntEnum
 
 Headers = list[tuple[bytes, bytes]]
+
+
+class ErrorCode(IntEnum):
+    """RFC 9113 §7 error codes, for the layers above the core (which never import h2)."""
+
+    NO_ERROR = 0x0
+    PROTOCOL_ERROR = 0x1
+    INTERNAL_ERROR = 0x2
+    FLOW_CONTROL_ERROR = 0x3
+    SETTINGS_TIMEOUT = 0x4
+    STREAM_CLOSED = 0x5
+    FRAME_SIZE_ERROR = 0x6
+    REFUSED_STREAM = 0x7
+    CANCEL = 0x8
+    COMPRESSION_ERROR = 0x9
+    CONNECT_ERROR = 0xA
+    ENHANCE_YOUR_CALM = 0xB
+    INADEQUATE_SECURITY = 0xC
+    HTTP_1_1_REQUIRED = 0xD
 
 
 @dataclass(frozen=True, slots=True)

@@ -86,24 +86,29 @@ class _ServerH2Connection(h2.connection.H2Connection):
         try:
             frames, events = super()._receive_headers_frame(frame)
         except h2.exceptions.ProtocolError as error:
+            cause = error.__cause__
             # h2 reports every HPACK decoding failure as PROTOCOL_ERROR; RFC 9113 §4.3 says
             # COMPRESSION_ERROR (an oversized header list stays h2's ENHANCE_YOUR_CALM).
-            if isinstance(error.__cause__, HPACKError) and not isinstance(
-                error.__cause__, OversizedHeaderListError
-            ):
+            if isinstance(cause, HPACKError) and not isinstance(cause, OversizedHeaderListError):
                 raise CompressionError(str(error)) from error
+            if is_new_stream and stream_id in self.streams:
+                # The block decoded (HPACK state is in sync) and opened a stream, but the request
+                # is malformed: §8.1.1 makes that an error of this stream only.
+                return self._refuse(stream_id, ErrorCodes.PROTOCOL_ERROR, [], [])
             raise
         if not is_new_stream:
             return frames, events
         if self._open_stream_count >= self.local_settings.max_concurrent_streams or (
             self.goaway_last_stream_id is not None and stream_id > self.goaway_last_stream_id
         ):
-            error_code = ErrorCodes.REFUSED_STREAM
-        elif "END_STREAM" in frame.flags and self.streams[stream_id]._expected_content_length:
+            return self._refuse(stream_id, ErrorCodes.REFUSED_STREAM, frames, events)
+        if "END_STREAM" in frame.flags and self.streams[stream_id]._expected_content_length:
             # §8.1.1: a content-length that no DATA frame can match makes the request malformed.
-            error_code = ErrorCodes.PROTOCOL_ERROR
-        else:
-            return frames, events
+            return self._refuse(stream_id, ErrorCodes.PROTOCOL_ERROR, frames, events)
+        return frames, events
+
+    def _refuse(self, stream_id: int, error_code: int, frames: list, events: list) -> tuple:
+        """Reset a stream the peer just opened; the app never hears of it."""
         self._prepare_for_sending(frames)
         self.reset_stream(stream_id, error_code)
         return [], [event for event in events if getattr(event, "stream_id", None) != stream_id]
@@ -112,7 +117,16 @@ class _ServerH2Connection(h2.connection.H2Connection):
         # §5.1: DATA arriving after *we* reset the stream is ignored (its window still returned);
         # h2 would answer every such frame with one more RST_STREAM.
         reset_by_us = self._stream_closed_by(frame.stream_id) is StreamClosedBy.SEND_RST_STREAM
-        frames, events = super()._receive_data_frame(frame)
+        try:
+            frames, events = super()._receive_data_frame(frame)
+        except h2.exceptions.InvalidBodyLengthError:
+            # §8.1.1: more or less DATA than content-length is malformed: a stream error.
+            self.reset_stream(frame.stream_id, ErrorCodes.PROTOCOL_ERROR)
+            self.acknowledge_received_data(frame.flow_controlled_length, frame.stream_id)
+            reset = h2.events.StreamReset(
+                stream_id=frame.stream_id, error_code=ErrorCodes.PROTOCOL_ERROR, remote_reset=False
+            )
+            return [], [reset]
         if reset_by_us:
             frames = [f for f in frames if not isinstance(f, RstStreamFrame)]
         return frames, events
@@ -187,7 +201,8 @@ class ServerConnection:
         """Final GOAWAY; nothing more is sent on this connection."""
         if not self.closed:
             self.closed = True
-            self._h2.close_connection(error_code)
+            with contextlib.suppress(h2.exceptions.ProtocolError):
+                self._h2.close_connection(error_code)
 
     @property
     def going_away(self) -> bool:

@@ -14,6 +14,7 @@ from osmium.protocol.events import (
     Body,
     ConnectionFailed,
     EndBody,
+    ErrorCode,
     Event,
     GoAway,
     Headers,
@@ -26,7 +27,6 @@ from osmium.transport.context import ServerContext
 
 log = logging.getLogger("osmium.connection")
 
-NO_ERROR = 0x0
 #: Bytes queued in the core after which a send writes through at once instead of at end of turn.
 FLUSH_THRESHOLD = 256 * 1024
 #: asyncio write buffer size above which the app's sends wait and the socket is not read.
@@ -77,7 +77,15 @@ class H2ServerProtocol(asyncio.Protocol):
         self._arm_idle_timer(self._context.keep_alive_timeout)
 
     def data_received(self, data: bytes) -> None:
-        for event in self._core.receive(data):
+        try:
+            events = self._core.receive(data)
+        except Exception:
+            # A bug below us must cost this connection only, with a GOAWAY, not the worker.
+            log.exception("internal error while processing data from %s", self._client)
+            self._core.close(ErrorCode.INTERNAL_ERROR)
+            self._close_transport()
+            return
+        for event in events:
             self._dispatch(event)
         self._flush()
 
@@ -160,7 +168,7 @@ class H2ServerProtocol(asyncio.Protocol):
         self._on_window_opened(stream_id)
 
     def _on_goaway(self, event: GoAway) -> None:
-        if event.error_code == NO_ERROR:
+        if event.error_code == ErrorCode.NO_ERROR:
             self.shutdown()
         else:
             log.info("peer sent GOAWAY with error code %d; closing", event.error_code)
@@ -187,7 +195,7 @@ class H2ServerProtocol(asyncio.Protocol):
             del self._tasks[stream_id]
             if not stream.request_complete:
                 # RFC 9113 §8.1: the response is done; the rest of the request is not needed.
-                self._core.reset(stream_id, NO_ERROR)
+                self._core.reset(stream_id, ErrorCode.NO_ERROR)
             stream.disconnect()
             self._schedule_flush()
             if not self._streams:

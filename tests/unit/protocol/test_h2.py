@@ -154,8 +154,7 @@ def test_stream_over_the_limit_is_refused_and_the_connection_survives() -> None:
     second = peer.request(GET)
     events = peer.client_to_server()
     assert [e.stream_id for e in events if isinstance(e, Request)] == [first]
-    resets = [f for f in frames_in(peer.server.data_to_send()) if isinstance(f, RstStreamFrame)]
-    assert [(f.stream_id, f.error_code) for f in resets] == [(second, ErrorCodes.REFUSED_STREAM)]
+    assert rst_codes(peer.server.data_to_send()) == [(second, ErrorCodes.REFUSED_STREAM)]
     peer.server.send_headers(first, [(b":status", b"204")], end_stream=True)
     peer.server_to_client()
     third = peer.request(GET)
@@ -174,12 +173,24 @@ def test_bad_preface_fails_the_connection_with_protocol_error() -> None:
     assert server.receive(b"more") == []
 
 
-def test_content_length_mismatch_is_a_protocol_error() -> None:
+def rst_codes(data: bytes) -> list[tuple[int, int]]:
+    return [(f.stream_id, f.error_code) for f in frames_in(data) if isinstance(f, RstStreamFrame)]
+
+
+def test_content_length_mismatch_is_a_stream_error() -> None:
     peer = Peer()
-    peer.request([*POST, ("content-length", "10")], b"short")
+    stream_id = peer.request([*POST, ("content-length", "10")], b"short")
     events = peer.client_to_server()
-    assert isinstance(events[-1], ConnectionFailed)
-    assert events[-1].error_code == ErrorCodes.PROTOCOL_ERROR
+    assert events[-1] == Reset(stream_id, ErrorCodes.PROTOCOL_ERROR)
+    assert rst_codes(peer.server.data_to_send()) == [(stream_id, ErrorCodes.PROTOCOL_ERROR)]
+    assert not peer.server.closed
+
+
+def test_content_length_without_data_is_a_stream_error() -> None:
+    peer = Peer()
+    stream_id = peer.request([*POST, ("content-length", "3")])
+    assert peer.client_to_server() == []
+    assert rst_codes(peer.server.data_to_send()) == [(stream_id, ErrorCodes.PROTOCOL_ERROR)]
 
 
 @pytest.mark.parametrize(
@@ -189,16 +200,25 @@ def test_content_length_mismatch_is_a_protocol_error() -> None:
         [*GET, ("connection", "keep-alive")],
         [*GET, ("te", "gzip")],
         [*GET, ("Upper", "case")],
+        [*GET, (":unknown", "pseudo")],
+        [*POST, ("content-length", "many")],
     ],
-    ids=["missing-path", "connection-header", "te-not-trailers", "uppercase-name"],
+    ids=[
+        "missing-path",
+        "connection-header",
+        "te-not-trailers",
+        "uppercase-name",
+        "unknown-pseudo",
+        "bad-content-length",
+    ],
 )
-def test_malformed_requests_are_rejected(headers: list) -> None:
+def test_malformed_requests_reset_only_their_stream(headers: list) -> None:
     peer = Peer()
-    peer.request(headers)
+    bad = peer.request(headers)
+    good = peer.request(GET)
     events = peer.client_to_server()
-    assert not any(isinstance(e, Request) for e in events)
-    assert isinstance(events[-1], ConnectionFailed)
-    assert events[-1].error_code == ErrorCodes.PROTOCOL_ERROR
+    assert [e.stream_id for e in events if isinstance(e, Request)] == [good]
+    assert rst_codes(peer.server.data_to_send()) == [(bad, ErrorCodes.PROTOCOL_ERROR)]
 
 
 def test_peer_reset_becomes_reset_event_and_sending_raises_stream_gone() -> None:
@@ -232,8 +252,7 @@ def test_graceful_close_names_last_stream_and_refuses_later_ones() -> None:
     assert [(f.last_stream_id, f.error_code) for f in goaway] == [(first, ErrorCodes.NO_ERROR)]
     later = peer.request(GET)
     assert peer.client_to_server() == []
-    resets = [f for f in frames_in(peer.server.data_to_send()) if isinstance(f, RstStreamFrame)]
-    assert [(f.stream_id, f.error_code) for f in resets] == [(later, ErrorCodes.REFUSED_STREAM)]
+    assert rst_codes(peer.server.data_to_send()) == [(later, ErrorCodes.REFUSED_STREAM)]
     peer.server.send_headers(first, [(b":status", b"204")], end_stream=True)
     assert peer.server.data_to_send()
 
