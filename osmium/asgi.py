@@ -163,10 +163,6 @@ class HTTPStream:
     def request_complete(self) -> bool:
         return self._request_complete
 
-    @property
-    def response_complete(self) -> bool:
-        return self._response_complete
-
     def _wake_receiver(self) -> None:
         waiter = self._receive_waiter
         if waiter is not None and not waiter.done():

@@ -204,10 +204,6 @@ class ServerConnection:
             with contextlib.suppress(h2.exceptions.ProtocolError):
                 self._h2.close_connection(error_code)
 
-    @property
-    def going_away(self) -> bool:
-        return self._h2.goaway_last_stream_id is not None
-
     # -- input -----------------------------------------------------------------------------------
 
     def receive(self, data: bytes) -> list[Event]:
@@ -317,7 +313,3 @@ class ServerConnection:
     @property
     def pending_output_size(self) -> int:
         return self._h2.pending_output_size
-
-    def stream_is_open(self, stream_id: int) -> bool:
-        stream = self._h2.streams.get(stream_id)
-        return stream is not None and not stream.closed
