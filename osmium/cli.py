@@ -72,13 +72,15 @@ def _settings_from(arguments: argparse.Namespace) -> dict[str, Any]:
     return {**settings, **flags}
 
 
-def _configure_logging(level: str, access_log: bool) -> None:
+def _configure_logging(level: str, access_log: bool, debug_frames: bool) -> None:
     logging.basicConfig(
         level=level.upper(),
         format="%(asctime)s [%(process)d] %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
     logging.getLogger("osmium.access").setLevel(logging.INFO if access_log else logging.WARNING)
+    if debug_frames:
+        logging.getLogger("osmium.frames").setLevel(logging.DEBUG)
     # hpack logs every header at debug level; frame-level detail is what --debug-frames is for.
     logging.getLogger("hpack").setLevel(logging.WARNING)
 
@@ -87,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     arguments = build_parser().parse_args(argv)
     try:
         config = build_config(_settings_from(arguments))
-        _configure_logging(config.log_level, config.access_log)
+        _configure_logging(config.log_level, config.access_log, config.debug_frames)
         from osmium.server import Server
 
         server = Server(config)

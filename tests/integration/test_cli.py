@@ -215,6 +215,17 @@ def test_event_loop_choice_and_access_log(loop: str) -> None:
         assert server.stop() == 0
 
 
+def test_debug_frames_logs_frames_both_ways_and_is_silent_by_default() -> None:
+    with running_server("--debug-frames") as server, h2c_client(server) as client:
+        assert client.get("/").status_code == 200
+        server.wait_for_line(r"osmium\.frames: Received frame: HeadersFrame", timeout=5)
+        server.wait_for_line(r"osmium\.frames: Send headers on stream ID 1", timeout=5)
+    with running_server() as server, h2c_client(server) as client:
+        assert client.get("/").status_code == 200
+        assert server.stop() == 0
+        assert "osmium.frames" not in server.output
+
+
 def test_no_command() -> None:
     assert_one_line_error(run_osmium())
 
