@@ -163,6 +163,11 @@ class HTTPStream:
     def request_complete(self) -> bool:
         return self._request_complete
 
+    @property
+    def response_finished(self) -> bool:
+        """The app sent a whole response, or the client went away before it could."""
+        return self._response_complete or self._disconnected
+
     def _wake_receiver(self) -> None:
         waiter = self._receive_waiter
         if waiter is not None and not waiter.done():
@@ -301,20 +306,24 @@ class HTTPStream:
             await self._sink.send_body(self.stream_id, INTERNAL_ERROR_BODY, True)
 
 
-async def run_http(app: ASGIApp, stream: HTTPStream) -> None:
-    """Run the app for one stream; a failure becomes a 500 or RST_STREAM, logged by stream id."""
+async def run_http(app: ASGIApp, stream: HTTPStream) -> bool:
+    """Run the app for one stream; a failure becomes a 500 or RST_STREAM, logged by stream id.
+
+    Returns False when the app failed (raised, or returned without a complete response).
+    """
     error: BaseException | None = None
     try:
         await app(stream.scope, stream.receive, stream.send)
     except ClientDisconnected:
-        return
+        return True
     except Exception as exc:
         error = exc
         error_log.exception("stream %d: exception in ASGI application", stream.stream_id)
+    succeeded = error is None and stream.response_finished
     try:
         await stream.finish_after_app(error)
     except ClientDisconnected:
-        return
+        return succeeded
     if access_log.isEnabledFor(logging.INFO):
         scope = stream.scope
         access_log.info(
@@ -324,3 +333,4 @@ async def run_http(app: ASGIApp, stream: HTTPStream) -> None:
             scope["path"],
             stream.status if stream.status is not None else "-",
         )
+    return succeeded

@@ -26,6 +26,15 @@ class _Parser(argparse.ArgumentParser):
         )
 
 
+def _workers(value: str) -> int | str:
+    if value == "auto":
+        return value
+    try:
+        return int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or auto, not {value!r}") from None
+
+
 def _protocol_flags(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("HTTP/2 limits")
     for flag, help_text in (
@@ -53,6 +62,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--keep-alive-timeout", type=float, default=None, metavar="SECONDS")
     serve.add_argument("--graceful-timeout", type=float, default=None, metavar="SECONDS")
     serve.add_argument("--backlog", type=int, default=None, metavar="N")
+    workers = serve.add_argument_group("worker processes")
+    workers.add_argument(
+        "--workers", type=_workers, default=None, metavar="N|auto", help="default 1; auto: CPUs"
+    )
+    workers.add_argument("--worker-timeout", type=float, default=None, metavar="SECONDS")
+    workers.add_argument("--max-requests", type=int, default=None, metavar="N")
+    workers.add_argument("--max-requests-jitter", type=int, default=None, metavar="N")
     serve.add_argument("--loop", choices=("auto", "asyncio", "uvloop"), default=None)
     serve.add_argument("--access-log", action="store_true", default=None, help="log every request")
     serve.add_argument("--log-level", default=None, help="debug, info, warning, error")
@@ -90,10 +106,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = build_config(_settings_from(arguments))
         _configure_logging(config.log_level, config.access_log, config.debug_frames)
-        from osmium.server import Server
+        from osmium.supervisor import Supervisor
 
-        server = Server(config)
+        supervisor = Supervisor(config)
     except ConfigError as error:
         print(f"osmium: error: {error}", file=sys.stderr)
         return EXIT_CONFIG
-    return server.run()
+    return supervisor.run()

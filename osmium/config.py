@@ -6,6 +6,7 @@ The CLI and `osmium.toml` set the same names; a bad value is a `ConfigError` wit
 from __future__ import annotations
 
 import dataclasses
+import os
 import tomllib
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,6 +15,7 @@ from osmium.protocol.settings import ProtocolSettings
 
 DEMO_APP = "osmium.demo:app"
 LOOPS = ("auto", "asyncio", "uvloop")
+MAX_WORKERS = 1024
 
 
 class ConfigError(Exception):
@@ -35,6 +37,13 @@ class Config:
     #: Seconds in-flight streams get to finish after SIGTERM/SIGINT before connections are closed.
     graceful_timeout: float = 30.0
     backlog: int = 2048
+    #: Worker processes, each with its own event loop and SO_REUSEPORT socket ("auto": CPU count).
+    workers: int = 1
+    #: Seconds a worker may go without a heartbeat (or take to start) before it is killed.
+    worker_timeout: float = 30.0
+    #: Recycle a worker after this many requests (0: never), plus up to max_requests_jitter more.
+    max_requests: int = 0
+    max_requests_jitter: int = 0
     access_log: bool = False
     log_level: str = "info"
     #: Log every frame h2 sees and sends (debug level, logger "osmium.frames").
@@ -51,6 +60,12 @@ class Config:
             problems.append(f"port {self.port} is out of range 0-65535")
         if (self.certfile is None) != (self.keyfile is None):
             problems.append("--certfile and --keyfile must be given together")
+        if not 1 <= self.workers <= MAX_WORKERS:
+            problems.append(f"workers must be between 1 and {MAX_WORKERS} (or auto)")
+        if self.worker_timeout <= 0:
+            problems.append("worker_timeout must be positive")
+        if self.max_requests < 0 or self.max_requests_jitter < 0:
+            problems.append("max_requests and max_requests_jitter must not be negative")
         if self.keep_alive_timeout <= 0:
             problems.append("keep_alive_timeout must be positive")
         if self.graceful_timeout < 0:
@@ -100,9 +115,11 @@ def build_config(settings: dict[str, Any]) -> Config:
     unknown = set(settings) - _PROTOCOL_FIELDS - _SERVER_FIELDS - {"bind"}
     if unknown:
         raise ConfigError(f"unknown setting(s): {', '.join(sorted(unknown))}")
-    for name, value in settings.items():
-        _check_type(name, value)
     values = dict(settings)
+    if values.get("workers") == "auto":
+        values["workers"] = os.cpu_count() or 1
+    for name, value in values.items():
+        _check_type(name, value)
     if "bind" in values:
         values["host"], values["port"] = parse_bind(str(values.pop("bind")))
     protocol_values = {name: values.pop(name) for name in list(values) if name in _PROTOCOL_FIELDS}

@@ -1,21 +1,20 @@
-"""Run one server process: bind, lifespan startup, serve, and a graceful stop on SIGTERM/SIGINT.
+"""One worker's serving loop: lifespan, one listening socket, its connections, its reports.
 
-Everything that can fail because of the user's input (address, certificate, app) fails here, before
-the event loop starts, as a `ConfigError` with one line to show.
+SIGTERM/SIGINT stop it gracefully (GOAWAY, streams in flight finish); a second signal closes
+everything at once. Heartbeats with counters go to the acceptor over the report channel.
 """
 
 from __future__ import annotations
 
 import asyncio
-import errno
 import logging
 import signal
 import socket
 import ssl
 from collections.abc import Callable
 
-from osmium.app_loader import import_app
 from osmium.asgi import ASGIApp
+from osmium.channel import ReportWriter
 from osmium.config import Config, ConfigError
 from osmium.lifespan import Lifespan, LifespanFailure
 from osmium.tls import TLSConfigError, load_backend
@@ -24,16 +23,10 @@ from osmium.transport.h2 import H2ServerProtocol
 
 log = logging.getLogger("osmium")
 
-
-def bind_socket(host: str, port: int, backlog: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    try:
-        return socket.create_server((host, port), family=family, backlog=backlog)
-    except OSError as error:
-        reason = "address already in use" if error.errno == errno.EADDRINUSE else error.strerror
-        raise ConfigError(f"cannot listen on {host}:{port}: {reason}") from None
-    except OverflowError as error:
-        raise ConfigError(f"cannot listen on {host}:{port}: {error}") from None
+#: Seconds between a worker's reports to the acceptor; a report is also its heartbeat.
+HEARTBEAT_INTERVAL = 1.0
+#: Exit status when the app's lifespan startup fails.
+EXIT_LIFESPAN = 3
 
 
 def tls_context(config: Config) -> ssl.SSLContext | None:
@@ -43,13 +36,6 @@ def tls_context(config: Config) -> ssl.SSLContext | None:
         return load_backend(config.tls_backend).server_context(config.certfile, config.keyfile)
     except TLSConfigError as error:
         raise ConfigError(str(error)) from None
-
-
-def listening_url(sock: socket.socket, tls: bool) -> str:
-    host, port = sock.getsockname()[:2]
-    if ":" in host:
-        host = f"[{host}]"
-    return f"{'https' if tls else 'http'}://{host}:{port}"
 
 
 def loop_factory(choice: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
@@ -68,13 +54,23 @@ def loop_factory(choice: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
 
 
 class Server:
-    """One listening socket, its connections, and the app's lifespan."""
+    """One listening socket, its connections, and the app's lifespan, in this process."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(
+        self,
+        config: Config,
+        app: ASGIApp,
+        sock: socket.socket,
+        ssl_context: ssl.SSLContext | None,
+        reports: ReportWriter,
+        max_requests: int = 0,
+    ) -> None:
         self.config = config
-        self.app: ASGIApp = import_app(config.app)
-        self.ssl_context = tls_context(config)
-        self.sock = bind_socket(config.host, config.port, config.backlog)
+        self.app = app
+        self.sock = sock
+        self.ssl_context = ssl_context
+        self.reports = reports
+        self.max_requests = max_requests
         self._stop = asyncio.Event()
         self._force = asyncio.Event()
 
@@ -91,9 +87,11 @@ class Server:
         try:
             await lifespan.startup()
         except LifespanFailure as failure:
-            log.error("application startup failed: %s", failure)
+            self.reports.send(
+                "fatal", exit_code=3, message=f"application startup failed: {failure}"
+            )
             self.sock.close()
-            return 3
+            return EXIT_LIFESPAN
         context = ServerContext(
             app=self.app,
             protocol=self.config.protocol,
@@ -102,19 +100,34 @@ class Server:
             lifespan_state=state if lifespan.supported else None,
         )
         server = await loop.create_server(
-            lambda: H2ServerProtocol(context), sock=self.sock, ssl=self.ssl_context
+            lambda: H2ServerProtocol(context),
+            sock=self.sock,
+            ssl=self.ssl_context,
+            backlog=self.config.backlog,
         )
-        log.info("listening on %s", listening_url(self.sock, self.ssl_context is not None))
+        self.reports.send("ready")
+        heartbeat = loop.call_later(HEARTBEAT_INTERVAL, self._heartbeat, context)
         await self._stop.wait()
-        log.info("stopping: no new connections, finishing streams in flight")
+        heartbeat.cancel()
+        log.debug("worker stopping: no new connections, finishing streams in flight")
         server.close()
         await self._drain(context)
+        self.reports.send_stats(context.snapshot())
         try:
             await lifespan.shutdown()
         except LifespanFailure as failure:
             log.error("application shutdown failed: %s", failure)
-        log.info("stopped")
         return 0
+
+    def _heartbeat(self, context: ServerContext) -> None:
+        counters = context.snapshot()
+        self.reports.send_stats(counters)
+        if self.max_requests and counters.requests >= self.max_requests:
+            log.info("worker recycling after %d requests", counters.requests)
+            self.reports.send("retiring", reason="max-requests")
+            self._stop.set()
+            return
+        asyncio.get_running_loop().call_later(HEARTBEAT_INTERVAL, self._heartbeat, context)
 
     def request_stop(self) -> None:
         """First signal: graceful stop. A second one: close every connection now."""

@@ -59,6 +59,16 @@ class ServerProcess:
                 if self.process.poll() is not None and self._line_queue.empty():
                     raise RuntimeError(f"server exited; output:\n{self.output}") from None
 
+    def worker_pids(self) -> list[int]:
+        """The acceptor's children: its worker processes, right now."""
+        pid = self.process.pid
+        with open(f"/proc/{pid}/task/{pid}/children") as children:
+            return [int(child) for child in children.read().split()]
+
+    def rss_bytes(self) -> int:
+        """Resident memory of the whole server: the acceptor plus every worker."""
+        return sum(_rss_bytes(pid) for pid in [self.process.pid, *self.worker_pids()])
+
     def signal(self, signum: int) -> None:
         self.process.send_signal(signum)
 
@@ -72,6 +82,17 @@ class ServerProcess:
                 self.process.kill()
                 self.process.wait()
         return self.process.returncode
+
+
+def _rss_bytes(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except FileNotFoundError:
+        pass  # the process exited between listing and reading: it holds no memory now
+    return 0
 
 
 def _pump(server: ServerProcess) -> None:

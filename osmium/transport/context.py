@@ -9,10 +9,13 @@ from email.utils import formatdate
 from typing import Any, Protocol
 
 from osmium.asgi import ASGIApp
+from osmium.channel import Counters
 from osmium.protocol.settings import ProtocolSettings
 
 
 class Connection(Protocol):
+    @property
+    def open_streams(self) -> int: ...
     def shutdown(self) -> None: ...
     def abort(self) -> None: ...
 
@@ -41,16 +44,25 @@ class ServerContext:
     lifespan_state: dict[str, Any] | None = None
     connections: set[Connection] = field(default_factory=set)
     date_header: DateHeader = field(default_factory=DateHeader)
+    counters: Counters = field(default_factory=Counters)
     _all_closed: asyncio.Event = field(default_factory=asyncio.Event)
 
     def register(self, connection: Connection) -> None:
         self.connections.add(connection)
+        self.counters.connections_total += 1
         self._all_closed.clear()
 
     def unregister(self, connection: Connection) -> None:
         self.connections.discard(connection)
         if not self.connections:
             self._all_closed.set()
+
+    def snapshot(self) -> Counters:
+        """The counters with the open connections and streams filled in, for a report."""
+        counters = self.counters
+        counters.connections = len(self.connections)
+        counters.streams = sum(connection.open_streams for connection in self.connections)
+        return counters
 
     async def wait_all_closed(self) -> None:
         if self.connections:

@@ -44,6 +44,7 @@ class H2ServerProtocol(asyncio.Protocol):
 
     def __init__(self, context: ServerContext) -> None:
         self._context = context
+        self._counters = context.counters
         self._loop = asyncio.get_running_loop()
         self._core = ServerConnection(context.protocol, debug_frames=context.debug_frames)
         self._transport: asyncio.Transport | None = None
@@ -77,6 +78,7 @@ class H2ServerProtocol(asyncio.Protocol):
         self._arm_idle_timer(self._context.keep_alive_timeout)
 
     def data_received(self, data: bytes) -> None:
+        self._counters.bytes_received += len(data)
         try:
             events = self._core.receive(data)
         except Exception:
@@ -141,6 +143,7 @@ class H2ServerProtocol(asyncio.Protocol):
             event.headers, self._scheme, self._client, self._server, context.lifespan_state
         )
         stream = HTTPStream(self, stream_id, scope)
+        self._counters.requests += 1
         self._streams[stream_id] = stream
         self._tasks[stream_id] = self._loop.create_task(self._run_stream(stream))
 
@@ -175,6 +178,7 @@ class H2ServerProtocol(asyncio.Protocol):
             self._close_transport()
 
     def _on_connection_failed(self, event: ConnectionFailed) -> None:
+        self._counters.protocol_errors += 1
         log.info(
             "connection error from %s: %s (error code %d)",
             self._client[0] if self._client else "?",
@@ -189,7 +193,8 @@ class H2ServerProtocol(asyncio.Protocol):
     async def _run_stream(self, stream: HTTPStream) -> None:
         stream_id = stream.stream_id
         try:
-            await run_http(self._context.app, stream)
+            if not await run_http(self._context.app, stream):
+                self._counters.app_errors += 1
         finally:
             del self._streams[stream_id]
             del self._tasks[stream_id]
@@ -203,6 +208,10 @@ class H2ServerProtocol(asyncio.Protocol):
                     self._close_transport()
                 else:
                     self._idle_since = self._loop.time()
+
+    @property
+    def open_streams(self) -> int:
+        return len(self._streams)
 
     # -- StreamSink ------------------------------------------------------------------------------
 
@@ -283,6 +292,7 @@ class H2ServerProtocol(asyncio.Protocol):
         if data and not self._closed:
             assert self._transport is not None
             self._transport.write(data)
+            self._counters.bytes_sent += len(data)
 
     def shutdown(self) -> None:
         """Graceful close: GOAWAY now, close once the streams in flight are done."""

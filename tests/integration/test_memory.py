@@ -12,25 +12,16 @@ GIB = 1024**3
 RSS_GROWTH_LIMIT = 40 * 1024**2
 
 
-def rss_bytes(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError(f"no VmRSS for {pid}")
-
-
 def test_one_gib_download_keeps_memory_flat() -> None:
     with running_server() as server:
-        pid = server.process.pid
-        baseline = rss_bytes(pid)
+        baseline = server.rss_bytes()
         peak = baseline
         done = threading.Event()
 
         def sample() -> None:
             nonlocal peak
             while not done.wait(0.05):
-                peak = max(peak, rss_bytes(pid))
+                peak = max(peak, server.rss_bytes())
 
         sampler = threading.Thread(target=sample)
         sampler.start()

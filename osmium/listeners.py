@@ -1,0 +1,56 @@
+"""Listening sockets for the worker slots: one SO_REUSEPORT socket per slot, all on one address.
+
+The kernel spreads new connections across the sockets of the group, so each worker accepts from
+its own queue. Binding happens once, in the acceptor, before any fork: its errors are one line.
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+
+from osmium.config import ConfigError
+
+
+def _family(host: str) -> socket.AddressFamily:
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
+
+
+def _bind_error(host: str, port: int, error: OSError | OverflowError) -> ConfigError:
+    if isinstance(error, OSError) and error.errno == errno.EADDRINUSE:
+        reason = "address already in use"
+    else:
+        reason = getattr(error, "strerror", None) or str(error)
+    return ConfigError(f"cannot listen on {host}:{port}: {reason}")
+
+
+def claim_port(host: str, port: int) -> int:
+    """Check that nobody listens on the address and pick the port when `port` is 0.
+
+    The probe binds without SO_REUSEPORT, so it also fails when another SO_REUSEPORT group (say,
+    a second osmium) holds the port: joining that group silently would split its traffic.
+    """
+    try:
+        with socket.socket(_family(host), socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((host, port))
+            return int(probe.getsockname()[1])
+    except (OSError, OverflowError) as error:
+        raise _bind_error(host, port, error) from None
+
+
+def bind_listener(host: str, port: int, backlog: int) -> socket.socket:
+    """One member of the SO_REUSEPORT group on host:port."""
+    try:
+        return socket.create_server(
+            (host, port), family=_family(host), backlog=backlog, reuse_port=True
+        )
+    except (OSError, OverflowError) as error:
+        raise _bind_error(host, port, error) from None
+
+
+def listening_url(sock: socket.socket, tls: bool) -> str:
+    host, port = sock.getsockname()[:2]
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{'https' if tls else 'http'}://{host}:{port}"

@@ -1,0 +1,50 @@
+"""A worker process: forked by the acceptor, it imports the app and serves one slot's socket.
+
+The app is imported here, after the fork, so a rolling reload (SIGHUP) picks up new code.
+Failures a restart cannot fix are reported to the acceptor as `fatal` and end the server.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import signal
+import socket
+
+from osmium.app_loader import import_app
+from osmium.channel import ReportWriter
+from osmium.config import Config, ConfigError
+from osmium.server import Server, tls_context
+
+log = logging.getLogger("osmium")
+
+#: Exit status of a worker whose configuration cannot work (the app does not import, ...).
+EXIT_CONFIG = 2
+
+
+def reset_signals() -> None:
+    """Undo the acceptor's signal setup: the worker reacts to TERM/INT only (in its loop)."""
+    signal.set_wakeup_fd(-1)
+    for signum in (signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU):
+        signal.signal(signum, signal.SIG_IGN)
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD):
+        signal.signal(signum, signal.SIG_DFL)
+
+
+def run_worker(config: Config, sock: socket.socket, report_fd: int) -> int:
+    """The whole life of a worker; returns its exit status."""
+    reports = ReportWriter(report_fd)
+    try:
+        app = import_app(config.app)
+        ssl_context = tls_context(config)
+    except ConfigError as error:
+        reports.send("fatal", exit_code=EXIT_CONFIG, message=str(error))
+        return EXIT_CONFIG
+    max_requests = config.max_requests
+    if max_requests:
+        # Jitter keeps workers started together from all recycling at the same moment.
+        max_requests += random.randint(0, config.max_requests_jitter)
+    try:
+        return Server(config, app, sock, ssl_context, reports, max_requests).run()
+    finally:
+        reports.close()
