@@ -147,9 +147,22 @@ class Supervisor:
         elif kind == "retiring":
             worker.retiring = True
             log.info("worker %d retiring (%s)", worker.pid, message.get("reason", "?"))
-        elif kind == "fatal" and self.exit_code == 0:
+        elif kind == "fatal":
+            self._on_fatal(worker, message)
+
+    def _on_fatal(self, worker: WorkerHandle, message: dict[str, Any]) -> None:
+        """Before the server ever served: stop it with the message. After: keep what serves."""
+        text = message.get("message", "worker failed")
+        if self.announced:
+            if self.reload_slots:
+                log.error("reload abandoned, the current workers keep serving: %s", text)
+                self.reload_slots = []
+            else:
+                log.error("worker %d cannot start: %s", worker.pid, text)
+            return
+        if self.exit_code == 0:
             self.exit_code = int(message.get("exit_code", 1))
-            print(f"osmium: error: {message.get('message', 'worker failed')}", file=sys.stderr)
+            print(f"osmium: error: {text}", file=sys.stderr)
             self._stop(graceful=False)
 
     # -- signals ---------------------------------------------------------------------------------
@@ -224,6 +237,10 @@ class Supervisor:
         if worker.ready:
             log.warning("worker %d (slot %d) died (%s); restarting", worker.pid, worker.slot, how)
             return
+        if self._workers_in(worker.slot):
+            # A reload's new worker failed; the slot's current worker goes on serving.
+            log.error("worker %d (slot %d) failed to start (%s)", worker.pid, worker.slot, how)
+            return
         crashes = self.crashes_in_a_row.get(worker.slot, 0) + 1
         self.crashes_in_a_row[worker.slot] = crashes
         delay = min(RESTART_DELAY * 2 ** (crashes - 1), MAX_RESTART_DELAY)
@@ -266,7 +283,9 @@ class Supervisor:
             slot = self.reload_slots[0]
             current = [w for w in self._workers_in(slot) if w.generation == self.generation]
             if not current:
-                self._spawn(slot)
+                if self.restart_at.get(slot, 0.0) <= time.monotonic():
+                    self.restart_at.pop(slot, None)
+                    self._spawn(slot)
                 return
             if not any(w.ready for w in current):
                 return
