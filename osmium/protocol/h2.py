@@ -36,6 +36,9 @@ from osmium.protocol.framing import ServerFrameBuffer
 from osmium.protocol.settings import ProtocolSettings
 
 DEFAULT_WINDOW_SIZE = 65_535
+MAX_STREAM_ID = 2**31 - 1
+#: Opaque data of the PING that times the two-step GOAWAY.
+GOAWAY_PING = b"osmGOAWY"
 
 
 class CompressionError(h2.exceptions.ProtocolError):
@@ -138,11 +141,10 @@ class _ServerH2Connection(h2.connection.H2Connection):
         event.additional_data = frame.additional_data or None
         return [], [event]
 
-    def send_graceful_goaway(self) -> None:
-        """GOAWAY(NO_ERROR) naming the last stream we will serve, keeping h2's state open."""
-        self.goaway_last_stream_id = self.highest_inbound_stream_id
+    def send_graceful_goaway(self, last_stream_id: int) -> None:
+        """GOAWAY(NO_ERROR) without closing h2's state, so streams in flight can finish."""
         frame = GoAwayFrame(0)
-        frame.last_stream_id = self.highest_inbound_stream_id
+        frame.last_stream_id = last_stream_id
         frame.error_code = ErrorCodes.NO_ERROR
         self._prepare_for_sending([frame])
 
@@ -181,6 +183,7 @@ class ServerConnection:
         self._h2.incoming_buffer = ServerFrameBuffer()
         self._settings = settings
         self._trailers: dict[int, Headers] = {}
+        self.closing = False
         self.closed = False
 
     # -- lifecycle -------------------------------------------------------------------------------
@@ -193,9 +196,27 @@ class ServerConnection:
             self._h2.increment_flow_control_window(extra_window)
 
     def start_graceful_close(self) -> None:
-        """Announce GOAWAY: streams already opened finish, later ones are refused."""
-        if self._h2.goaway_last_stream_id is None and not self.closed:
-            self._h2.send_graceful_goaway()
+        """RFC 9113 §6.8's two-step GOAWAY, first step: no new streams, please.
+
+        GOAWAY(2^31-1) and a PING go out now; streams the client opened before it saw them are
+        still served. The final GOAWAY, naming the last stream served, follows the PING's ACK
+        (one round trip) or `finish_graceful_close()`, whichever comes first.
+        """
+        if not self.closing and not self.closed:
+            self.closing = True
+            self._h2.send_graceful_goaway(MAX_STREAM_ID)
+            self._h2.ping(GOAWAY_PING)
+
+    def finish_graceful_close(self) -> None:
+        """Final GOAWAY: streams above the last one opened so far are refused from now on."""
+        if self.closing and self._h2.goaway_last_stream_id is None and not self.closed:
+            self._h2.goaway_last_stream_id = self._h2.highest_inbound_stream_id
+            self._h2.send_graceful_goaway(self._h2.highest_inbound_stream_id)
+
+    @property
+    def goaway_complete(self) -> bool:
+        """The final GOAWAY went out (or the connection is closed): no new stream can come."""
+        return self.closed or self._h2.goaway_last_stream_id is not None
 
     def close(self, error_code: int = ErrorCodes.NO_ERROR) -> None:
         """Final GOAWAY; nothing more is sent on this connection."""
@@ -241,6 +262,9 @@ class ServerConnection:
             elif kind is h2.events.RemoteSettingsChanged:
                 if h2.settings.SettingCodes.INITIAL_WINDOW_SIZE in event.changed_settings:
                     events.append(WindowOpened(0))
+            elif kind is h2.events.PingAckReceived:
+                if event.ping_data == GOAWAY_PING:
+                    self.finish_graceful_close()
             elif kind is h2.events.ConnectionTerminated:
                 events.append(GoAway(int(event.error_code), event.last_stream_id))
         return events

@@ -31,6 +31,8 @@ log = logging.getLogger("osmium.connection")
 FLUSH_THRESHOLD = 256 * 1024
 #: asyncio write buffer size above which the app's sends wait and the socket is not read.
 WRITE_HIGH_WATER = 512 * 1024
+#: Seconds a graceful close waits for the client's PING ACK before sending the final GOAWAY.
+FINAL_GOAWAY_DELAY = 1.0
 
 
 def _address(info: object) -> tuple[str, int] | None:
@@ -90,6 +92,8 @@ class H2ServerProtocol(asyncio.Protocol):
         for event in events:
             self._dispatch(event)
         self._flush()
+        if self._closing and not self._streams and self._core.goaway_complete:
+            self._close_transport()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True
@@ -204,7 +208,7 @@ class H2ServerProtocol(asyncio.Protocol):
             stream.disconnect()
             self._schedule_flush()
             if not self._streams:
-                if self._closing:
+                if self._closing and self._core.goaway_complete:
                     self._close_transport()
                 else:
                     self._idle_since = self._loop.time()
@@ -300,6 +304,14 @@ class H2ServerProtocol(asyncio.Protocol):
             return
         self._closing = True
         self._core.start_graceful_close()
+        self._flush()
+        # Normally the client's PING ACK completes the GOAWAY sooner than this.
+        self._loop.call_later(FINAL_GOAWAY_DELAY, self._finish_goaway)
+
+    def _finish_goaway(self) -> None:
+        if self._closed:
+            return
+        self._core.finish_graceful_close()
         self._flush()
         if not self._streams:
             self._close_transport()

@@ -281,6 +281,8 @@ class RawClient:
         self.server_settings: dict[int, int] = {}
         self.received: list[Frame] = []
         self.streams: dict[int, StreamState] = {}
+        #: DATA bytes read (by any helper) and not yet given back with WINDOW_UPDATE, by stream.
+        self._unreplenished: dict[int, int] = {}
         self.closed_by_peer = False
         self._buffer = bytearray()
         self._header_block: list[Frame] = []
@@ -504,6 +506,11 @@ class RawClient:
                 f"RFC 9113 §6.10: server interleaved {describe(frame)} inside a header block"
             )
         elif isinstance(frame, DataFrame):
+            size = frame.flow_controlled_length
+            self._unreplenished[0] = self._unreplenished.get(0, 0) + size
+            if "END_STREAM" not in frame.flags:
+                pending = self._unreplenished.get(frame.stream_id, 0) + size
+                self._unreplenished[frame.stream_id] = pending
             state = self.streams.setdefault(frame.stream_id, StreamState())
             state.data += frame.data
             state.data_frames.append(frame)
@@ -523,7 +530,8 @@ class RawClient:
         what: str = "a matching frame",
         timeout: float | None = None,
     ) -> Frame:
-        """Read frames (ACKing the server's SETTINGS) until one matches; fail on EOF or timeout."""
+        """Read frames (ACKing the server's SETTINGS and PINGs, as §6.5 and §6.7 require) until
+        one matches; fail on EOF or timeout."""
         deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
         while True:
             try:
@@ -538,6 +546,9 @@ class RawClient:
                 ) from None
             if isinstance(frame, SettingsFrame) and "ACK" not in frame.flags:
                 self._ack_settings()
+            if isinstance(frame, PingFrame) and "ACK" not in frame.flags:
+                with contextlib.suppress(OSError):
+                    self.send_ping(frame.opaque_data, ack=True)
             if predicate(frame):
                 return frame
 
@@ -661,19 +672,24 @@ class RawClient:
                 f"stream {stream_id} was reset with {_code_name(state.reset_code)}; "
                 f"received: {self._history()}"
             )
+            if replenish:
+                self._replenish()
             frame = self.wait_for(lambda f: True, f"the end of stream {stream_id}")
             if isinstance(frame, GoAwayFrame) and frame.error_code != ErrorCode.NO_ERROR:
                 raise AssertionError(
                     f"connection failed while reading stream {stream_id}: {describe(frame)}"
                 )
-            if isinstance(frame, DataFrame) and replenish and frame.flow_controlled_length:
-                self.send_window_update(0, frame.flow_controlled_length)
-                if "END_STREAM" not in frame.flags:
-                    self.send_window_update(frame.stream_id, frame.flow_controlled_length)
         assert state.header_blocks, f"stream {stream_id} ended without a HEADERS frame"
         headers = state.header_blocks[0]
         trailers = state.header_blocks[1] if len(state.header_blocks) > 1 else None
         return Response(stream_id, headers, bytes(state.data), trailers, state.data_frames)
+
+    def _replenish(self) -> None:
+        """WINDOW_UPDATE for every DATA byte read so far, also by helpers such as `ping()`."""
+        for stream_id, size in self._unreplenished.items():
+            if size and not (stream_id and self.streams.get(stream_id, StreamState()).ended):
+                self.send_window_update(stream_id, size)
+        self._unreplenished.clear()
 
     def get(self, path: str = "/", headers: Iterable[tuple[str, str]] = ()) -> Response:
         return self.read_response(self.request(path, headers=headers))

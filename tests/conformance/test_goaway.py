@@ -12,6 +12,8 @@ from tests.conformance.conftest import Connect
 from tests.conformance.frames import ErrorCode, RawClient
 from tests.server_process import ServerProcess, running_server
 
+MAX_STREAM_ID = 2**31 - 1
+
 KEEP_ALIVE = 0.5
 
 
@@ -99,11 +101,13 @@ def test_idle_connection_gets_goaway_then_close(
     connect: Connect, keep_alive_server: ServerProcess
 ) -> None:
     """§9.1, §6.8: a server may close an idle connection; it SHOULD send GOAWAY(NO_ERROR)
-    first, naming the last stream it processed."""
+    first: 2^31-1 announces the shutdown, and after a PING round trip the final one names the
+    last stream it processed."""
     client = connect(keep_alive_server)
     client.get("/")
-    goaway = client.expect_goaway(ErrorCode.NO_ERROR, last_stream_id=1)
-    assert goaway.stream_id == 0
+    announce = client.expect_goaway(ErrorCode.NO_ERROR, last_stream_id=MAX_STREAM_ID)
+    assert announce.stream_id == 0
+    client.expect_goaway(ErrorCode.NO_ERROR, last_stream_id=1)
     client.expect_closed()
 
 
@@ -119,13 +123,15 @@ def test_busy_connection_is_not_idle(connect: Connect, keep_alive_server: Server
 def test_graceful_shutdown_finishes_in_flight_and_refuses_new_streams(
     connect: Connect, stoppable: ServerProcess
 ) -> None:
-    """§6.8: on shutdown the server sends GOAWAY(NO_ERROR) with the last stream it will serve;
-    that stream completes; a stream opened after it is not processed (ignored or
-    REFUSED_STREAM); then the connection closes."""
+    """§6.8: on shutdown the server announces GOAWAY(NO_ERROR, 2^31-1) with a PING, then, one
+    round trip later, GOAWAY with the last stream it will serve; that stream completes; a
+    stream opened after it is not processed (ignored or REFUSED_STREAM); then the connection
+    closes."""
     client = connect(stoppable)
     stream = client.request("/slow?ms=400")
     client.ping()
     stoppable.signal(signal.SIGTERM)
+    client.expect_goaway(ErrorCode.NO_ERROR, last_stream_id=MAX_STREAM_ID)
     client.expect_goaway(ErrorCode.NO_ERROR, last_stream_id=stream)
     late = client.request("/")
     response = client.read_response(stream)

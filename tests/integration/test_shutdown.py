@@ -9,6 +9,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import h2.events
 import pytest
 from h2.errors import ErrorCodes
 
@@ -17,6 +18,20 @@ from tests.integration.support import h2c_client, nghttp_rows, wait_until
 from tests.server_process import ServerProcess, running_server
 
 EXIT_DEADLINE = 15.0
+
+
+MAX_STREAM_ID = 2**31 - 1
+
+
+def final_goaway(client: H2Client, timeout: float = 5) -> h2.events.ConnectionTerminated:
+    """RFC 9113 §6.8's two steps: GOAWAY(2^31-1) announces, the last one names the last stream."""
+    client.wait_for(
+        lambda: any(g.last_stream_id != MAX_STREAM_ID for g in client.goaways),
+        timeout,
+        "the final GOAWAY",
+    )
+    assert client.goaways[0].last_stream_id == MAX_STREAM_ID
+    return client.goaways[-1]
 
 
 def wait_exit(server: ServerProcess, timeout: float = EXIT_DEADLINE) -> int:
@@ -46,13 +61,11 @@ def test_sigterm_finishes_in_flight_streams_then_exits_0() -> None:
             server.signal(signal.SIGTERM)
 
             # A connection with nothing in flight is told and closed at once.
-            idle.wait_for(lambda: bool(idle.goaways), 5, "GOAWAY on the idle connection")
-            assert idle.goaways[0].last_stream_id == 0
+            assert final_goaway(idle).last_stream_id == 0
             idle.wait_for_eof(5)
 
             for client in clients:
-                client.wait_for(lambda c=client: bool(c.goaways), 5, "GOAWAY")
-                goaway = client.goaways[0]
+                goaway = final_goaway(client)
                 assert goaway.error_code == ErrorCodes.NO_ERROR
                 assert goaway.last_stream_id == max(stream_ids[client])
             # The listener is closed before the GOAWAYs go out: new connections are refused.
@@ -200,7 +213,7 @@ def test_idle_connection_gets_goaway_and_is_closed(keep_alive_server: ServerProc
         idle_since = time.monotonic()
         client.wait_for(lambda: bool(client.goaways), 5, "GOAWAY after the keep-alive timeout")
         idle_for = time.monotonic() - idle_since
-        goaway = client.goaways[0]
+        goaway = final_goaway(client)
         assert goaway.error_code == ErrorCodes.NO_ERROR
         assert goaway.last_stream_id == 1
         client.wait_for_eof(3)
@@ -212,7 +225,7 @@ def test_connection_without_requests_is_closed(keep_alive_server: ServerProcess)
     with H2Client(server.host, server.port) as client:
         opened = time.monotonic()
         client.wait_for(lambda: bool(client.goaways), 5, "GOAWAY on a connection never used")
-        assert client.goaways[0].last_stream_id == 0
+        assert final_goaway(client).last_stream_id == 0
         client.wait_for_eof(3)
         assert time.monotonic() - opened >= 0.8
 

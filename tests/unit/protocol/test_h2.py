@@ -8,7 +8,7 @@ import h2.events
 import h2.settings
 import pytest
 from h2.errors import ErrorCodes
-from hyperframe.frame import DataFrame, Frame, GoAwayFrame, RstStreamFrame
+from hyperframe.frame import DataFrame, Frame, GoAwayFrame, PingFrame, RstStreamFrame
 
 from osmium.protocol.events import (
     Body,
@@ -243,13 +243,24 @@ def test_peer_goaway_lets_streams_in_flight_finish() -> None:
     assert any(isinstance(f, DataFrame) and f.data == b"done" for f in frames)
 
 
-def test_graceful_close_names_last_stream_and_refuses_later_ones() -> None:
+def test_graceful_close_is_two_step_and_refuses_streams_after_the_final_goaway() -> None:
     peer = Peer()
     first = peer.request(GET)
     peer.client_to_server()
     peer.server.start_graceful_close()
-    goaway = [f for f in frames_in(peer.server.data_to_send()) if isinstance(f, GoAwayFrame)]
-    assert [(f.last_stream_id, f.error_code) for f in goaway] == [(first, ErrorCodes.NO_ERROR)]
+    frames = frames_in(peer.server.data_to_send())
+    goaways = [(f.last_stream_id, f.error_code) for f in frames if isinstance(f, GoAwayFrame)]
+    assert goaways == [(2**31 - 1, ErrorCodes.NO_ERROR)]
+    ping = next(f for f in frames if isinstance(f, PingFrame))
+    in_flight = peer.request(GET)  # sent before the client saw the GOAWAY: still served
+    assert Request in {type(e) for e in peer.client_to_server()}
+    assert not peer.server.goaway_complete
+    ack = PingFrame(0, flags=["ACK"])
+    ack.opaque_data = ping.opaque_data
+    assert peer.server.receive(ack.serialize()) == []
+    assert peer.server.goaway_complete
+    final = [f for f in frames_in(peer.server.data_to_send()) if isinstance(f, GoAwayFrame)]
+    assert [(f.last_stream_id, f.error_code) for f in final] == [(in_flight, ErrorCodes.NO_ERROR)]
     later = peer.request(GET)
     assert peer.client_to_server() == []
     assert rst_codes(peer.server.data_to_send()) == [(later, ErrorCodes.REFUSED_STREAM)]
