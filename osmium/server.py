@@ -25,6 +25,9 @@ log = logging.getLogger("osmium")
 
 #: Seconds between a worker's reports to the acceptor; a report is also its heartbeat.
 HEARTBEAT_INTERVAL = 1.0
+#: Seconds the connections of a retiring worker get after their GOAWAY, once graceful_timeout
+#: has passed without them going idle.
+RETIRE_FINAL_GRACE = 5.0
 #: Exit status when the app's lifespan startup fails.
 EXIT_LIFESPAN = 3
 
@@ -71,7 +74,11 @@ class Server:
         self.ssl_context = ssl_context
         self.reports = reports
         self.max_requests = max_requests
+        #: Leave serving: set by retiring (acceptor's USR2, max-requests) and by stopping.
         self._stop = asyncio.Event()
+        #: TERM/INT: GOAWAY to every connection now, not only to idle ones.
+        self._goaway_all = asyncio.Event()
+        #: A second TERM/INT: close everything at once.
         self._force = asyncio.Event()
 
     def run(self) -> int:
@@ -82,6 +89,7 @@ class Server:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self.request_stop)
+        loop.add_signal_handler(signal.SIGUSR2, self.request_retire)
         state: dict = {}
         lifespan = Lifespan(self.app, state)
         try:
@@ -106,12 +114,12 @@ class Server:
             backlog=self.config.backlog,
         )
         self.reports.send("ready")
-        heartbeat = loop.call_later(HEARTBEAT_INTERVAL, self._heartbeat, context)
+        self._heartbeat_handle = loop.call_later(HEARTBEAT_INTERVAL, self._heartbeat, context)
         await self._stop.wait()
-        heartbeat.cancel()
         log.debug("worker stopping: no new connections, finishing streams in flight")
         server.close()
         await self._drain(context)
+        self._heartbeat_handle.cancel()
         self.reports.send_stats(context.snapshot())
         try:
             await lifespan.shutdown()
@@ -120,35 +128,54 @@ class Server:
         return 0
 
     def _heartbeat(self, context: ServerContext) -> None:
+        """Report (the acceptor's proof of life, also while draining); recycle when due."""
+        loop = asyncio.get_running_loop()
+        self._heartbeat_handle = loop.call_later(HEARTBEAT_INTERVAL, self._heartbeat, context)
         counters = context.snapshot()
         self.reports.send_stats(counters)
-        if self.max_requests and counters.requests >= self.max_requests:
+        if self.max_requests and counters.requests >= self.max_requests and not self._stop.is_set():
             log.info("worker recycling after %d requests", counters.requests)
             self.reports.send("retiring", reason="max-requests")
-            self._stop.set()
-            return
-        asyncio.get_running_loop().call_later(HEARTBEAT_INTERVAL, self._heartbeat, context)
+            self.request_retire()
 
     def request_stop(self) -> None:
-        """First signal: graceful stop. A second one: close every connection now."""
-        if self._stop.is_set():
+        """TERM/INT: GOAWAY everywhere, streams in flight finish. A second one: close now."""
+        if self._goaway_all.is_set():
             self._force.set()
+        self._goaway_all.set()
+        self._stop.set()
+
+    def request_retire(self) -> None:
+        """USR2 from the acceptor (reload, fewer workers) or max-requests: leave gently.
+
+        Connections keep being served and get GOAWAY only once idle, so clients that cannot
+        reconnect after a GOAWAY (h2load, say) see no failure; a TERM still GOAWAYs everything.
+        """
         self._stop.set()
 
     async def _drain(self, context: ServerContext) -> None:
-        """GOAWAY everywhere, then wait for streams until done, timed out, or forced."""
+        """Retire connections as they idle (when retiring), then GOAWAY the rest; close at last."""
+        grace = self.config.graceful_timeout
+        if not self._goaway_all.is_set():
+            for connection in list(context.connections):
+                connection.retire()
+            await _until_closed(context, self._goaway_all, grace)
+            grace = min(grace, RETIRE_FINAL_GRACE)
         for connection in list(context.connections):
             connection.shutdown()
-        waits = {
-            asyncio.ensure_future(context.wait_all_closed()),
-            asyncio.ensure_future(self._force.wait()),
-        }
-        await asyncio.wait(
-            waits, timeout=self.config.graceful_timeout, return_when=asyncio.FIRST_COMPLETED
-        )
-        for wait in waits:
-            wait.cancel()
+        await _until_closed(context, self._force, grace)
         if context.connections:
             log.warning("closing %d connection(s) with streams in flight", len(context.connections))
         for connection in list(context.connections):
             connection.abort()
+
+
+async def _until_closed(context: ServerContext, interrupt: asyncio.Event, timeout: float) -> None:
+    """Wait until every connection closed, `interrupt` is set, or `timeout` passed."""
+    waits = {
+        asyncio.ensure_future(context.wait_all_closed()),
+        asyncio.ensure_future(interrupt.wait()),
+    }
+    await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    for wait in waits:
+        wait.cancel()

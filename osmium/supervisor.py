@@ -298,8 +298,9 @@ class Supervisor:
         return [w for w in self.workers.values() if w.slot == slot and not w.retiring]
 
     def _retire(self, worker: WorkerHandle) -> None:
+        """USR2: the worker stops accepting and leaves once its connections went idle."""
         worker.retiring = True
-        self._kill(worker.pid, signal.SIGTERM)
+        self._kill(worker.pid, signal.SIGUSR2)
 
     # -- processes -------------------------------------------------------------------------------
 

@@ -23,9 +23,10 @@ EXIT_CONFIG = 2
 
 
 def reset_signals() -> None:
-    """Undo the acceptor's signal setup: the worker reacts to TERM/INT only (in its loop)."""
+    """Undo the acceptor's signal setup: a worker reacts to TERM/INT (stop) and USR2 (retire)."""
     signal.set_wakeup_fd(-1)
-    for signum in (signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU):
+    # USR2 (retire) is ignored only until the worker's event loop takes it over.
+    for signum in (signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU, signal.SIGUSR2):
         signal.signal(signum, signal.SIG_IGN)
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD):
         signal.signal(signum, signal.SIG_DFL)

@@ -31,6 +31,8 @@ log = logging.getLogger("osmium.connection")
 FLUSH_THRESHOLD = 256 * 1024
 #: asyncio write buffer size above which the app's sends wait and the socket is not read.
 WRITE_HIGH_WATER = 512 * 1024
+#: A retiring worker's connection gets GOAWAY after this many seconds without a stream.
+RETIRE_IDLE_TIMEOUT = 0.5
 #: Seconds a graceful close waits for the client's PING ACK before sending the final GOAWAY.
 FINAL_GOAWAY_DELAY = 1.0
 
@@ -60,6 +62,7 @@ class H2ServerProtocol(asyncio.Protocol):
         self._write_paused = False
         self._flush_pending = False
         self._closing = False
+        self._retiring = False
         self._closed = False
         self._idle_since = 0.0
         self._idle_timer: asyncio.TimerHandle | None = None
@@ -316,6 +319,15 @@ class H2ServerProtocol(asyncio.Protocol):
         if not self._streams:
             self._close_transport()
 
+    def retire(self) -> None:
+        """Serve on, but GOAWAY as soon as no stream has been open for RETIRE_IDLE_TIMEOUT."""
+        if self._closed or self._closing or self._retiring:
+            return
+        self._retiring = True
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+        self._check_idle()
+
     def abort(self) -> None:
         """Close now, whatever is in flight (the graceful timeout ran out)."""
         self._close_transport()
@@ -335,6 +347,8 @@ class H2ServerProtocol(asyncio.Protocol):
         if self._closed:
             return
         timeout = self._context.keep_alive_timeout
+        if self._retiring:
+            timeout = min(timeout, RETIRE_IDLE_TIMEOUT)
         idle_for = self._loop.time() - self._idle_since
         if not self._streams and idle_for >= timeout:
             self.shutdown()
