@@ -106,6 +106,8 @@ class Server:
             keep_alive_timeout=self.config.keep_alive_timeout,
             debug_frames=self.config.debug_frames,
             lifespan_state=state if lifespan.supported else None,
+            max_requests=self.max_requests,
+            on_max_requests=self._recycle,
         )
         server = await loop.create_server(
             lambda: H2ServerProtocol(context),
@@ -128,13 +130,15 @@ class Server:
         return 0
 
     def _heartbeat(self, context: ServerContext) -> None:
-        """Report (the acceptor's proof of life, also while draining); recycle when due."""
+        """Report to the acceptor: its proof of life, also while draining."""
         loop = asyncio.get_running_loop()
         self._heartbeat_handle = loop.call_later(HEARTBEAT_INTERVAL, self._heartbeat, context)
-        counters = context.snapshot()
-        self.reports.send_stats(counters)
-        if self.max_requests and counters.requests >= self.max_requests and not self._stop.is_set():
-            log.info("worker recycling after %d requests", counters.requests)
+        self.reports.send_stats(context.snapshot())
+
+    def _recycle(self) -> None:
+        """max-requests reached: the acceptor starts a replacement, this worker retires."""
+        if not self._stop.is_set():
+            log.info("worker recycling after %d requests", self.max_requests)
             self.reports.send("retiring", reason="max-requests")
             self.request_retire()
 

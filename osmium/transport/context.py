@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.utils import formatdate
 from typing import Any, Protocol
@@ -43,6 +44,9 @@ class ServerContext:
     keep_alive_timeout: float
     debug_frames: bool = False
     lifespan_state: dict[str, Any] | None = None
+    #: Called once, when the request counter reaches max_requests (0: never).
+    max_requests: int = 0
+    on_max_requests: Callable[[], None] | None = None
     connections: set[Connection] = field(default_factory=set)
     date_header: DateHeader = field(default_factory=DateHeader)
     counters: Counters = field(default_factory=Counters)

@@ -151,6 +151,8 @@ class H2ServerProtocol(asyncio.Protocol):
         )
         stream = HTTPStream(self, stream_id, scope)
         self._counters.requests += 1
+        if self._counters.requests == context.max_requests and context.on_max_requests:
+            context.on_max_requests()
         self._streams[stream_id] = stream
         self._tasks[stream_id] = self._loop.create_task(self._run_stream(stream))
 
