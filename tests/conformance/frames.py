@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from types import TracebackType
 
+from h2.errors import ErrorCodes as ErrorCode
 from hpack import Decoder, Encoder
 from hpack.exceptions import HPACKError
 from hyperframe.frame import (
@@ -69,25 +70,6 @@ class Setting(IntEnum):
     INITIAL_WINDOW_SIZE = 0x4
     MAX_FRAME_SIZE = 0x5
     MAX_HEADER_LIST_SIZE = 0x6
-
-
-class ErrorCode(IntEnum):
-    """RFC 9113 §7."""
-
-    NO_ERROR = 0x0
-    PROTOCOL_ERROR = 0x1
-    INTERNAL_ERROR = 0x2
-    FLOW_CONTROL_ERROR = 0x3
-    SETTINGS_TIMEOUT = 0x4
-    STREAM_CLOSED = 0x5
-    FRAME_SIZE_ERROR = 0x6
-    REFUSED_STREAM = 0x7
-    CANCEL = 0x8
-    COMPRESSION_ERROR = 0x9
-    CONNECT_ERROR = 0xA
-    ENHANCE_YOUR_CALM = 0xB
-    INADEQUATE_SECURITY = 0xC
-    HTTP_1_1_REQUIRED = 0xD
 
 
 def _code_name(code: int) -> str:

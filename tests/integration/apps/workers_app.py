@@ -15,6 +15,8 @@ import time
 from typing import Any
 from urllib.parse import parse_qs
 
+from osmium.demo import app as demo_app
+
 TEXT = [(b"content-type", b"text/plain")]
 
 
@@ -24,19 +26,9 @@ async def _respond(send: Any, status: int, body: bytes) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-async def _lifespan(receive: Any, send: Any) -> None:
-    while True:
-        message = await receive()
-        if message["type"] == "lifespan.startup":
-            await send({"type": "lifespan.startup.complete"})
-        elif message["type"] == "lifespan.shutdown":
-            await send({"type": "lifespan.shutdown.complete"})
-            return
-
-
 async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     if scope["type"] == "lifespan":
-        await _lifespan(receive, send)
+        await demo_app(scope, receive, send)  # the demo's lifespan: always succeeds
         return
     query = parse_qs(scope["query_string"].decode("latin-1"))
     pid = str(os.getpid()).encode()
