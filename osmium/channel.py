@@ -69,12 +69,10 @@ class ReportReader:
         self.fd = fd
         self._buffer = b""
 
-    def read(self) -> tuple[list[dict[str, Any]], bool]:
-        """Messages available now, and whether the worker closed its end."""
-        closed = False
+    def read(self) -> list[dict[str, Any]]:
+        """The whole messages available now."""
         try:
             chunk = os.read(self.fd, MAX_LINE)
-            closed = not chunk
         except BlockingIOError:
             chunk = b""
         self._buffer += chunk
@@ -89,7 +87,7 @@ class ReportReader:
                 continue
             if isinstance(message, dict) and "type" in message:
                 messages.append(message)
-        return messages, closed
+        return messages
 
     def close(self) -> None:
         os.close(self.fd)

@@ -44,6 +44,7 @@ MAX_RESTART_DELAY = 16.0
 #: Extra seconds past graceful_timeout before workers that still run are killed.
 KILL_MARGIN = 5.0
 LOOP_TICK = 1.0
+SUMMED_COUNTERS = ("requests", "connections_total", "bytes_received", "bytes_sent")
 
 
 @dataclass
@@ -52,7 +53,6 @@ class WorkerHandle:
     slot: int
     generation: int
     reader: ReportReader
-    started_at: float
     last_seen: float
     ready: bool = False
     retiring: bool = False
@@ -80,6 +80,8 @@ class Supervisor:
         self.stop_deadline = 0.0
         self.exit_code = 0
         self.announced = False
+        #: Cumulative counters of the workers that have exited, from their last reports.
+        self.served: dict[str, int] = dict.fromkeys(SUMMED_COUNTERS, 0)
         self._wakeup_read, self._wakeup_write = os.pipe()
 
     # -- the loop --------------------------------------------------------------------------------
@@ -100,7 +102,11 @@ class Supervisor:
         finally:
             self._close_sockets()
         if self.exit_code == 0:
-            log.info("stopped")
+            log.info(
+                "stopped after %d requests on %d connections",
+                self.served["requests"],
+                self.served["connections_total"],
+            )
         return self.exit_code
 
     def _install_signals(self) -> None:
@@ -131,8 +137,7 @@ class Supervisor:
         return max(0.0, min([LOOP_TICK, *due]))
 
     def _read_reports(self, worker: WorkerHandle) -> None:
-        messages, _closed = worker.reader.read()
-        for message in messages:
+        for message in worker.reader.read():
             self._on_report(worker, message)
 
     def _on_report(self, worker: WorkerHandle, message: dict[str, Any]) -> None:
@@ -231,6 +236,8 @@ class Supervisor:
     def _on_worker_exit(self, worker: WorkerHandle, code: int) -> None:
         self._read_reports(worker)  # a last report (fatal, final stats) may still be in the pipe
         worker.reader.close()
+        for name in SUMMED_COUNTERS:
+            self.served[name] += worker.stats.get(name, 0)
         if self.stopping or worker.retiring:
             return
         how = f"signal {-code}" if code < 0 else f"exit status {code}"
@@ -312,9 +319,7 @@ class Supervisor:
             self._become_worker(slot, report_write)
         os.close(report_write)
         now = time.monotonic()
-        self.workers[pid] = WorkerHandle(
-            pid, slot, self.generation, ReportReader(report_read), now, now
-        )
+        self.workers[pid] = WorkerHandle(pid, slot, self.generation, ReportReader(report_read), now)
         log.debug("worker %d started for slot %d", pid, slot)
 
     def _become_worker(self, slot: int, report_write: int) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import signal
 from pathlib import Path
 
@@ -46,3 +47,7 @@ def test_broken_reload_keeps_serving_and_a_fixed_one_replaces_every_worker(
         with h2c_client(server) as fresh:
             assert fresh.get("/").text == "v2"
         assert server.stop() == 0
+    # The acceptor sums the workers' reports: every request above, old and new workers alike.
+    served = re.search(r"stopped after (\d+) requests on (\d+) connections", server.output)
+    assert served is not None, server.output
+    assert int(served[1]) >= 3 and int(served[2]) >= 2
