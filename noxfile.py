@@ -1,4 +1,4 @@
-"""Project tasks; `./scripts/nox -s tests` and `-s serve` are the README's quick start.
+"""Project tasks; `./scripts/nox -s bench` and `-s tests` are the README's quick start.
 
 Every session installs what it needs itself: Python packages into its venv, and Debian's
 nghttp2-client (h2load, nghttp) and curl when they are missing and we are root.
@@ -55,7 +55,44 @@ def lint(session: nox.Session) -> None:
 
 
 @nox.session(python=PYTHON)
+def bench(session: nox.Session) -> None:
+    """The main job: h2load scenarios against the demo app, sampled; report in results/latest/.
+
+    Arguments go to the harness: `-- --quick`, `-- --compare hypercorn`, `-- --repeats 5`, ...
+    """
+    ensure_client_tools(session)
+    install_project(session, "bench")
+    session.run("python", "-m", "loadtest.bench", *session.posargs)
+
+
+@nox.session(python=PYTHON)
 def serve(session: nox.Session) -> None:
-    """Serve the demo app: the main job until the benchmark harness lands."""
+    """Serve the demo app on 127.0.0.1:8000 (arguments replace the default --bind)."""
     install_project(session)
     session.run("osmium", "serve", *(session.posargs or ["--bind", "127.0.0.1:8000"]))
+
+
+@nox.session(python=PYTHON)
+def coverage(session: nox.Session) -> None:
+    """The test suite under coverage.py: pytest, the servers it starts and their forked workers.
+
+    coverage/coveragerc's process patching measures every `osmium serve` subprocess and worker;
+    their data files are combined, then reported here and as HTML in htmlcov/. Arguments go to
+    pytest (`./scripts/nox -s coverage -- tests/unit`). When tests fail, the report still comes,
+    then the session fails.
+    """
+    ensure_client_tools(session)
+    install_project(session, "test")
+    rcfile = "--rcfile=coverage/coveragerc"
+    session.run("coverage", "erase", rcfile)
+    try:
+        session.run("coverage", "run", rcfile, "-m", "pytest", *session.posargs)
+        failed = False
+    except nox.command.CommandFailed:
+        failed = True
+    session.run("coverage", "combine", rcfile)
+    session.run("coverage", "report", rcfile)
+    session.run("coverage", "html", rcfile)
+    session.log(f"HTML report: {os.path.abspath('htmlcov/index.html')}")
+    if failed:
+        session.error("the tests failed (coverage report above)")

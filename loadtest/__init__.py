@@ -1,0 +1,1 @@
+"""Load-test harness for osmium: drive external load generators and turn their reports into data."""

@@ -1,0 +1,280 @@
+"""`nox -s bench`: h2load scenarios against osmium (and peers), sampled, summarised, reported.
+
+Each run starts the server fresh as its own process tree, samples it with psutil while h2load
+drives it, and stops it. Repeats are interleaved across servers so drift hits all of them alike;
+the summary gives medians and spread, the ratios compare medians measured in this one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+import tomllib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import h2
+import trustme
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+
+from loadtest import h2load
+from loadtest.launcher import KNOWN_SERVERS, LaunchedServer, LaunchError, TLSFiles, available
+from loadtest.report import write_report
+from loadtest.sampler import SamplerProcess
+
+SCENARIOS = Path(__file__).with_name("scenarios.toml")
+QUICK_REQUESTS = 5000
+H2LOAD_TIMEOUT = 300.0
+
+
+class BenchError(Exception):
+    """A benchmark that cannot run as asked; the message is one line for the user."""
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    path: str = "/"
+    requests: int | None = None
+    duration: float | None = None
+    clients: int = 1
+    streams: int = 1
+    tls: bool = False
+
+
+def load_scenarios(path: Path) -> list[Scenario]:
+    try:
+        document = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise BenchError(f"scenario file {path} not found") from None
+    except tomllib.TOMLDecodeError as error:
+        raise BenchError(f"scenario file {path}: {error}") from None
+    scenarios = []
+    for entry in document.get("scenario", []):
+        try:
+            scenario = Scenario(**entry)
+        except TypeError as error:
+            raise BenchError(f"scenario file {path}: {error}") from None
+        if (scenario.requests is None) == (scenario.duration is None):
+            raise BenchError(f"scenario {scenario.name}: give exactly one of requests, duration")
+        scenarios.append(scenario)
+    if not scenarios:
+        raise BenchError(f"scenario file {path} has no [[scenario]]")
+    return scenarios
+
+
+@contextmanager
+def throwaway_certificates() -> Iterator[TLSFiles]:
+    """A throwaway CA and server certificate for 127.0.0.1, deleted after the run."""
+    authority = trustme.CA()
+    certificate = authority.issue_cert("127.0.0.1", "localhost")
+    with tempfile.TemporaryDirectory(prefix="osmium-bench-tls-") as folder:
+        certfile, keyfile = Path(folder, "cert.pem"), Path(folder, "key.pem")
+        certificate.private_key_pem.write_to_path(str(keyfile))
+        certificate.cert_chain_pems[0].write_to_path(str(certfile))
+        yield TLSFiles(str(certfile), str(keyfile))
+
+
+def run_once(
+    server_name: str, scenario: Scenario, repeat: int, workers: int, run_dir: Path, tls: TLSFiles
+) -> dict[str, Any]:
+    """One fresh server, sampled while h2load runs the scenario once."""
+    stem = f"{scenario.name}-{server_name}-{repeat}"
+    spec = KNOWN_SERVERS[server_name](workers)
+    record: dict[str, Any] = {"scenario": scenario.name, "server": server_name, "repeat": repeat}
+    record["log"] = f"runs/{stem}.log"
+    record["samples"] = f"runs/{stem}.jsonl"
+    launched = LaunchedServer(spec, run_dir / record["log"], tls if scenario.tls else None)
+    with launched as server, SamplerProcess(server.pid, run_dir / record["samples"]):
+        result = h2load.run(
+            server.url + scenario.path,
+            requests=scenario.requests,
+            duration=scenario.duration,
+            clients=scenario.clients,
+            streams=scenario.streams,
+            timeout=H2LOAD_TIMEOUT,
+        )
+    record["exit_code"] = launched.exit_code
+    record["h2load"] = h2load.as_dict(result)
+    record["metrics"] = metrics(result)
+    return record
+
+
+def metrics(result: h2load.H2LoadResult) -> dict[str, float]:
+    """The few numbers the summary compares."""
+    return {
+        "req_per_s": result.requests_per_second,
+        "latency_mean_ms": result.request_time.mean * 1000,
+        "succeeded": result.requests.succeeded,
+        "failed": result.requests.failed,  # h2load counts errored and timed out inside it
+    }
+
+
+def summarise(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    groups: dict[tuple[str, str], list[dict[str, float]]] = {}
+    for run in runs:
+        groups.setdefault((run["scenario"], run["server"]), []).append(run["metrics"])
+    summary = []
+    for (scenario, server), values in groups.items():
+        row: dict[str, Any] = {"scenario": scenario, "server": server, "repeats": len(values)}
+        for name in ("req_per_s", "latency_mean_ms"):
+            series = [value[name] for value in values]
+            row[name] = {
+                "median": statistics.median(series),
+                "min": min(series),
+                "max": max(series),
+                "values": series,
+            }
+        row["failed"] = int(sum(value["failed"] for value in values))
+        summary.append(row)
+    return summary
+
+
+def ratios(summary: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """osmium's median req/s over each peer's, per scenario."""
+    by_key = {(row["scenario"], row["server"]): row for row in summary}
+    result = []
+    for (scenario, server), row in by_key.items():
+        own = by_key.get((scenario, "osmium"))
+        if server != "osmium" and own is not None and row["req_per_s"]["median"]:
+            ratio = own["req_per_s"]["median"] / row["req_per_s"]["median"]
+            result.append({"scenario": scenario, "peer": server, "ratio": ratio})
+    return result
+
+
+def environment() -> dict[str, str]:
+    return {
+        "python": platform.python_version(),
+        "h2": h2.__version__,
+        "os": platform.platform(),
+        "cpus": str(os.cpu_count()),
+        "h2load": h2load.version(),
+    }
+
+
+def publish(output: Path, run_dir: Path) -> None:
+    """Point `latest` at the newest run (relative, so the results folder can move)."""
+    latest = output / "latest"
+    if latest.is_symlink() or latest.exists():
+        latest.unlink()
+    latest.symlink_to(run_dir.name, target_is_directory=True)
+
+
+def print_summary(console: Console, summary: list[dict[str, Any]], ratio_rows: list[dict]) -> None:
+    table = Table(title="h2load: median of repeats")
+    for column in ("scenario", "server", "req/s", "min", "max", "latency ms", "failed"):
+        table.add_column(column, justify="left" if column in ("scenario", "server") else "right")
+    for row in summary:
+        rate = row["req_per_s"]
+        table.add_row(
+            row["scenario"],
+            row["server"],
+            f"{rate['median']:,.0f}",
+            f"{rate['min']:,.0f}",
+            f"{rate['max']:,.0f}",
+            f"{row['latency_mean_ms']['median']:.2f}",
+            str(row["failed"]),
+        )
+    console.print(table)
+    for row in ratio_rows:
+        console.print(f"osmium/{row['peer']} on {row['scenario']}: {row['ratio']:.2f}x")
+
+
+def bench(arguments: argparse.Namespace, console: Console) -> Path:
+    scenarios = load_scenarios(arguments.scenarios)
+    if arguments.only:
+        scenarios = [s for s in scenarios if s.name in arguments.only]
+    if arguments.quick:
+        scenarios = [Scenario("hello", "/", QUICK_REQUESTS, None, 10, 10)]
+        arguments.repeats = 1
+    servers = ["osmium", *arguments.compare]
+    for name in servers:
+        if name not in KNOWN_SERVERS:
+            raise BenchError(f"unknown server {name!r} (known: {', '.join(KNOWN_SERVERS)})")
+        if not available(name):
+            raise BenchError(f"--compare {name}: {name} is not installed here")
+    if h2load.which() is None:
+        raise BenchError("h2load not found: install Debian's nghttp2-client")
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    run_dir = arguments.output / f"{arguments.session}-{stamp}"
+    run_dir.mkdir(parents=True)
+    plan = [
+        (repeat, scenario, server)
+        for repeat in range(arguments.repeats)
+        for scenario in scenarios
+        for server in servers
+    ]
+    runs = []
+    started = time.monotonic()
+    with throwaway_certificates() as tls, Progress(console=console, transient=True) as progress:
+        task = progress.add_task("benchmark", total=len(plan))
+        for repeat, scenario, server in plan:
+            progress.update(task, description=f"{scenario.name} on {server} (#{repeat + 1})")
+            try:
+                runs.append(run_once(server, scenario, repeat, arguments.workers, run_dir, tls))
+            except (LaunchError, h2load.H2LoadError) as error:
+                raise BenchError(f"{scenario.name} on {server}: {error}") from None
+            progress.advance(task)
+    summary = summarise(runs)
+    results = {
+        "id": run_dir.name,
+        "environment": environment(),
+        "settings": {"repeats": arguments.repeats, "workers": arguments.workers},
+        "scenarios": [asdict(s) for s in scenarios],
+        "elapsed_s": round(time.monotonic() - started, 1),
+        "runs": runs,
+        "summary": summary,
+        "ratios": ratios(summary),
+    }
+    (run_dir / "results.json").write_text(json.dumps(results, indent=2))
+    index = write_report(run_dir, results)
+    publish(arguments.output, run_dir)
+    print_summary(console, summary, results["ratios"])
+    return index
+
+
+def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="bench", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="one short hello run (smoke/CI)")
+    parser.add_argument(
+        "--compare", nargs="+", default=[], metavar="SERVER",
+        help="also run hypercorn and/or granian; report osmium/peer ratios",
+    )  # fmt: skip
+    parser.add_argument("--repeats", type=int, default=3, help="runs per scenario and server")
+    parser.add_argument("--workers", type=int, default=1, help="worker processes per server")
+    parser.add_argument("--only", nargs="+", metavar="SCENARIO", help="run only these scenarios")
+    parser.add_argument("--scenarios", type=Path, default=SCENARIOS, help="scenario TOML file")
+    parser.add_argument("--output", type=Path, default=Path("results"), help="results folder")
+    parser.add_argument("--session", default="bench", help="prefix of the run folder name")
+    arguments = parser.parse_args(argv)
+    if arguments.repeats < 1 or arguments.workers < 1:
+        parser.error("--repeats and --workers must be at least 1")
+    return arguments
+
+
+def main(argv: list[str] | None = None) -> int:
+    arguments = parse_arguments(argv)
+    console = Console(stderr=False)
+    try:
+        index = bench(arguments, console)
+    except BenchError as error:
+        print(f"bench: error: {error}", file=sys.stderr)
+        return 2
+    print(f"report: {index}")  # plain print: rich would wrap a long path
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,200 @@
+"""Start any HTTP/2 server command as a separate process on a free loopback port, and stop it.
+
+A server counts as up once it answers an HTTP/2 connection preface with SETTINGS; stopping is
+SIGTERM, then SIGKILL after a timeout. Its output goes to a log file kept with the results.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+EMPTY_SETTINGS = b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
+SETTINGS_TYPE = 0x4
+DEMO_APP = "osmium.demo:app"
+HYPERCORN_CONFIG = Path(__file__).with_name("hypercorn.toml")
+
+
+class LaunchError(Exception):
+    """The server did not come up; the message ends with the tail of its log."""
+
+
+@dataclass(frozen=True)
+class ServerSpec:
+    """A server command line; `{host}`, `{port}`, `{certfile}`, `{keyfile}` are filled in."""
+
+    name: str
+    command: tuple[str, ...]
+    tls_args: tuple[str, ...] = ()
+    env: dict[str, str] = field(default_factory=dict)
+
+    def argv(self, port: int, tls: TLSFiles | None) -> list[str]:
+        values = {"host": "127.0.0.1", "port": port}
+        if tls is not None:
+            values |= {"certfile": tls.certfile, "keyfile": tls.keyfile}
+        parts = self.command + (self.tls_args if tls is not None else ())
+        return [part.format(**values) for part in parts]
+
+
+@dataclass(frozen=True)
+class TLSFiles:
+    certfile: str
+    keyfile: str
+
+
+CERT_ARGS = ("--certfile", "{certfile}", "--keyfile", "{keyfile}")
+
+
+def osmium(workers: int = 1, *extra: str) -> ServerSpec:
+    command = [sys.executable, "-m", "osmium", "serve", DEMO_APP, "--bind", "{host}:{port}"]
+    command += ["--workers", str(workers), *extra]
+    return ServerSpec("osmium", tuple(command), CERT_ARGS)
+
+
+def hypercorn(workers: int = 1) -> ServerSpec:
+    command = [sys.executable, "-m", "hypercorn", "--bind", "{host}:{port}"]
+    command += ["--config", str(HYPERCORN_CONFIG), "--workers", str(workers), DEMO_APP]
+    return ServerSpec("hypercorn", tuple(command), CERT_ARGS)
+
+
+def granian(workers: int = 1) -> ServerSpec:
+    command = ["granian", "--interface", "asgi", "--http", "2", "--host", "{host}"]
+    command += ["--port", "{port}", "--workers", str(workers), DEMO_APP]
+    tls = ("--ssl-certificate", "{certfile}", "--ssl-keyfile", "{keyfile}")
+    return ServerSpec("granian", tuple(command), tls)
+
+
+KNOWN_SERVERS = {"osmium": osmium, "hypercorn": hypercorn, "granian": granian}
+
+
+def available(name: str) -> bool:
+    """Whether the server can be started here (granian is an optional install)."""
+    if name == "granian":
+        return shutil.which("granian") is not None
+    if name == "hypercorn":
+        return importlib.util.find_spec("hypercorn") is not None
+    return name in KNOWN_SERVERS
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def speaks_http2(port: int, tls: bool, timeout: float = 1.0) -> bool:
+    """Send the client preface; a SETTINGS frame back means the server is serving HTTP/2."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as raw:
+            sock: socket.socket = raw
+            if tls:
+                context = ssl.create_default_context()
+                context.check_hostname = False
+                context.verify_mode = ssl.CERT_NONE
+                context.set_alpn_protocols(["h2"])
+                sock = context.wrap_socket(raw, server_hostname="localhost")
+            sock.sendall(PREFACE + EMPTY_SETTINGS)
+            header = b""
+            while len(header) < 9:
+                chunk = sock.recv(9 - len(header))
+                if not chunk:
+                    return False
+                header += chunk
+            return header[3] == SETTINGS_TYPE
+    except OSError:
+        return False
+
+
+class LaunchedServer:
+    """A running server process; use as a context manager so it is always stopped."""
+
+    def __init__(
+        self,
+        spec: ServerSpec,
+        log_path: Path,
+        tls: TLSFiles | None = None,
+        startup_timeout: float = 30.0,
+        stop_timeout: float = 15.0,
+    ) -> None:
+        self.spec = spec
+        self.log_path = log_path
+        self.tls = tls
+        self.port = free_port()
+        self.startup_timeout = startup_timeout
+        self.stop_timeout = stop_timeout
+        self.process: subprocess.Popen[bytes] | None = None
+        self.exit_code: int | None = None
+
+    @property
+    def url(self) -> str:
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def __enter__(self) -> LaunchedServer:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        argv = self.spec.argv(self.port, self.tls)
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("wb") as log:
+            self.process = subprocess.Popen(
+                argv,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env={**os.environ, **self.spec.env},
+            )
+        deadline = time.monotonic() + self.startup_timeout
+        while not speaks_http2(self.port, self.tls is not None):
+            if self.process.poll() is not None:
+                raise LaunchError(f"{self.spec.name} exited at start-up: {self.log_tail()}")
+            if time.monotonic() > deadline:
+                self.stop()
+                raise LaunchError(f"{self.spec.name} not serving HTTP/2 in time: {self.log_tail()}")
+            time.sleep(0.05)  # polling the port with a deadline: the process has no other signal
+
+    def stop(self) -> int | None:
+        """SIGTERM, then SIGKILL if it has not exited after `stop_timeout`; its exit code."""
+        process = self.process
+        if process is None or self.exit_code is not None:
+            return self.exit_code
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(self.stop_timeout)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        self.exit_code = process.returncode
+        return self.exit_code
+
+    def log_tail(self, lines: int = 5) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return "(no log)"
+        return " | ".join(text.strip().splitlines()[-lines:]) or "(empty log)"

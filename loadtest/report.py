@@ -1,0 +1,123 @@
+"""Turn a benchmark's results into PNG plots and an index.html that shows them.
+
+Throughput and latency per scenario (median of the repeats, min-max as the error bar) and, for
+each scenario and server, CPU and RSS over time per process of the first repeat.
+"""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only: no display on a CI machine
+
+import matplotlib.pyplot as plt
+
+from loadtest.sampler import load
+
+MIB = 1024 * 1024
+
+
+def write_report(run_dir: Path, results: dict[str, Any]) -> Path:
+    """Plots and index.html in `run_dir`; returns the index path."""
+    plots = [
+        _bars(run_dir / "throughput.png", results, "req_per_s", "requests/s (median, min-max)"),
+        _bars(run_dir / "latency.png", results, "latency_mean_ms", "mean request time, ms"),
+    ]
+    for run in results["runs"]:
+        if run["repeat"] == 0 and run.get("samples"):
+            name = f"resources-{run['scenario']}-{run['server']}.png"
+            plots.append(_resources(run_dir / name, run, run_dir / run["samples"]))
+    index = run_dir / "index.html"
+    index.write_text(_html(results, [p.name for p in plots]))
+    return index
+
+
+def _bars(path: Path, results: dict[str, Any], metric: str, label: str) -> Path:
+    summary = results["summary"]
+    scenarios = list(dict.fromkeys(row["scenario"] for row in summary))
+    servers = list(dict.fromkeys(row["server"] for row in summary))
+    width = 0.8 / len(servers)
+    figure, axes = plt.subplots(figsize=(max(6, 1.8 * len(scenarios)), 4))
+    by_key = {(row["scenario"], row["server"]): row[metric] for row in summary}
+    for offset, server in enumerate(servers):
+        values = [by_key[(scenario, server)] for scenario in scenarios]
+        medians = [value["median"] for value in values]
+        low = [value["median"] - value["min"] for value in values]
+        high = [value["max"] - value["median"] for value in values]
+        positions = [index + offset * width for index in range(len(scenarios))]
+        axes.bar(positions, medians, width, yerr=[low, high], capsize=3, label=server)
+    axes.set_xticks([index + width * (len(servers) - 1) / 2 for index in range(len(scenarios))])
+    axes.set_xticklabels(scenarios)
+    axes.set_ylabel(label)
+    axes.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path
+
+
+def _resources(path: Path, run: dict[str, Any], samples_path: Path) -> Path:
+    samples = load(samples_path)
+    figure, (cpu, rss) = plt.subplots(2, 1, figsize=(8, 5), sharex=True)
+    series: dict[int, dict[str, list[float]]] = {}
+    for sample in samples:
+        for process in sample["processes"]:
+            line = series.setdefault(process["pid"], {"t": [], "cpu": [], "rss": []})
+            line["t"].append(sample["t"])
+            line["cpu"].append(process["cpu_percent"])
+            line["rss"].append(process["rss"] / MIB)
+            line["role"] = process["role"]  # type: ignore[assignment]
+    for pid, line in series.items():
+        label = f"{line['role']} {pid}"
+        cpu.plot(line["t"], line["cpu"], label=label)
+        rss.plot(line["t"], line["rss"], label=label)
+    cpu.set_ylabel("CPU %")
+    rss.set_ylabel("RSS, MiB")
+    rss.set_xlabel("seconds")
+    cpu.set_title(f"{run['server']}: {run['scenario']}")
+    cpu.legend(fontsize="small")
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path
+
+
+def _html(results: dict[str, Any], images: list[str]) -> str:
+    columns = ("scenario", "server", "req/s median", "min", "max", "mean latency ms", "failed")
+    head = "".join(f"<th>{name}</th>" for name in columns)
+    rows = []
+    for row in results["summary"]:
+        rate = row["req_per_s"]
+        cells = (
+            row["scenario"],
+            row["server"],
+            f"{rate['median']:,.0f}",
+            f"{rate['min']:,.0f}",
+            f"{rate['max']:,.0f}",
+            f"{row['latency_mean_ms']['median']:.2f}",
+            str(row["failed"]),
+        )
+        rows.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
+    ratios = "".join(
+        f"<li>{html.escape(r['scenario'])}: osmium/{html.escape(r['peer'])} = {r['ratio']:.2f}</li>"
+        for r in results.get("ratios", [])
+    )
+    figures = "".join(
+        f'<p><img src="{html.escape(name)}" alt="{html.escape(name)}"></p>' for name in images
+    )
+    environment = html.escape(", ".join(f"{k}: {v}" for k, v in results["environment"].items()))
+    return f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>osmium benchmark {html.escape(results["id"])}</title>
+<style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}
+td,th{{border:1px solid #999;padding:4px 8px;text-align:right}}</style></head>
+<body><h1>Benchmark {html.escape(results["id"])}</h1>
+<p>{environment}</p>
+<table><tr>{head}</tr>{"".join(rows)}</table>
+{f"<h2>Ratios (median req/s)</h2><ul>{ratios}</ul>" if ratios else ""}
+{figures}
+</body></html>
+"""

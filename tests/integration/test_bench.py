@@ -1,0 +1,62 @@
+"""`python -m loadtest.bench --quick`: a real run against osmium ends in a complete report."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.integration.support import REPO_ROOT
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def run_bench(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "loadtest.bench", *args],
+        capture_output=True, text=True, timeout=180, cwd=REPO_ROOT, check=False,
+    )  # fmt: skip
+
+
+def test_quick_bench_writes_results_plots_and_report(tmp_path: Path) -> None:
+    result = run_bench("--quick", "--output", str(tmp_path), "--session", "ci")
+    assert result.returncode == 0, result.stderr + result.stdout
+    latest = tmp_path / "latest"
+    assert latest.is_symlink()
+    run_dir = latest.resolve()
+    assert run_dir.parent == tmp_path and run_dir.name.startswith("ci-")
+    assert result.stdout.splitlines()[-1] == f"report: {run_dir / 'index.html'}"
+
+    results = json.loads((run_dir / "results.json").read_text())
+    [row] = results["summary"]
+    assert (row["scenario"], row["server"], row["repeats"], row["failed"]) == (
+        "hello",
+        "osmium",
+        1,
+        0,
+    )
+    [run] = results["runs"]
+    assert run["metrics"]["succeeded"] == 5000
+    assert run["exit_code"] == 0
+    assert run["metrics"]["req_per_s"] == row["req_per_s"]["median"] > 0
+
+    samples = [json.loads(line) for line in (run_dir / run["samples"]).read_text().splitlines()]
+    assert samples, "the psutil series is empty"
+    assert {p["role"] for s in samples for p in s["processes"]} == {"acceptor", "worker"}
+    assert max(s["total"]["cpu_percent"] for s in samples) > 0
+
+    page = (run_dir / "index.html").read_text()
+    for image in ("throughput.png", "latency.png", "resources-hello-osmium.png"):
+        assert (run_dir / image).read_bytes().startswith(PNG_SIGNATURE)
+        assert f'src="{image}"' in page
+
+
+def test_bench_refuses_an_unknown_peer_in_one_line(tmp_path: Path) -> None:
+    result = run_bench("--quick", "--compare", "nginx", "--output", str(tmp_path))
+    assert result.returncode == 2
+    assert (
+        result.stderr.strip()
+        == "bench: error: unknown server 'nginx' (known: osmium, hypercorn, granian)"
+    )
+    assert not list(tmp_path.iterdir())
