@@ -22,7 +22,12 @@ CLIENT_TOOLS = {"h2load": "nghttp2-client", "nghttp": "nghttp2-client", "curl": 
 
 def ensure_client_tools(session: nox.Session) -> None:
     """h2load, nghttp and curl: apt-get them when root, otherwise say what to install."""
-    missing = sorted({package for tool, package in CLIENT_TOOLS.items() if not shutil.which(tool)})
+    ensure_tools(session, CLIENT_TOOLS)
+
+
+def ensure_tools(session: nox.Session, tools: dict[str, str]) -> None:
+    """Each command of `tools` (command -> Debian package) present, or a clear error."""
+    missing = sorted({package for tool, package in tools.items() if not shutil.which(tool)})
     if not missing:
         return
     if os.geteuid() != 0 or not shutil.which("apt-get"):
@@ -63,6 +68,18 @@ def bench(session: nox.Session) -> None:
     ensure_client_tools(session)
     install_project(session, "bench")
     session.run("python", "-m", "loadtest.bench", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def gate(session: nox.Session) -> None:
+    """Performance regression gate against loadtest/baseline.json (see loadtest/gate.py).
+
+    `-- --metric instructions` is the deterministic part CI runs; `-- --update-baseline` rewrites
+    the baseline; `-- --against REV` compares with a revision measured in the same run.
+    """
+    ensure_tools(session, {**CLIENT_TOOLS, "valgrind": "valgrind"})
+    install_project(session, "bench")
+    session.run("python", "-m", "loadtest.gate", *session.posargs)
 
 
 @nox.session(python=PYTHON)

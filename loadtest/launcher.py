@@ -56,10 +56,12 @@ class TLSFiles:
 CERT_ARGS = ("--certfile", "{certfile}", "--keyfile", "{keyfile}")
 
 
-def osmium(workers: int = 1, *extra: str) -> ServerSpec:
+def osmium(workers: int = 1, *extra: str, source: Path | None = None) -> ServerSpec:
+    """osmium serving the demo app; from the checkout `source` instead of the installed one."""
     command = [sys.executable, "-m", "osmium", "serve", DEMO_APP, "--bind", "{host}:{port}"]
     command += ["--workers", str(workers), *extra]
-    return ServerSpec("osmium", tuple(command), CERT_ARGS)
+    env = {"PYTHONPATH": str(source)} if source is not None else {}
+    return ServerSpec("osmium", tuple(command), CERT_ARGS, env)
 
 
 def hypercorn(workers: int = 1) -> ServerSpec:
