@@ -30,6 +30,8 @@ from loadtest.wallclock import normalised_throughput
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BASELINE = Path(__file__).with_name("baseline.json")
+#: Wide enough that the table never wraps in a CI log (rich assumes 80 columns there).
+TABLE_WIDTH = 110
 
 
 @dataclass(frozen=True)
@@ -221,7 +223,7 @@ def gate(arguments: argparse.Namespace, console: Console) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    console = Console()
+    console = Console(width=TABLE_WIDTH)
     try:
         return gate(parse_arguments(argv), console)
     except GateError as error:
