@@ -71,6 +71,16 @@ def bench(session: nox.Session) -> None:
 
 
 @nox.session(python=PYTHON)
+def loadtest(session: nox.Session) -> None:
+    """locust's HTTP/2 user journeys against osmium, sampled; report in results/latest/.
+
+    Arguments go to the runner: `-- --users 100 --run-time 1m`, `-- --distributed 4`, ...
+    """
+    install_project(session, "loadtest")
+    session.run("python", "-m", "loadtest.locust_run", *session.posargs)
+
+
+@nox.session(python=PYTHON)
 def gate(session: nox.Session) -> None:
     """Performance regression gate against loadtest/baseline.json (see loadtest/gate.py).
 

@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from contextlib import ExitStack
+from contextlib import ExitStack, suppress
 from datetime import datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -25,12 +25,13 @@ from types import FrameType
 from typing import Any
 
 import matplotlib.pyplot as plt
+import psutil
 from rich.console import Console
 from rich.table import Table
 
 from loadtest.bench import publish
 from loadtest.launcher import LaunchedServer, LaunchError, free_port, osmium
-from loadtest.report import MIB, _resources
+from loadtest.report import MIB, resources_plot
 from loadtest.sampler import SamplerProcess, load
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
@@ -122,32 +123,72 @@ def stop_sampler(sampler: SamplerProcess) -> None:
         sampler.__exit__(None, None, None)
 
 
+def running(process: psutil.Process) -> bool:
+    """Still running (a zombie has exited; init reaps it once its parent is gone)."""
+    try:
+        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+class ServerTree:
+    """The server's processes as last seen, so that orphans of a crashed acceptor are stopped too.
+
+    osmium's acceptor stops its workers when it is stopped, but a worker whose acceptor was
+    killed goes on serving; only a pid remembered from before can find it.
+    """
+
+    def __init__(self) -> None:
+        self.known: dict[int, psutil.Process] = {}
+        self.leftovers: list[int] = []
+
+    def watch(self, root_pid: int) -> None:
+        with suppress(psutil.NoSuchProcess):
+            for child in psutil.Process(root_pid).children(recursive=True):
+                self.known.setdefault(child.pid, child)
+
+    def stop_leftovers(self) -> None:
+        """After the acceptor stopped: terminate, then kill, what is still running."""
+        alive = [process for process in self.known.values() if running(process)]
+        for process in alive:
+            with suppress(psutil.NoSuchProcess):
+                process.terminate()
+        _, hanging = psutil.wait_procs(alive, timeout=CHILD_STOP_TIMEOUT)
+        for process in hanging:
+            with suppress(psutil.NoSuchProcess):
+                process.kill()
+        psutil.wait_procs(hanging, timeout=CHILD_STOP_TIMEOUT)
+        self.leftovers = [process.pid for process in alive]
+
+
 def supervise(
     master: subprocess.Popen[bytes],
     workers: list[subprocess.Popen[bytes]],
     server: LaunchedServer,
+    tree: ServerTree,
     timeout: float,
 ) -> list[str]:
     """Wait for locust to finish; stop early if the server or a worker dies, or at `timeout`.
 
     Without this a dead worker leaves the master waiting, and a dead server turns the rest of
-    the run into connection errors.
+    the run into connection errors. Each poll also notes the server's (re)spawned workers.
     """
+    assert server.process is not None
     deadline = time.monotonic() + timeout
     while True:
+        tree.watch(server.pid)
         try:
             master.wait(POLL_INTERVAL)
             break
         except subprocess.TimeoutExpired:
             pass
-        assert server.process is not None
         if server.process.poll() is not None:
-            return [f"the server exited during the run (code {server.process.returncode})"]
+            return ["stopped early: the server exited during the run"]
         for index, worker in enumerate(workers, 1):
             if worker.poll():  # 0 is a worker the master told to quit, just before it exits
-                return [f"locust worker {index} failed during the run (code {worker.returncode})"]
+                return [f"stopped early: locust worker {index} failed"]
         if time.monotonic() > deadline:
-            return [f"locust did not finish within {timeout:.0f} s"]
+            return [f"stopped early: locust did not finish within {timeout:.0f} s"]
     problems = []
     for index, worker in enumerate(workers, 1):  # the master tells its workers to quit as it exits
         try:
@@ -161,8 +202,10 @@ def run_locust(arguments: argparse.Namespace, run_dir: Path) -> dict[str, Any]:
     """Server, sampler, locust (and workers), in that order, all stopped in reverse on any exit."""
     problems: list[str] = []
     server = LaunchedServer(osmium(arguments.workers), run_dir / "server.log")
+    tree = ServerTree()
     with ExitStack() as stack:
-        stack.callback(server.stop)  # registered first: start() may fail half-way
+        stack.callback(tree.stop_leftovers)  # runs last, once the acceptor has stopped
+        stack.callback(server.stop)  # registered before start(), which may fail half-way
         server.start()
         sampler = SamplerProcess(server.pid, run_dir / "samples.jsonl")
         stack.callback(stop_sampler, sampler)
@@ -173,9 +216,8 @@ def run_locust(arguments: argparse.Namespace, run_dir: Path) -> dict[str, Any]:
             spawn(stack, worker_command(arguments, server.url), run_dir / f"locust-worker-{i}.log")
             for i in range(1, arguments.distributed + 1)
         ]
-        problems += supervise(
-            master, workers, server, arguments.run_seconds + USER_STOP_TIMEOUT + LOCUST_OVERHEAD
-        )
+        timeout = arguments.run_seconds + USER_STOP_TIMEOUT + LOCUST_OVERHEAD
+        problems += supervise(master, workers, server, tree, timeout)
     exit_codes = {
         "locust": master.returncode,
         "locust_workers": [worker.returncode for worker in workers],
@@ -188,6 +230,8 @@ def run_locust(arguments: argparse.Namespace, run_dir: Path) -> dict[str, Any]:
             problems.append(f"locust worker {index} exited with code {code}")
     if server.exit_code:
         problems.append(f"the server exited with code {server.exit_code}")
+    if tree.leftovers:
+        problems.append(f"server processes {tree.leftovers} outlived the acceptor; stopped them")
     return {"url": server.url, "exit_codes": exit_codes, "problems": problems}
 
 
@@ -356,7 +400,8 @@ def report(run_dir: Path, results: dict[str, Any]) -> Path:
     images = []
     if results["server"]:
         run = {"server": "osmium", "scenario": f"locust, {results['settings']['users']} users"}
-        images.append(_resources(run_dir / "resources.png", run, run_dir / "samples.jsonl").name)
+        plot = resources_plot(run_dir / "resources.png", run, run_dir / "samples.jsonl")
+        images.append(plot.name)
     if results["locust"]["stats"]:
         history = read_csv(run_dir / f"{STEM}_stats_history.csv")
         timeline = timeline_plot(run_dir / "timeline.png", results["locust"]["stats"], history)
@@ -432,7 +477,7 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--users", type=int, default=50, help=f"simulated users (<= {MAX_USERS})")
     parser.add_argument("--spawn-rate", type=float, default=10, help="users started per second")
     parser.add_argument(
-        "--run-time", type=run_seconds, default="30s", dest="run_seconds",
+        "--run-time", type=run_seconds, default="30s", dest="run_seconds", metavar="TIME",
         help=f"locust's run time, e.g. 30s, 2m (<= {MAX_RUN_SECONDS} s)",
     )  # fmt: skip
     parser.add_argument(

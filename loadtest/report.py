@@ -30,7 +30,7 @@ def write_report(run_dir: Path, results: dict[str, Any]) -> Path:
     for run in results["runs"]:
         if run["repeat"] == 0 and run.get("samples"):
             name = f"resources-{run['scenario']}-{run['server']}.png"
-            plots.append(_resources(run_dir / name, run, run_dir / run["samples"]))
+            plots.append(resources_plot(run_dir / name, run, run_dir / run["samples"]))
     index = run_dir / "index.html"
     index.write_text(_html(results, [p.name for p in plots]))
     return index
@@ -60,7 +60,7 @@ def _bars(path: Path, results: dict[str, Any], metric: str, label: str) -> Path:
     return path
 
 
-def _resources(path: Path, run: dict[str, Any], samples_path: Path) -> Path:
+def resources_plot(path: Path, run: dict[str, Any], samples_path: Path) -> Path:
     samples = load(samples_path)
     figure, (cpu, rss) = plt.subplots(2, 1, figsize=(8, 5), sharex=True)
     series: dict[int, dict[str, list[float]]] = {}

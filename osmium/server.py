@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import socket
 import ssl
@@ -74,6 +75,7 @@ class Server:
         self.ssl_context = ssl_context
         self.reports = reports
         self.max_requests = max_requests
+        self._acceptor_pid = os.getppid()
         #: Leave serving: set by retiring (acceptor's USR2, max-requests) and by stopping.
         self._stop = asyncio.Event()
         #: TERM/INT: GOAWAY to every connection now, not only to idle ones.
@@ -134,6 +136,10 @@ class Server:
         loop = asyncio.get_running_loop()
         self._heartbeat_handle = loop.call_later(HEARTBEAT_INTERVAL, self._heartbeat, context)
         self.reports.send_stats(context.snapshot())
+        if os.getppid() != self._acceptor_pid and not self._goaway_all.is_set():
+            # The acceptor was killed (SIGKILL skips its shutdown): no orphan keeps serving.
+            log.warning("acceptor %d is gone; stopping", self._acceptor_pid)
+            self.request_stop()
 
     def _recycle(self) -> None:
         """max-requests reached: the acceptor starts a replacement, this worker retires."""

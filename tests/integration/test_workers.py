@@ -644,3 +644,27 @@ def test_draining_worker_is_not_killed_as_unresponsive() -> None:
         wait_until(lambda: not alive(old), 10, "the old worker gone once drained")
         assert "silent for" not in server.output
         assert server.stop() == 0, server.output
+
+
+def _alive(pid: int) -> bool:
+    """Running, not a zombie waiting for a parent to reap it."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_workers_stop_when_the_acceptor_is_killed() -> None:
+    with running_server("--workers", "2", app=APP) as server:
+        workers = server.worker_pids()
+        assert len(workers) == 2
+        server.process.kill()
+        server.process.wait()
+        try:
+            # Heartbeats notice the lost parent within a second; the drain then takes a moment.
+            wait_until(lambda: not any(_alive(pid) for pid in workers), 10, "orphans to exit")
+        finally:
+            for pid in workers:
+                if _alive(pid):
+                    os.kill(pid, signal.SIGKILL)
