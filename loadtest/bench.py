@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -23,15 +22,15 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import h2
 import trustme
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
 from loadtest import h2load
+from loadtest.environment import describe
 from loadtest.launcher import KNOWN_SERVERS, LaunchedServer, LaunchError, TLSFiles, available
-from loadtest.report import write_report
+from loadtest.report import SUMMARY_COLUMNS, summary_cells, write_report
 from loadtest.sampler import SamplerProcess
 
 SCENARIOS = Path(__file__).with_name("scenarios.toml")
@@ -155,13 +154,7 @@ def ratios(summary: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def environment() -> dict[str, str]:
-    return {
-        "python": platform.python_version(),
-        "h2": h2.__version__,
-        "os": platform.platform(),
-        "cpus": str(os.cpu_count()),
-        "h2load": h2load.version(),
-    }
+    return describe(("h2",), cpus=str(os.cpu_count()), h2load=h2load.version())
 
 
 def publish(output: Path, run_dir: Path) -> None:
@@ -174,19 +167,10 @@ def publish(output: Path, run_dir: Path) -> None:
 
 def print_summary(console: Console, summary: list[dict[str, Any]], ratio_rows: list[dict]) -> None:
     table = Table(title="h2load: median of repeats")
-    for column in ("scenario", "server", "req/s", "min", "max", "latency ms", "failed"):
+    for column in SUMMARY_COLUMNS:
         table.add_column(column, justify="left" if column in ("scenario", "server") else "right")
     for row in summary:
-        rate = row["req_per_s"]
-        table.add_row(
-            row["scenario"],
-            row["server"],
-            f"{rate['median']:,.0f}",
-            f"{rate['min']:,.0f}",
-            f"{rate['max']:,.0f}",
-            f"{row['latency_mean_ms']['median']:.2f}",
-            str(row["failed"]),
-        )
+        table.add_row(*summary_cells(row))
     console.print(table)
     for row in ratio_rows:
         console.print(f"osmium/{row['peer']} on {row['scenario']}: {row['ratio']:.2f}x")

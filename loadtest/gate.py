@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import shutil
 import subprocess
 import sys
@@ -18,13 +17,13 @@ import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
+from loadtest.environment import describe
 from loadtest.instructions import InstructionsError, instructions_per_request
 from loadtest.wallclock import normalised_throughput
 
@@ -78,24 +77,13 @@ class Check:
 
 def environment() -> dict[str, str]:
     """What instruction counts depend on: the interpreter, the libraries, the OS and valgrind."""
-    versions = {}
-    for package in PACKAGES:
-        try:
-            versions[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            versions[package] = "absent"
     valgrind = shutil.which("valgrind")
     valgrind_version = (
         subprocess.run([valgrind, "--version"], capture_output=True, text=True).stdout.strip()
         if valgrind
         else "absent"
     )
-    return {
-        "python": sys.version.split()[0],
-        **versions,
-        "os": platform.platform(),
-        "valgrind": valgrind_version,
-    }
+    return describe(PACKAGES, valgrind=valgrind_version)
 
 
 def git(*args: str, cwd: Path = REPO_ROOT) -> str:

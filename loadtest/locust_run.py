@@ -10,7 +10,6 @@ import csv
 import html
 import json
 import os
-import platform
 import re
 import signal
 import subprocess
@@ -19,7 +18,6 @@ import time
 from collections import Counter
 from contextlib import ExitStack, suppress
 from datetime import datetime
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -30,8 +28,9 @@ from rich.console import Console
 from rich.table import Table
 
 from loadtest.bench import publish
+from loadtest.environment import describe
 from loadtest.launcher import LaunchedServer, LaunchError, free_port, osmium
-from loadtest.report import MIB, resources_plot
+from loadtest.report import MIB, figures, html_table, page, resources_plot
 from loadtest.sampler import SamplerProcess, load
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
@@ -348,49 +347,34 @@ def timeline_plot(path: Path, stats: list[dict[str, Any]], history: list[dict[st
 
 
 def environment() -> dict[str, str]:
-    def installed(name: str) -> str:
-        try:
-            return version(name)
-        except PackageNotFoundError:
-            return "?"
-
-    packages = {name: installed(name) for name in ("locust", "httpx", "h2")}
-    return {"python": platform.python_version(), **packages, "os": platform.platform(),
-            "cpus": str(os.cpu_count())}  # fmt: skip
+    return describe(("locust", "httpx", "h2"), cpus=str(os.cpu_count()))
 
 
 def write_index(run_dir: Path, results: dict[str, Any], images: list[str]) -> Path:
     """A page with the summary, the journeys, the plots and links to locust's own files."""
     summary = results["summary"]
     columns = ("journey", "method", "requests", "failures", "p50 ms", "p95 ms", "req/s")
-    head = "".join(f"<th>{name}</th>" for name in columns)
-    rows = []
-    for row in [*summary["journeys"], {"name": "total", "method": "", **summary}]:
-        cells = (row["name"], row["method"], row["requests"], row["failures"], row["median_ms"],
-                 row["p95_ms"], row["req_per_s"])  # fmt: skip
-        rows.append("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>")
+    rows = [
+        (row["name"], row["method"], row["requests"], row["failures"], row["median_ms"],
+         row["p95_ms"], row["req_per_s"])
+        for row in [*summary["journeys"], {"name": "total", "method": "", **summary}]
+    ]  # fmt: skip
     facts = {**results["settings"], **results["exit_codes"], **results["server"]}
-    facts_html = html.escape(", ".join(f"{key}: {value}" for key, value in facts.items()))
     problems = "".join(f"<li>{html.escape(problem)}</li>" for problem in results["problems"])
-    figures = "".join(f'<p><img src="{name}" alt="{name}"></p>' for name in images)
     links = [f"{STEM}.html", "results.json", "samples.jsonl", "server.log", "locust.log"]
     links += [f"locust-worker-{i}.log" for i in range(1, results["settings"]["distributed"] + 1)]
-    links_html = " ".join(f'<a href="{name}">{name}</a>' for name in links)
-    environment = results["environment"]
-    environment_html = html.escape(", ".join(f"{k}: {v}" for k, v in environment.items()))
+    body = (
+        f"<p>{html.escape(', '.join(f'{k}: {v}' for k, v in results['environment'].items()))}</p>"
+        f"<p>{html.escape(', '.join(f'{k}: {v}' for k, v in facts.items()))}</p>"
+        + (f"<h2>Problems</h2><ul>{problems}</ul>" if problems else "")
+        + html_table(columns, rows)
+        + "<p>"
+        + " ".join(f'<a href="{name}">{name}</a>' for name in links)
+        + "</p>"
+        + figures(images)
+    )
     index = run_dir / "index.html"
-    index.write_text(f"""<!doctype html>
-<html><head><meta charset="utf-8"><title>osmium load test {html.escape(results["id"])}</title>
-<style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}
-td,th{{border:1px solid #999;padding:4px 8px;text-align:right}}</style></head>
-<body><h1>Load test {html.escape(results["id"])}</h1>
-<p>{environment_html}</p><p>{facts_html}</p>
-{f"<h2>Problems</h2><ul>{problems}</ul>" if problems else ""}
-<table><tr>{head}</tr>{"".join(rows)}</table>
-<p>{links_html}</p>
-{figures}
-</body></html>
-""")
+    index.write_text(page(f"osmium load test {results['id']}", body))
     return index
 
 

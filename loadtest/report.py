@@ -7,6 +7,7 @@ each scenario and server, CPU and RSS over time per process of the first repeat.
 from __future__ import annotations
 
 import html
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -86,38 +87,58 @@ def resources_plot(path: Path, run: dict[str, Any], samples_path: Path) -> Path:
     return path
 
 
+SUMMARY_COLUMNS = ("scenario", "server", "req/s", "min", "max", "latency ms", "failed")
+
+
+def summary_cells(row: dict[str, Any]) -> tuple[str, ...]:
+    """One summary row as text, in SUMMARY_COLUMNS order (terminal table and HTML alike)."""
+    rate = row["req_per_s"]
+    return (
+        row["scenario"],
+        row["server"],
+        f"{rate['median']:,.0f}",
+        f"{rate['min']:,.0f}",
+        f"{rate['max']:,.0f}",
+        f"{row['latency_mean_ms']['median']:.2f}",
+        str(row["failed"]),
+    )
+
+
+def html_table(columns: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
+    head = "".join(f"<th>{html.escape(name)}</th>" for name in columns)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(str(cell))}</td>" for cell in row) + "</tr>"
+        for row in rows
+    )
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def page(title: str, body: str) -> str:
+    """A self-contained HTML page: the reports open from disk, with no assets to fetch."""
+    return f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}
+td,th{{border:1px solid #999;padding:4px 8px;text-align:right}}</style></head>
+<body><h1>{html.escape(title)}</h1>
+{body}
+</body></html>
+"""
+
+
+def figures(images: Iterable[str]) -> str:
+    return "".join(f'<p><img src="{html.escape(name)}" alt=""></p>' for name in images)
+
+
 def _html(results: dict[str, Any], images: list[str]) -> str:
-    columns = ("scenario", "server", "req/s median", "min", "max", "mean latency ms", "failed")
-    head = "".join(f"<th>{name}</th>" for name in columns)
-    rows = []
-    for row in results["summary"]:
-        rate = row["req_per_s"]
-        cells = (
-            row["scenario"],
-            row["server"],
-            f"{rate['median']:,.0f}",
-            f"{rate['min']:,.0f}",
-            f"{rate['max']:,.0f}",
-            f"{row['latency_mean_ms']['median']:.2f}",
-            str(row["failed"]),
-        )
-        rows.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
     ratios = "".join(
         f"<li>{html.escape(r['scenario'])}: osmium/{html.escape(r['peer'])} = {r['ratio']:.2f}</li>"
         for r in results.get("ratios", [])
     )
-    figures = "".join(
-        f'<p><img src="{html.escape(name)}" alt="{html.escape(name)}"></p>' for name in images
-    )
     environment = html.escape(", ".join(f"{k}: {v}" for k, v in results["environment"].items()))
-    return f"""<!doctype html>
-<html><head><meta charset="utf-8"><title>osmium benchmark {html.escape(results["id"])}</title>
-<style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}
-td,th{{border:1px solid #999;padding:4px 8px;text-align:right}}</style></head>
-<body><h1>Benchmark {html.escape(results["id"])}</h1>
-<p>{environment}</p>
-<table><tr>{head}</tr>{"".join(rows)}</table>
-{f"<h2>Ratios (median req/s)</h2><ul>{ratios}</ul>" if ratios else ""}
-{figures}
-</body></html>
-"""
+    body = (
+        f"<p>{environment}</p>"
+        + html_table(SUMMARY_COLUMNS, (summary_cells(row) for row in results["summary"]))
+        + (f"<h2>Ratios (median req/s)</h2><ul>{ratios}</ul>" if ratios else "")
+        + figures(images)
+    )
+    return page(f"osmium benchmark {results['id']}", body)
