@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import statistics
 import sys
 import tempfile
@@ -29,7 +30,15 @@ from rich.table import Table
 
 from loadtest import h2load
 from loadtest.environment import describe
-from loadtest.launcher import KNOWN_SERVERS, LaunchedServer, LaunchError, TLSFiles, available
+from loadtest.launcher import (
+    KNOWN_SERVERS,
+    LaunchedServer,
+    LaunchError,
+    ServerSpec,
+    TLSFiles,
+    available,
+    osmium,
+)
 from loadtest.report import SUMMARY_COLUMNS, summary_cells, write_report
 from loadtest.sampler import SamplerProcess
 
@@ -87,12 +96,11 @@ def throwaway_certificates() -> Iterator[TLSFiles]:
 
 
 def run_once(
-    server_name: str, scenario: Scenario, repeat: int, workers: int, run_dir: Path, tls: TLSFiles
+    spec: ServerSpec, scenario: Scenario, repeat: int, run_dir: Path, tls: TLSFiles
 ) -> dict[str, Any]:
     """One fresh server, sampled while h2load runs the scenario once."""
-    stem = f"{scenario.name}-{server_name}-{repeat}"
-    spec = KNOWN_SERVERS[server_name](workers)
-    record: dict[str, Any] = {"scenario": scenario.name, "server": server_name, "repeat": repeat}
+    stem = f"{scenario.name}-{spec.name}-{repeat}"
+    record: dict[str, Any] = {"scenario": scenario.name, "server": spec.name, "repeat": repeat}
     record["log"] = f"runs/{stem}.log"
     record["samples"] = f"runs/{stem}.jsonl"
     launched = LaunchedServer(spec, run_dir / record["log"], tls if scenario.tls else None)
@@ -176,6 +184,25 @@ def print_summary(console: Console, summary: list[dict[str, Any]], ratio_rows: l
         console.print(f"osmium/{row['peer']} on {row['scenario']}: {row['ratio']:.2f}x")
 
 
+def server_specs(arguments: argparse.Namespace, scenarios: list[Scenario]) -> list[ServerSpec]:
+    """osmium, the known peers asked for, and peers given as command lines (`NAME=COMMAND`)."""
+    specs = [osmium(arguments.workers)]
+    for name in arguments.compare:
+        if name not in KNOWN_SERVERS:
+            raise BenchError(f"unknown server {name!r} (known: {', '.join(KNOWN_SERVERS)})")
+        if not available(name):
+            raise BenchError(f"--compare {name}: {name} is not installed here")
+        specs.append(KNOWN_SERVERS[name](arguments.workers))
+    for peer in arguments.peer:
+        name, separator, command = peer.partition("=")
+        if not separator or not name or "{port}" not in command:
+            raise BenchError(f"--peer {peer!r}: expected NAME='COMMAND ... {{host}}:{{port}} ...'")
+        if any(scenario.tls for scenario in scenarios):
+            raise BenchError(f"--peer {name}: cleartext only; pick scenarios with --only")
+        specs.append(ServerSpec(name, tuple(shlex.split(command))))
+    return specs
+
+
 def bench(arguments: argparse.Namespace, console: Console) -> Path:
     scenarios = load_scenarios(arguments.scenarios)
     if arguments.only:
@@ -183,12 +210,7 @@ def bench(arguments: argparse.Namespace, console: Console) -> Path:
     if arguments.quick:
         scenarios = [Scenario("hello", "/", QUICK_REQUESTS, None, 10, 10)]
         arguments.repeats = 1
-    servers = ["osmium", *arguments.compare]
-    for name in servers:
-        if name not in KNOWN_SERVERS:
-            raise BenchError(f"unknown server {name!r} (known: {', '.join(KNOWN_SERVERS)})")
-        if not available(name):
-            raise BenchError(f"--compare {name}: {name} is not installed here")
+    servers = server_specs(arguments, scenarios)
     if h2load.which() is None:
         raise BenchError("h2load not found: install Debian's nghttp2-client")
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -205,11 +227,11 @@ def bench(arguments: argparse.Namespace, console: Console) -> Path:
     with throwaway_certificates() as tls, Progress(console=console, transient=True) as progress:
         task = progress.add_task("benchmark", total=len(plan))
         for repeat, scenario, server in plan:
-            progress.update(task, description=f"{scenario.name} on {server} (#{repeat + 1})")
+            progress.update(task, description=f"{scenario.name} on {server.name} (#{repeat + 1})")
             try:
-                runs.append(run_once(server, scenario, repeat, arguments.workers, run_dir, tls))
+                runs.append(run_once(server, scenario, repeat, run_dir, tls))
             except (LaunchError, h2load.H2LoadError) as error:
-                raise BenchError(f"{scenario.name} on {server}: {error}") from None
+                raise BenchError(f"{scenario.name} on {server.name}: {error}") from None
             progress.advance(task)
     summary = summarise(runs)
     results = {
@@ -235,6 +257,10 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--compare", nargs="+", default=[], metavar="SERVER",
         help="also run hypercorn and/or granian; report osmium/peer ratios",
+    )  # fmt: skip
+    parser.add_argument(
+        "--peer", action="append", default=[], metavar="NAME=COMMAND",
+        help="also run any server command line, with {host} and {port} placeholders",
     )  # fmt: skip
     parser.add_argument("--repeats", type=int, default=3, help="runs per scenario and server")
     parser.add_argument("--workers", type=int, default=1, help="worker processes per server")

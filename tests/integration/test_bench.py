@@ -60,3 +60,15 @@ def test_bench_refuses_an_unknown_peer_in_one_line(tmp_path: Path) -> None:
         == "bench: error: unknown server 'nginx' (known: osmium, hypercorn, granian)"
     )
     assert not list(tmp_path.iterdir())
+
+
+def test_any_server_command_line_can_be_compared(tmp_path: Path) -> None:
+    """--peer runs a command line as given: here osmium itself, under another name."""
+    command = f"{sys.executable} -m osmium serve --bind {{host}}:{{port}}"
+    result = run_bench("--quick", "--peer", f"twin={command}", "--output", str(tmp_path))
+    assert result.returncode == 0, result.stderr + result.stdout
+    results = json.loads((tmp_path / "latest" / "results.json").read_text())
+    assert {row["server"] for row in results["summary"]} == {"osmium", "twin"}
+    assert all(row["failed"] == 0 for row in results["summary"])
+    [ratio] = results["ratios"]
+    assert ratio["peer"] == "twin" and ratio["ratio"] > 0  # the same server: noise only
