@@ -103,7 +103,6 @@ class HTTPStream:
         "_is_head",
         "_receive_waiter",
         "_request_complete",
-        "_response_complete",
         "_response_headers",
         "_sink",
         "_unacknowledged",
@@ -129,7 +128,6 @@ class HTTPStream:
         self._expects_trailers = False
         self._body_finished = False
         self.headers_sent = False
-        self._response_complete = False
 
     # -- fed by the connection -------------------------------------------------------------------
 
@@ -166,7 +164,7 @@ class HTTPStream:
     @property
     def response_finished(self) -> bool:
         """The app sent a whole response, or the client went away before it could."""
-        return self._response_complete or self._disconnected
+        return self._disconnected
 
     def _wake_receiver(self) -> None:
         waiter = self._receive_waiter
@@ -271,7 +269,7 @@ class HTTPStream:
         self._finish_response()
 
     def _finish_response(self) -> None:
-        self._response_complete = True
+        """The response is complete: for the app, that ends the exchange (ASGI http.disconnect)."""
         self.disconnect()
 
     # -- after the app returns -------------------------------------------------------------------
@@ -286,7 +284,7 @@ class HTTPStream:
                     "stream %d: application returned without a response", self.stream_id
                 )
             await self._send_internal_error()
-        elif not self._response_complete:
+        else:
             if error is None:
                 error_log.error("stream %d: application returned mid-response", self.stream_id)
             self._sink.reset_stream(self.stream_id, ErrorCode.INTERNAL_ERROR)

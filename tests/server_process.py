@@ -95,7 +95,7 @@ def _rss_bytes(pid: int) -> int:
     return 0
 
 
-def _pump(server: ServerProcess) -> None:
+def pump_output(server: ServerProcess) -> None:
     assert server.process.stdout is not None
     for line in server.process.stdout:
         server.lines.append(line)
@@ -123,7 +123,7 @@ def running_server(
         cwd=cwd,
     )
     server = ServerProcess(process)
-    threading.Thread(target=_pump, args=(server,), daemon=True).start()
+    threading.Thread(target=pump_output, args=(server,), daemon=True).start()
     try:
         match = server.wait_for_line(LISTENING.pattern, timeout=STARTUP_DEADLINE)
         server.scheme = match["scheme"]

@@ -41,7 +41,7 @@ from tests.integration.support import (
     run_osmium,
     wait_until,
 )
-from tests.server_process import LISTENING, ServerProcess, _pump, osmium_command, running_server
+from tests.server_process import LISTENING, ServerProcess, pump_output, osmium_command, running_server
 
 APP = "tests.integration.apps.workers_app:app"
 CRASH_APP = "tests.integration.apps.workers_crash_app:app"
@@ -115,7 +115,7 @@ def unready_server(*args: str, app: str, env: dict[str, str]) -> Iterator[Server
         env={**os.environ, "PYTHONUNBUFFERED": "1", **env},
     )
     server = ServerProcess(process)
-    threading.Thread(target=_pump, args=(server,), daemon=True).start()
+    threading.Thread(target=pump_output, args=(server,), daemon=True).start()
     try:
         yield server
     finally:
