@@ -47,7 +47,7 @@ from tests.server_process import (
     LISTENING,
     STARTUP_DEADLINE,
     ServerProcess,
-    _pump,
+    pump_output,
     running_server,
 )
 
@@ -132,7 +132,7 @@ def measured_server(started_by: str, data_file: Path) -> Iterator[tuple[ServerPr
         start_new_session=True,
     )
     server = ServerProcess(process)
-    threading.Thread(target=_pump, args=(server,), daemon=True).start()
+    threading.Thread(target=pump_output, args=(server,), daemon=True).start()
     try:
         match = server.wait_for_line(LISTENING.pattern, timeout=STARTUP_DEADLINE)
         server.scheme, server.host, server.port = match["scheme"], match["host"], int(match["port"])

@@ -41,7 +41,13 @@ from tests.integration.support import (
     run_osmium,
     wait_until,
 )
-from tests.server_process import LISTENING, ServerProcess, pump_output, osmium_command, running_server
+from tests.server_process import (
+    LISTENING,
+    ServerProcess,
+    osmium_command,
+    pump_output,
+    running_server,
+)
 
 APP = "tests.integration.apps.workers_app:app"
 CRASH_APP = "tests.integration.apps.workers_crash_app:app"
