@@ -54,8 +54,9 @@ def build_scope(
     client: tuple[str, int] | None,
     server: tuple[str, int] | None,
     state: dict[str, Any] | None,
+    http_version: str = "2",
 ) -> Scope:
-    """The `http` scope for one validated HTTP/2 request header block."""
+    """The `http` scope for one validated request (HTTP/2 pseudo-headers plus fields)."""
     method = path = b""
     authority = None
     fields: Headers = []
@@ -74,7 +75,7 @@ def build_scope(
     scope: Scope = {
         "type": "http",
         "asgi": ASGI_VERSION,
-        "http_version": "2",
+        "http_version": http_version,
         "method": method.decode("ascii"),
         "scheme": scheme,
         "path": unquote(raw_path.decode("ascii", "replace")),
@@ -325,10 +326,11 @@ async def run_http(app: ASGIApp, stream: HTTPStream) -> bool:
     if access_log.isEnabledFor(logging.INFO):
         scope = stream.scope
         access_log.info(
-            '%s - "%s %s HTTP/2" %s',
+            '%s - "%s %s HTTP/%s" %s',
             scope["client"][0] if scope["client"] else "-",
             scope["method"],
             scope["path"],
+            scope["http_version"],
             stream.status if stream.status is not None else "-",
         )
     return succeeded

@@ -20,7 +20,7 @@ from osmium.config import Config, ConfigError
 from osmium.lifespan import Lifespan, LifespanFailure
 from osmium.tls import TLSConfigError, load_backend
 from osmium.transport.context import ServerContext
-from osmium.transport.h2 import H2ServerProtocol
+from osmium.transport.negotiate import ProtocolNegotiator
 
 log = logging.getLogger("osmium")
 
@@ -112,7 +112,7 @@ class Server:
             on_max_requests=self._recycle,
         )
         server = await loop.create_server(
-            lambda: H2ServerProtocol(context),
+            lambda: ProtocolNegotiator(context),
             sock=self.sock,
             ssl=self.ssl_context,
             backlog=self.config.backlog,

@@ -19,6 +19,7 @@ from h2.connection import ConnectionState
 from h2.errors import ErrorCodes
 from h2.stream import StreamClosedBy
 from hpack.exceptions import HPACKError, OversizedHeaderListError
+from hyperframe.exceptions import HyperframeError
 from hyperframe.frame import DataFrame, GoAwayFrame, HeadersFrame, RstStreamFrame
 
 from osmium.protocol.events import (
@@ -43,6 +44,10 @@ GOAWAY_PING = b"osmGOAWY"
 
 class CompressionError(h2.exceptions.ProtocolError):
     error_code = ErrorCodes.COMPRESSION_ERROR
+
+
+class UpgradeRefused(Exception):
+    """An h2c upgrade that cannot be accepted; the request is answered over HTTP/1.1 instead."""
 
 
 class StreamGone(Exception):
@@ -188,9 +193,20 @@ class ServerConnection:
 
     # -- lifecycle -------------------------------------------------------------------------------
 
-    def start(self) -> None:
-        """Queue the server preface: SETTINGS, then the connection window beyond the default."""
-        self._h2.initiate_connection()
+    def start(self, upgrade_settings: bytes | None = None) -> None:
+        """Queue the server preface: SETTINGS, then the connection window beyond the default.
+
+        `upgrade_settings` is the HTTP2-Settings value of an `Upgrade: h2c` request (RFC 7540
+        §3.2); stream 1 then stands for that request. Raises UpgradeRefused when it is invalid.
+        """
+        if upgrade_settings is None:
+            self._h2.initiate_connection()
+        else:
+            padded = upgrade_settings + b"=" * (-len(upgrade_settings) % 4)
+            try:
+                self._h2.initiate_upgrade_connection(padded)
+            except (ValueError, HyperframeError, h2.exceptions.ProtocolError) as error:
+                raise UpgradeRefused(f"invalid HTTP2-Settings: {error}") from None
         extra_window = self._settings.connection_window_size - DEFAULT_WINDOW_SIZE
         if extra_window > 0:
             self._h2.increment_flow_control_window(extra_window)

@@ -9,7 +9,7 @@ from osmium.tls import TLSConfigError
 
 # RFC 9113 §9.2.2: TLS 1.2 with HTTP/2 needs ephemeral key exchange and an AEAD cipher.
 TLS12_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20"
-ALPN_PROTOCOLS = ["h2"]
+ALPN_PROTOCOLS = ["h2", "http/1.1"]
 
 
 class StdlibTLS:

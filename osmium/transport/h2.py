@@ -37,7 +37,7 @@ RETIRE_IDLE_TIMEOUT = 0.5
 FINAL_GOAWAY_DELAY = 1.0
 
 
-def _address(info: object) -> tuple[str, int] | None:
+def address(info: object) -> tuple[str, int] | None:
     if isinstance(info, tuple) and len(info) >= 2:
         return str(info[0]), int(info[1])
     return None
@@ -70,14 +70,38 @@ class H2ServerProtocol(asyncio.Protocol):
     # -- asyncio.Protocol ------------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._core.start()
+        self._attach(transport)
+
+    def prepare_upgrade(self, settings: bytes) -> None:
+        """h2c upgrade, first half: check HTTP2-Settings before the 101 goes out.
+
+        Raises UpgradeRefused for a value RFC 7540 §3.2.1 does not allow.
+        """
+        self._core.start(upgrade_settings=settings)
+
+    def take_over(
+        self, transport: asyncio.BaseTransport, headers: Headers, body: bytes, trailing: bytes
+    ) -> None:
+        """h2c upgrade, second half: the connection is ours; stream 1 is the upgraded request."""
+        transport.set_protocol(self)
+        self._attach(transport)
+        self._on_request(Request(1, headers))
+        stream = self._streams[1]
+        if body:
+            stream.feed_body(body, 0)  # sent over HTTP/1.1: no HTTP/2 window to give back
+        stream.feed_end()
+        if trailing:
+            self.data_received(trailing)
+
+    def _attach(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport  # type: ignore[assignment]
         transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
         if transport.get_extra_info("ssl_object") is not None:
             self._scheme = "https"
-        self._client = _address(transport.get_extra_info("peername"))
-        self._server = _address(transport.get_extra_info("sockname"))
+        self._client = address(transport.get_extra_info("peername"))
+        self._server = address(transport.get_extra_info("sockname"))
         self._context.register(self)
-        self._core.start()
         self._flush()
         self._idle_since = self._loop.time()
         self._arm_idle_timer(self._context.keep_alive_timeout)

@@ -442,6 +442,15 @@ class RawClient:
             raise ConnectionClosed
         self._buffer += chunk
 
+    def read_raw_until_closed(self, timeout: float | None = None) -> bytes:
+        """Every byte the server sends until it closes (for replies that are not frames)."""
+        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
+        try:
+            while True:
+                self._recv(deadline)
+        except ConnectionClosed:
+            return bytes(self._buffer)
+
     def read_frame(self, timeout: float | None = None) -> Frame:
         """The next frame from the server; TimeoutError after `timeout`, ConnectionClosed at EOF."""
         deadline = time.monotonic() + (self.timeout if timeout is None else timeout)

@@ -85,11 +85,12 @@ def test_invalid_preface_is_a_connection_error(connect: Connect) -> None:
     client.expect_error_or_close(ErrorCode.PROTOCOL_ERROR)
 
 
-def test_http1_request_is_rejected_as_invalid_preface(connect: Connect) -> None:
-    """§3.4: HTTP/1.1 bytes on a prior-knowledge h2c connection are an invalid preface."""
+def test_http1_request_on_the_cleartext_port_is_answered_in_http1(connect: Connect) -> None:
+    """§3.4, §3.1: without the preface a cleartext connection is HTTP/1.1, not a broken h2c one:
+    the answer is an HTTP/1.1 response, not frames."""
     client = connect(handshake=False)
-    client.send_raw(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
-    client.expect_error_or_close(ErrorCode.PROTOCOL_ERROR)
+    client.send_raw(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+    assert client.read_raw_until_closed().startswith(b"HTTP/1.1 200 OK\r\n")
 
 
 def test_preface_not_followed_by_settings_is_a_connection_error(connect: Connect) -> None:

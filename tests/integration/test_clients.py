@@ -193,16 +193,6 @@ def test_head_of_a_route_with_trailers() -> None:
         assert "Traceback" not in logged.output, logged.output
 
 
-def test_http1_client_is_refused_and_server_unharmed(server: ServerProcess) -> None:
-    # Cleartext is HTTP/2 with prior knowledge only: an HTTP/1.1 request is a connection error.
-    result = run_tool("curl", "--silent", "--http1.1", "--max-time", "10", f"{server.url}/")
-    assert result.returncode != 0
-    assert "hello world" not in result.stdout
-    with h2c_client(server) as client:
-        assert client.get("/").text == "hello world"
-    assert "Traceback" not in server.output
-
-
 # -- curl ------------------------------------------------------------------------------------------
 
 CURL = ("curl", "--silent", "--show-error", "--http2-prior-knowledge", "--max-time", "30")

@@ -1,0 +1,161 @@
+"""One server-side HTTP/1.1 connection, sans-IO, on h11: bytes in -> events out, calls -> bytes out.
+
+It speaks the same event vocabulary as the HTTP/2 core (one request at a time, numbered), refuses
+malformed or ambiguous requests (h11's checks against request smuggling) with a 4xx and a close,
+and can accept an `Upgrade: h2c` by answering 101 and handing the rest of the bytes over.
+"""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+
+import h11
+
+from osmium.protocol.events import Body, ConnectionFailed, EndBody, Event, Headers, Request
+
+#: Largest request line plus header block h11 buffers before answering 431.
+MAX_HEADER_BYTES = 64 * 1024
+ERROR_BODY = b"Bad Request"
+
+
+def _ambiguous_length(headers: list[tuple[bytes, bytes]]) -> bool:
+    """RFC 9112 §6.3: both framings at once is the classic smuggling set-up; h11 would pick one."""
+    names = {bytes(name) for name, _ in headers}
+    return b"content-length" in names and b"transfer-encoding" in names
+
+
+def _reason(status: int) -> bytes:
+    try:
+        return HTTPStatus(status).phrase.encode()
+    except ValueError:
+        return b""
+
+
+class H1Connection:
+    """The protocol state of one HTTP/1.1 connection, fed by a transport that owns the socket."""
+
+    def __init__(self, scheme: str, max_header_bytes: int = MAX_HEADER_BYTES) -> None:
+        self._h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=max_header_bytes)
+        self._scheme = scheme.encode()
+        self._output = bytearray()
+        self.request_id = 0
+        self.failed = False
+        self._chunked = False
+
+    # -- input -----------------------------------------------------------------------------------
+
+    def receive(self, data: bytes) -> list[Event]:
+        """Feed bytes from the socket; returns the events they complete, in order."""
+        if self.failed:
+            return []
+        self._h11.receive_data(data)
+        return self._pull()
+
+    def _pull(self) -> list[Event]:
+        events: list[Event] = []
+        while True:
+            try:
+                event = self._h11.next_event()
+            except h11.RemoteProtocolError as error:
+                events.append(self._reject(error))
+                return events
+            kind = type(event)
+            if kind is h11.Request:
+                if _ambiguous_length(event.headers):
+                    events.append(self._refuse(400, "both Content-Length and Transfer-Encoding"))
+                    return events
+                self.request_id += 1
+                events.append(Request(self.request_id, self._request_headers(event)))
+            elif kind is h11.Data:
+                events.append(Body(self.request_id, bytes(event.data), len(event.data)))
+            elif kind is h11.EndOfMessage:
+                events.append(EndBody(self.request_id, list(event.headers)))
+            else:  # NEED_DATA, PAUSED (a pipelined request waits for our response), closed
+                return events
+
+    def _request_headers(self, request: h11.Request) -> Headers:
+        """The request as HTTP/2-style pseudo-headers plus fields, as the ASGI layer expects."""
+        return [
+            (b":method", bytes(request.method)),
+            (b":path", bytes(request.target)),
+            (b":scheme", self._scheme),
+            *((bytes(name), bytes(value)) for name, value in request.headers),
+        ]
+
+    def _reject(self, error: h11.RemoteProtocolError) -> ConnectionFailed:
+        return self._refuse(error.error_status_hint, str(error))
+
+    def _refuse(self, status: int, reason: str) -> ConnectionFailed:
+        """Answer a refused request (400, 431, 501...) if we still can, then give up."""
+        self.failed = True
+        if self._h11.our_state in (h11.IDLE, h11.SEND_RESPONSE):
+            headers = [
+                (b"content-length", str(len(ERROR_BODY)).encode()),
+                (b"connection", b"close"),
+            ]
+            self._output += self._h11.send(self._response(status, headers))
+            self._output += self._h11.send(h11.Data(data=ERROR_BODY))
+            self._output += self._h11.send(h11.EndOfMessage())
+        return ConnectionFailed(status, reason)
+
+    # -- output ----------------------------------------------------------------------------------
+
+    def send_continue(self) -> None:
+        """100 Continue, for a client that waits for it before sending the body."""
+        if self._h11.client_is_waiting_for_100_continue:
+            self._output += self._h11.send(h11.InformationalResponse(status_code=100, headers=[]))
+
+    def start_response(self, status: int, headers: Headers, close: bool = False) -> None:
+        if close:
+            headers = [*headers, (b"connection", b"close")]
+        # h11 frames a body without content-length as chunked for HTTP/1.1 clients.
+        has_length = any(name.lower() == b"content-length" for name, _ in headers)
+        self._chunked = not has_length and self._h11.their_http_version == b"1.1"
+        self._output += self._h11.send(self._response(status, headers))
+
+    def send_data(self, data: bytes) -> None:
+        if data:
+            self._output += self._h11.send(h11.Data(data=data))
+
+    def end_response(self, trailers: Headers | None = None) -> None:
+        """The response is complete; trailers go out only with a chunked body (h11's rule)."""
+        if trailers and not self._chunked:
+            trailers = None
+        self._output += self._h11.send(h11.EndOfMessage(headers=trailers or []))
+
+    @property
+    def request_complete(self) -> bool:
+        return self._h11.their_state in (h11.DONE, h11.MIGHT_SWITCH_PROTOCOL)
+
+    @property
+    def response_started(self) -> bool:
+        return self._h11.our_state not in (h11.IDLE, h11.SEND_RESPONSE)
+
+    def next_request(self) -> list[Event] | None:
+        """After a finished exchange: the next request's events (pipelined bytes first).
+
+        None when the connection cannot carry another request and must be closed.
+        """
+        if self._h11.our_state is h11.DONE and self._h11.their_state is h11.SEND_BODY:
+            # The app answered without reading the whole body: skip the rest of it.
+            return None
+        if self._h11.our_state is not h11.DONE or self._h11.their_state is not h11.DONE:
+            return None
+        self._h11.start_next_cycle()
+        return self._pull()
+
+    def accept_upgrade(self) -> bytes:
+        """101 Switching Protocols to h2c; returns bytes the client sent after its request."""
+        headers = [(b"connection", b"Upgrade"), (b"upgrade", b"h2c")]
+        self._output += self._h11.send(h11.InformationalResponse(status_code=101, headers=headers))
+        trailing, _closed = self._h11.trailing_data
+        return bytes(trailing)
+
+    @staticmethod
+    def _response(status: int, headers: Headers) -> h11.Response:
+        return h11.Response(status_code=status, headers=headers, reason=_reason(status))
+
+    def data_to_send(self) -> bytes:
+        data = bytes(self._output)
+        self._output.clear()
+        return data

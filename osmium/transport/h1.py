@@ -1,0 +1,324 @@
+"""The asyncio side of one HTTP/1.1 connection: one request at a time, keep-alive, h2c upgrade.
+
+Request bodies are buffered up to a limit, then reading pauses until the app consumes them (the
+HTTP/1.1 stand-in for flow control); response bytes wait for the socket's write buffer to drain.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from osmium.asgi import ClientDisconnected, HTTPStream, build_scope, run_http
+from osmium.protocol.events import Body, ConnectionFailed, EndBody, Event, Headers, Request
+from osmium.protocol.h1 import H1Connection
+from osmium.protocol.h2 import UpgradeRefused
+from osmium.transport.context import ServerContext
+from osmium.transport.h2 import WRITE_HIGH_WATER, H2ServerProtocol, address
+
+log = logging.getLogger("osmium.connection")
+
+#: Request body bytes buffered for the app before the socket is no longer read.
+READ_BUFFER_LIMIT = 256 * 1024
+#: Largest request body read before answering an h2c upgrade (RFC 7540 §3.2 lets us decline).
+UPGRADE_BODY_LIMIT = 1024 * 1024
+#: Fields of an HTTP/1.1 request that mean nothing on HTTP/2 (RFC 9113 §8.2.2).
+HOP_BY_HOP = frozenset(
+    {b"connection", b"upgrade", b"http2-settings", b"keep-alive", b"proxy-connection",
+     b"transfer-encoding", b"te"}
+)  # fmt: skip
+
+
+def _field(headers: Headers, name: bytes) -> bytes | None:
+    for field, value in headers:
+        if field == name:
+            return value
+    return None
+
+
+def _tokens(value: bytes | None) -> set[bytes]:
+    return {token.strip().lower() for token in (value or b"").split(b",")}
+
+
+class H1ServerProtocol(asyncio.Protocol):
+    """One HTTP/1.1 connection; implements `StreamSink` for its (one at a time) stream."""
+
+    def __init__(self, context: ServerContext) -> None:
+        self._context = context
+        self._counters = context.counters
+        self._loop = asyncio.get_running_loop()
+        self._transport: asyncio.Transport | None = None
+        self._core: H1Connection | None = None
+        self._scheme = "http"
+        self._client: tuple[str, int] | None = None
+        self._server: tuple[str, int] | None = None
+        self._stream: HTTPStream | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._upgrade: tuple[bytes, Headers, bytearray] | None = None
+        self._buffered = 0
+        self._reading_paused = False
+        self._write_paused = False
+        self._drain_waiter: asyncio.Future[None] | None = None
+        self._closing = False
+        self._closed = False
+        self._idle_timer: asyncio.TimerHandle | None = None
+
+    # -- asyncio.Protocol ------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport  # type: ignore[assignment]
+        transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
+        if transport.get_extra_info("ssl_object") is not None:
+            self._scheme = "https"
+        self._core = H1Connection(self._scheme)
+        self._client = address(transport.get_extra_info("peername"))
+        self._server = address(transport.get_extra_info("sockname"))
+        self._context.register(self)
+        self._arm_idle_timer()
+
+    def data_received(self, data: bytes) -> None:
+        assert self._core is not None
+        self._counters.bytes_received += len(data)
+        self._handle(self._core.receive(data))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._closed = True
+        self._context.unregister(self)
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+        if self._stream is not None:
+            self._stream.disconnect()
+        self._resolve_drain_waiter()
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        self._resolve_drain_waiter()
+
+    # -- events ----------------------------------------------------------------------------------
+
+    def _handle(self, events: list[Event]) -> None:
+        for event in events:
+            kind = type(event)
+            if kind is Body:
+                self._on_body(event)  # type: ignore[arg-type]
+            elif kind is Request:
+                self._on_request(event)  # type: ignore[arg-type]
+            elif kind is EndBody:
+                self._on_end_body()
+            elif kind is ConnectionFailed:
+                self._counters.protocol_errors += 1
+                log.info("HTTP/1.1 request refused: %s", event.reason)  # type: ignore[union-attr]
+                self._close_transport()
+                return
+        self._flush()
+
+    def _on_request(self, event: Request) -> None:
+        assert self._core is not None
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+        settings = self._h2c_upgrade_settings(event.headers)
+        if settings is not None:
+            self._upgrade = (settings, event.headers, bytearray())
+            return
+        self._start_stream(event.stream_id, event.headers)
+        self._core.send_continue()
+
+    def _h2c_upgrade_settings(self, headers: Headers) -> bytes | None:
+        """The HTTP2-Settings value when this cleartext request asks for h2c (RFC 7540 §3.2)."""
+        if self._scheme != "http" or _tokens(_field(headers, b"upgrade")) != {b"h2c"}:
+            return None
+        if not {b"upgrade", b"http2-settings"} <= _tokens(_field(headers, b"connection")):
+            return None
+        return _field(headers, b"http2-settings")
+
+    def _start_stream(self, stream_id: int, headers: Headers) -> None:
+        context = self._context
+        scope = build_scope(
+            headers, self._scheme, self._client, self._server, context.lifespan_state, "1.1"
+        )
+        self._stream = HTTPStream(self, stream_id, scope)
+        self._counters.requests += 1
+        if self._counters.requests == context.max_requests and context.on_max_requests:
+            context.on_max_requests()
+        self._task = self._loop.create_task(self._run_stream(self._stream))
+
+    def _on_body(self, event: Body) -> None:
+        if self._upgrade is not None:
+            body = self._upgrade[2]
+            body += event.data
+            if len(body) > UPGRADE_BODY_LIMIT:
+                self._decline_upgrade()
+            return
+        if self._stream is None:
+            return
+        self._stream.feed_body(event.data, event.flow_controlled_length)
+        self._buffered += event.flow_controlled_length
+        if self._buffered > READ_BUFFER_LIMIT and not self._reading_paused:
+            self._reading_paused = True
+            assert self._transport is not None
+            self._transport.pause_reading()
+
+    def _on_end_body(self) -> None:
+        if self._upgrade is not None:
+            self._switch_to_h2()
+        elif self._stream is not None:
+            self._stream.feed_end()
+
+    # -- h2c upgrade -----------------------------------------------------------------------------
+
+    def _switch_to_h2(self) -> None:
+        assert self._upgrade is not None and self._core is not None and self._transport
+        settings, headers, body = self._upgrade
+        h2_protocol = H2ServerProtocol(self._context)
+        try:
+            h2_protocol.prepare_upgrade(settings)
+        except UpgradeRefused as refusal:
+            log.info("h2c upgrade declined: %s", refusal)
+            self._decline_upgrade()
+            return
+        trailing = self._core.accept_upgrade()
+        self._flush()
+        self._context.unregister(self)
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+        upgraded = [(name, value) for name, value in headers if name not in HOP_BY_HOP]
+        h2_protocol.take_over(self._transport, upgraded, bytes(body), trailing)
+
+    def _decline_upgrade(self) -> None:
+        """Serve the request over HTTP/1.1 after all, with what was read of its body."""
+        assert self._upgrade is not None and self._core is not None
+        _settings, headers, body = self._upgrade
+        self._upgrade = None
+        self._start_stream(self._core.request_id, headers)
+        assert self._stream is not None
+        if body:
+            self._stream.feed_body(bytes(body), 0)
+        if self._core.request_complete:
+            self._stream.feed_end()
+
+    # -- the stream ------------------------------------------------------------------------------
+
+    async def _run_stream(self, stream: HTTPStream) -> None:
+        try:
+            if not await run_http(self._context.app, stream):
+                self._counters.app_errors += 1
+        finally:
+            stream.disconnect()
+            self._stream = None
+            self._task = None
+            self._buffered = 0
+            self._next_request()
+
+    def _next_request(self) -> None:
+        """Keep-alive: on to the next (maybe already pipelined) request, or close."""
+        if self._closed:
+            return
+        assert self._core is not None and self._transport is not None
+        if self._reading_paused:
+            self._reading_paused = False
+            self._transport.resume_reading()
+        events = None if self._closing else self._core.next_request()
+        if events is None:
+            self._close_transport()
+            return
+        self._arm_idle_timer()
+        self._handle(events)
+
+    # -- StreamSink ------------------------------------------------------------------------------
+
+    def send_headers(self, stream_id: int, headers: Headers, end_stream: bool) -> None:
+        if self._closed:
+            raise ClientDisconnected(f"request {stream_id}: connection closed")
+        assert self._core is not None
+        if self._core.response_started:
+            self._core.end_response(headers)  # trailers
+        else:
+            status = int(headers[0][1])
+            self._core.start_response(status, headers[1:], close=self._closing)
+            if end_stream:
+                self._core.end_response()
+        self._flush()
+
+    async def send_body(self, stream_id: int, data: bytes, end_stream: bool) -> None:
+        if self._closed:
+            raise ClientDisconnected(f"request {stream_id}: connection closed")
+        assert self._core is not None
+        self._core.send_data(data)
+        if end_stream:
+            self._core.end_response()
+        self._flush()
+        if self._write_paused:
+            await self._wait_for_drain()
+
+    def end_stream(self, stream_id: int) -> None:
+        assert self._core is not None
+        self._core.end_response()
+        self._flush()
+
+    def reset_stream(self, stream_id: int, error_code: int) -> None:
+        """HTTP/1.1 cannot abandon one response: the connection goes."""
+        self._close_transport()
+
+    def acknowledge(self, stream_id: int, size: int) -> None:
+        self._buffered -= size
+        if self._reading_paused and self._buffered <= READ_BUFFER_LIMIT // 2:
+            self._reading_paused = False
+            assert self._transport is not None
+            self._transport.resume_reading()
+
+    def date_header(self) -> bytes:
+        return self._context.date_header()
+
+    async def _wait_for_drain(self) -> None:
+        if self._drain_waiter is None:
+            self._drain_waiter = self._loop.create_future()
+        await asyncio.shield(self._drain_waiter)
+
+    def _resolve_drain_waiter(self) -> None:
+        waiter, self._drain_waiter = self._drain_waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    # -- connection lifecycle (ServerContext's Connection) ---------------------------------------
+
+    @property
+    def open_streams(self) -> int:
+        return 1 if self._stream is not None else 0
+
+    def shutdown(self) -> None:
+        """Close now if idle; otherwise after the response in flight (with Connection: close)."""
+        self._closing = True
+        if self._stream is None:
+            self._close_transport()
+
+    retire = shutdown
+
+    def abort(self) -> None:
+        self._close_transport()
+
+    def _flush(self) -> None:
+        assert self._core is not None
+        data = self._core.data_to_send()
+        if data and not self._closed:
+            assert self._transport is not None
+            self._transport.write(data)
+            self._counters.bytes_sent += len(data)
+
+    def _close_transport(self) -> None:
+        if self._closed or self._transport is None:
+            return
+        self._flush()
+        self._closed = True
+        self._transport.close()
+
+    def _arm_idle_timer(self) -> None:
+        self._idle_timer = self._loop.call_later(
+            self._context.keep_alive_timeout, self._close_when_idle
+        )
+
+    def _close_when_idle(self) -> None:
+        if self._stream is None and self._upgrade is None:
+            self._close_transport()

@@ -1,0 +1,79 @@
+"""The HTTP/1.1 core on h11, fed with bytes: events out, responses and refusals in bytes."""
+
+from __future__ import annotations
+
+from osmium.protocol.events import Body, ConnectionFailed, EndBody, Request
+from osmium.protocol.h1 import H1Connection
+
+GET = b"GET /a?b=1 HTTP/1.1\r\nHost: example\r\n\r\n"
+
+
+def test_a_request_becomes_http2_style_headers_then_end_body() -> None:
+    core = H1Connection("http")
+    events = core.receive(GET)
+    assert events == [
+        Request(1, [(b":method", b"GET"), (b":path", b"/a?b=1"), (b":scheme", b"http"),
+                    (b"host", b"example")]),
+        EndBody(1, []),
+    ]  # fmt: skip
+
+
+def test_chunked_body_arrives_as_body_events() -> None:
+    core = H1Connection("http")
+    head = b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+    events = core.receive(head + b"5\r\nhello\r\n0\r\n\r\n")
+    assert [type(e) for e in events] == [Request, Body, EndBody]
+    assert events[1] == Body(1, b"hello", 5)
+
+
+def test_pipelined_request_waits_for_the_response_to_the_first() -> None:
+    core = H1Connection("http")
+    events = core.receive(GET + GET.replace(b"/a", b"/second"))
+    assert [e.stream_id for e in events if isinstance(e, Request)] == [1]
+    core.start_response(200, [(b"content-length", b"2")])
+    core.send_data(b"ok")
+    core.end_response()
+    assert core.data_to_send() == b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"
+    assert core.request_complete
+    following = core.next_request()
+    assert following is not None
+    assert (b":path", b"/second?b=1") in following[0].headers
+
+
+def test_conflicting_framing_is_refused_with_400_and_no_second_request() -> None:
+    core = H1Connection("http")
+    smuggled = (
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"0\r\n\r\nGET /admin HTTP/1.1\r\nHost: x\r\n\r\n"
+    )
+    events = core.receive(smuggled)
+    assert len(events) == 1 and isinstance(events[0], ConnectionFailed)
+    assert events[0].error_code == 400
+    assert core.data_to_send().startswith(b"HTTP/1.1 400 Bad Request\r\n")
+    assert core.receive(b"GET / HTTP/1.1\r\n\r\n") == []
+
+
+def test_oversized_header_block_is_431() -> None:
+    core = H1Connection("http", max_header_bytes=1024)
+    events = core.receive(b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 2000)
+    assert isinstance(events[0], ConnectionFailed) and events[0].error_code == 431
+
+
+def test_trailers_only_follow_a_chunked_response() -> None:
+    core = H1Connection("http")
+    core.receive(GET)
+    core.start_response(200, [])
+    core.send_data(b"body")
+    core.end_response([(b"x-sum", b"1")])
+    assert core.data_to_send().endswith(b"4\r\nbody\r\n0\r\nx-sum: 1\r\n\r\n")
+
+
+def test_accepting_h2c_answers_101_and_returns_the_bytes_after_the_request() -> None:
+    core = H1Connection("http")
+    request = (
+        b"GET / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+        b"Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\n\r\n"
+    )
+    core.receive(request + b"PRI * HTTP/2.0")
+    assert core.accept_upgrade() == b"PRI * HTTP/2.0"
+    assert core.data_to_send().startswith(b"HTTP/1.1 101 \r\nconnection: Upgrade\r\nupgrade: h2c")
