@@ -15,7 +15,6 @@ from osmium.protocol.events import Body, ConnectionFailed, EndBody, Event, Heade
 
 #: Largest request line plus header block h11 buffers before answering 431.
 MAX_HEADER_BYTES = 64 * 1024
-ERROR_BODY = b"Bad Request"
 
 
 def _ambiguous_length(headers: list[tuple[bytes, bytes]]) -> bool:
@@ -83,18 +82,21 @@ class H1Connection:
         ]
 
     def _reject(self, error: h11.RemoteProtocolError) -> ConnectionFailed:
-        return self._refuse(error.error_status_hint, str(error))
+        status = error.error_status_hint
+        if status == 501:
+            # h11 answers any coding but plain chunked with 501; when chunked is not the final
+            # coding RFC 9112 §6.3 requires 400, and either way the length is unknowable.
+            status = 400
+        return self._refuse(status, str(error))
 
     def _refuse(self, status: int, reason: str) -> ConnectionFailed:
         """Answer a refused request (400, 431, 501...) if we still can, then give up."""
         self.failed = True
         if self._h11.our_state in (h11.IDLE, h11.SEND_RESPONSE):
-            headers = [
-                (b"content-length", str(len(ERROR_BODY)).encode()),
-                (b"connection", b"close"),
-            ]
+            body = _reason(status)
+            headers = [(b"content-length", str(len(body)).encode()), (b"connection", b"close")]
             self._output += self._h11.send(self._response(status, headers))
-            self._output += self._h11.send(h11.Data(data=ERROR_BODY))
+            self._output += self._h11.send(h11.Data(data=body))
             self._output += self._h11.send(h11.EndOfMessage())
         return ConnectionFailed(status, reason)
 

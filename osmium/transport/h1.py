@@ -132,7 +132,9 @@ class H1ServerProtocol(asyncio.Protocol):
             return None
         if not {b"upgrade", b"http2-settings"} <= _tokens(_field(headers, b"connection")):
             return None
-        return _field(headers, b"http2-settings")
+        settings = [value for name, value in headers if name == b"http2-settings"]
+        # RFC 7540 §3.2.1: exactly one HTTP2-Settings field, or no upgrade.
+        return settings[0] if len(settings) == 1 else None
 
     def _start_stream(self, stream_id: int, headers: Headers) -> None:
         context = self._context
