@@ -58,6 +58,16 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--bind", default=None, metavar="HOST:PORT", help="default 127.0.0.1:8000")
     serve.add_argument("--certfile", default=None, help="PEM certificate chain: serve TLS")
     serve.add_argument("--keyfile", default=None, help="PEM private key for --certfile")
+    serve.add_argument("--keyfile-password", default=None, help="password of an encrypted key")
+    serve.add_argument(
+        "--tls-backend", default=None, metavar="NAME",
+        help="stdlib (default), pyopenssl, or package.module:Class",
+    )  # fmt: skip
+    serve.add_argument(
+        "--sni", action="append", default=None, metavar="HOST=CERT,KEY",
+        help="another certificate for clients asking for HOST (repeatable)",
+    )  # fmt: skip
+    serve.add_argument("--tls-ciphers", default=None, metavar="CIPHERS", help="TLS 1.2 ciphers")
     serve.add_argument("--config", default=None, metavar="FILE", help="osmium.toml settings file")
     serve.add_argument("--keep-alive-timeout", type=float, default=None, metavar="SECONDS")
     serve.add_argument("--graceful-timeout", type=float, default=None, metavar="SECONDS")

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from osmium.protocol.settings import ProtocolSettings
+from osmium.tls import TLS12_CIPHERS
 
 DEMO_APP = "osmium.demo:app"
 LOOPS = ("auto", "asyncio", "uvloop")
@@ -31,6 +32,12 @@ class Config:
     certfile: str | None = None
     keyfile: str | None = None
     tls_backend: str = "stdlib"
+    #: Password of an encrypted private key.
+    keyfile_password: str | None = None
+    #: Certificates by SNI server name: host -> (certfile, keyfile); --certfile is the default.
+    sni: dict[str, tuple[str, str]] = field(default_factory=dict)
+    #: OpenSSL cipher string for TLS 1.2; the default meets RFC 9113 §9.2.2.
+    tls_ciphers: str = TLS12_CIPHERS
     protocol: ProtocolSettings = field(default_factory=ProtocolSettings)
     #: Seconds a connection may stay open with no stream before it gets GOAWAY and is closed.
     keep_alive_timeout: float = 20.0
@@ -81,12 +88,14 @@ class Config:
 
 _PROTOCOL_FIELDS = {f.name for f in dataclasses.fields(ProtocolSettings)}
 _SERVER_FIELDS = {f.name for f in dataclasses.fields(Config)} - {"protocol"}
-_OPTIONAL_PATHS = {"certfile", "keyfile"}
+_OPTIONAL_STRINGS = {"certfile", "keyfile", "keyfile_password"}
 
 
 def _expected_type(name: str) -> type:
-    if name in _OPTIONAL_PATHS or name == "bind":
+    if name in _OPTIONAL_STRINGS or name == "bind":
         return str
+    if name == "sni":
+        return dict
     owner = ProtocolSettings if name in _PROTOCOL_FIELDS else Config
     default = next(f.default for f in dataclasses.fields(owner) if f.name == name)
     return type(default)
@@ -110,12 +119,35 @@ def parse_bind(bind: str) -> tuple[str, int]:
     return host or "0.0.0.0", int(port)
 
 
+def parse_sni(entries: object) -> dict[str, tuple[str, str]]:
+    """`HOST=CERT,KEY` strings (CLI) or a {host: [cert, key]} table (TOML)."""
+    pairs: dict[str, object] = {}
+    if isinstance(entries, dict):
+        pairs = entries
+    elif isinstance(entries, list):
+        for entry in entries:
+            host, separator, files = str(entry).partition("=")
+            if not separator:
+                raise ConfigError(f"--sni {entry!r}: expected HOST=CERTFILE,KEYFILE")
+            pairs[host] = files.split(",")
+    else:
+        raise ConfigError("sni must be a table of host = [certfile, keyfile]")
+    result = {}
+    for host, files in pairs.items():
+        if not (isinstance(files, list) and len(files) == 2 and all(files)):
+            raise ConfigError(f"sni {host}: expected a certificate file and a key file")
+        result[str(host).lower()] = (str(files[0]), str(files[1]))
+    return result
+
+
 def build_config(settings: dict[str, Any]) -> Config:
     """A validated Config from flat setting names (file and CLI use the same names)."""
     unknown = set(settings) - _PROTOCOL_FIELDS - _SERVER_FIELDS - {"bind"}
     if unknown:
         raise ConfigError(f"unknown setting(s): {', '.join(sorted(unknown))}")
     values = dict(settings)
+    if "sni" in values:
+        values["sni"] = parse_sni(values["sni"])
     if values.get("workers") == "auto":
         values["workers"] = os.cpu_count() or 1
     for name, value in values.items():

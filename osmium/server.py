@@ -11,14 +11,13 @@ import logging
 import os
 import signal
 import socket
-import ssl
 from collections.abc import Callable
 
 from osmium.asgi import ASGIApp
 from osmium.channel import ReportWriter
 from osmium.config import Config, ConfigError
 from osmium.lifespan import Lifespan, LifespanFailure
-from osmium.tls import TLSConfigError, load_backend
+from osmium.tls import Listener, ProtocolFactory, TLSConfigError, TLSSettings, load_backend
 from osmium.transport.context import ServerContext
 from osmium.transport.negotiate import ProtocolNegotiator
 
@@ -33,11 +32,19 @@ RETIRE_FINAL_GRACE = 5.0
 EXIT_LIFESPAN = 3
 
 
-def tls_context(config: Config) -> ssl.SSLContext | None:
+def tls_listener(config: Config) -> Listener | None:
+    """The TLS back-end's listener for this configuration; None for cleartext."""
     if config.certfile is None or config.keyfile is None:
         return None
+    settings = TLSSettings(
+        certfile=config.certfile,
+        keyfile=config.keyfile,
+        password=config.keyfile_password,
+        sni=config.sni,
+        ciphers=config.tls_ciphers,
+    )
     try:
-        return load_backend(config.tls_backend).server_context(config.certfile, config.keyfile)
+        return load_backend(config.tls_backend).listener(settings)
     except TLSConfigError as error:
         raise ConfigError(str(error)) from None
 
@@ -65,14 +72,14 @@ class Server:
         config: Config,
         app: ASGIApp,
         sock: socket.socket,
-        ssl_context: ssl.SSLContext | None,
+        tls: Listener | None,
         reports: ReportWriter,
         max_requests: int = 0,
     ) -> None:
         self.config = config
         self.app = app
         self.sock = sock
-        self.ssl_context = ssl_context
+        self.tls = tls
         self.reports = reports
         self.max_requests = max_requests
         self._acceptor_pid = os.getppid()
@@ -111,10 +118,13 @@ class Server:
             max_requests=self.max_requests,
             on_max_requests=self._recycle,
         )
+        factory: ProtocolFactory = lambda: ProtocolNegotiator(context)  # noqa: E731
+        if self.tls is not None:
+            factory = self.tls.wrap(factory)
         server = await loop.create_server(
-            lambda: ProtocolNegotiator(context),
+            factory,
             sock=self.sock,
-            ssl=self.ssl_context,
+            ssl=self.tls.ssl_context if self.tls is not None else None,
             backlog=self.config.backlog,
         )
         self.reports.send("ready")

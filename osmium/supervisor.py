@@ -25,7 +25,7 @@ from typing import Any
 from osmium.channel import ReportReader
 from osmium.config import Config
 from osmium.listeners import bind_listener, claim_port, listening_url
-from osmium.server import loop_factory, tls_context
+from osmium.server import loop_factory, tls_listener
 from osmium.worker import reset_signals, run_worker
 
 log = logging.getLogger("osmium")
@@ -63,7 +63,7 @@ class Supervisor:
     def __init__(self, config: Config) -> None:
         self.config = config
         # Everything a worker would fail on for good is checked once here, before any fork.
-        tls_context(config)
+        tls_listener(config)
         loop_factory(config.loop)
         self.port = claim_port(config.host, config.port)
         self.sockets = [

@@ -14,7 +14,7 @@ import socket
 from osmium.app_loader import import_app
 from osmium.channel import ReportWriter
 from osmium.config import Config, ConfigError
-from osmium.server import Server, tls_context
+from osmium.server import Server, tls_listener
 
 log = logging.getLogger("osmium")
 
@@ -37,7 +37,7 @@ def run_worker(config: Config, sock: socket.socket, report_fd: int) -> int:
     reports = ReportWriter(report_fd)
     try:
         app = import_app(config.app)
-        ssl_context = tls_context(config)
+        tls = tls_listener(config)
     except ConfigError as error:
         reports.send("fatal", exit_code=EXIT_CONFIG, message=str(error))
         return EXIT_CONFIG
@@ -46,6 +46,6 @@ def run_worker(config: Config, sock: socket.socket, report_fd: int) -> int:
         # Jitter keeps workers started together from all recycling at the same moment.
         max_requests += random.randint(0, config.max_requests_jitter)
     try:
-        return Server(config, app, sock, ssl_context, reports, max_requests).run()
+        return Server(config, app, sock, tls, reports, max_requests).run()
     finally:
         reports.close()

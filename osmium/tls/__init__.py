@@ -1,24 +1,78 @@
-"""TLS back-ends behind one small interface: certificate paths in, a server-side context out."""
+"""TLS back-ends behind one small interface: settings in, what the listener needs out.
+
+A back-end returns a `Listener`: either an `ssl.SSLContext` for asyncio's own TLS (stdlib), or a
+wrapper around the connection protocol factory that terminates TLS itself (pyOpenSSL), or both.
+Whatever terminates TLS exposes `transport.get_extra_info("ssl_object")` with three methods the
+server uses: `selected_alpn_protocol()`, `version()` and `cipher()` (as `ssl.SSLObject` has them).
+A third-party back-end is named by dotted path: `--tls-backend package.module:Class`.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import importlib
 import ssl
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Protocol
+
+ProtocolFactory = Callable[[], asyncio.Protocol]
+
+#: RFC 9113 §9.2.2: TLS 1.2 with HTTP/2 needs ephemeral key exchange and an AEAD cipher.
+TLS12_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20"
+ALPN_PROTOCOLS = ("h2", "http/1.1")
 
 
 class TLSConfigError(Exception):
     """Certificate or key files that cannot be used; the message names the file and the reason."""
 
 
+@dataclass(frozen=True)
+class TLSSettings:
+    certfile: str
+    keyfile: str
+    #: Password of an encrypted private key (PEM).
+    password: str | None = None
+    #: Other certificates chosen by SNI server name: host name -> (certfile, keyfile).
+    sni: dict[str, tuple[str, str]] = field(default_factory=dict)
+    #: OpenSSL cipher string for TLS 1.2 (TLS 1.3 suites are all acceptable).
+    ciphers: str = TLS12_CIPHERS
+    alpn: tuple[str, ...] = ALPN_PROTOCOLS
+
+
+@dataclass(frozen=True)
+class Listener:
+    """What `loop.create_server` gets: an SSLContext, and/or a protocol factory wrapper."""
+
+    ssl_context: ssl.SSLContext | None = None
+    wrap: Callable[[ProtocolFactory], ProtocolFactory] = lambda factory: factory
+
+
 class TLSBackend(Protocol):
     name: str
 
-    def server_context(self, certfile: str, keyfile: str) -> ssl.SSLContext: ...
+    def listener(self, settings: TLSSettings) -> Listener:
+        """Load and check everything now: a bad file is a TLSConfigError before serving."""
+        ...
+
+
+BUILT_IN = {
+    "stdlib": "osmium.tls.stdlib:StdlibTLS",
+    "pyopenssl": "osmium.tls.pyopenssl:PyOpenSSLTLS",
+}
 
 
 def load_backend(name: str) -> TLSBackend:
-    if name == "stdlib":
-        from osmium.tls.stdlib import StdlibTLS
-
-        return StdlibTLS()
-    raise TLSConfigError(f"unknown TLS back-end {name!r} (available: stdlib)")
+    """`stdlib`, `pyopenssl`, or `package.module:Class` for a third-party back-end."""
+    target = BUILT_IN.get(name, name)
+    module_name, _, attribute = target.partition(":")
+    if not attribute:
+        known = ", ".join(BUILT_IN)
+        raise TLSConfigError(f"unknown TLS back-end {name!r} ({known}, or package.module:Class)")
+    try:
+        backend_class = getattr(importlib.import_module(module_name), attribute)
+    except ImportError as error:
+        raise TLSConfigError(f"TLS back-end {name!r} cannot be imported: {error}") from None
+    except AttributeError:
+        raise TLSConfigError(f"TLS back-end {name!r}: {module_name} has no {attribute}") from None
+    return backend_class()

@@ -1,31 +1,57 @@
-"""TLS with the standard library's ssl module: TLS 1.2+, RFC 9113 §9.2 ciphers, ALPN h2."""
+"""TLS with the standard library's ssl module, terminated by asyncio: TLS 1.2+, ALPN, SNI."""
 
 from __future__ import annotations
 
 import os
 import ssl
 
-from osmium.tls import TLSConfigError
+from osmium.tls import Listener, TLSConfigError, TLSSettings
 
-# RFC 9113 §9.2.2: TLS 1.2 with HTTP/2 needs ephemeral key exchange and an AEAD cipher.
-TLS12_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20"
-ALPN_PROTOCOLS = ["h2", "http/1.1"]
+
+def check_files(certfile: str, keyfile: str, password: str | None) -> None:
+    """Missing files and an encrypted key without a password, named before OpenSSL is asked
+    (its own answer to the latter would be an interactive password prompt)."""
+    for path in (certfile, keyfile):
+        if not os.path.isfile(path):
+            raise TLSConfigError(f"cannot read {path}: no such file")
+    if password is None:
+        with open(keyfile, "rb") as key:
+            if b"ENCRYPTED" in key.read():
+                raise TLSConfigError(f"key {keyfile} is encrypted: give --keyfile-password")
 
 
 class StdlibTLS:
     name = "stdlib"
 
-    def server_context(self, certfile: str, keyfile: str) -> ssl.SSLContext:
+    def listener(self, settings: TLSSettings) -> Listener:
+        default = self._context(settings, settings.certfile, settings.keyfile)
+        by_name = {
+            host.lower(): self._context(settings, certfile, keyfile)
+            for host, (certfile, keyfile) in settings.sni.items()
+        }
+        if by_name:
+
+            def choose(sock: ssl.SSLObject, server_name: str | None, _: ssl.SSLContext) -> None:
+                chosen = by_name.get((server_name or "").lower())
+                if chosen is not None:
+                    sock.context = chosen
+
+            default.sni_callback = choose
+        return Listener(ssl_context=default)
+
+    @staticmethod
+    def _context(settings: TLSSettings, certfile: str, keyfile: str) -> ssl.SSLContext:
+        check_files(certfile, keyfile, settings.password)
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.minimum_version = ssl.TLSVersion.TLSv1_2
-        context.set_ciphers(TLS12_CIPHERS)
-        context.options |= ssl.OP_NO_COMPRESSION | ssl.OP_NO_RENEGOTIATION
-        context.set_alpn_protocols(ALPN_PROTOCOLS)
-        for path in (certfile, keyfile):
-            if not os.path.isfile(path):
-                raise TLSConfigError(f"cannot read {path}: no such file")
         try:
-            context.load_cert_chain(certfile, keyfile)
+            context.set_ciphers(settings.ciphers)
+        except ssl.SSLError:
+            raise TLSConfigError(f"no usable cipher in {settings.ciphers!r}") from None
+        context.options |= ssl.OP_NO_COMPRESSION | ssl.OP_NO_RENEGOTIATION
+        context.set_alpn_protocols(list(settings.alpn))
+        try:
+            context.load_cert_chain(certfile, keyfile, password=settings.password)
         except (ssl.SSLError, OSError) as error:
             raise TLSConfigError(
                 f"cannot load certificate {certfile} with key {keyfile}: {error}"

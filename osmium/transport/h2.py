@@ -37,6 +37,16 @@ RETIRE_IDLE_TIMEOUT = 0.5
 FINAL_GOAWAY_DELAY = 1.0
 
 
+def acceptable_tls(version: str | None, cipher: tuple[str, str, int] | None) -> bool:
+    """RFC 9113 §9.2.2: over TLS 1.2, HTTP/2 needs ephemeral key exchange and an AEAD cipher
+    (the cipher suite block list of Appendix A is everything else)."""
+    if version != "TLSv1.2" or cipher is None:
+        return True
+    name = cipher[0]
+    ephemeral = name.startswith(("ECDHE-", "DHE-"))
+    return ephemeral and any(aead in name for aead in ("-GCM-", "CHACHA20", "-CCM"))
+
+
 def address(info: object) -> tuple[str, int] | None:
     if isinstance(info, tuple) and len(info) >= 2:
         return str(info[0]), int(info[1])
@@ -72,6 +82,11 @@ class H2ServerProtocol(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._core.start()
         self._attach(transport)
+        tls = transport.get_extra_info("ssl_object")
+        if tls is not None and not acceptable_tls(tls.version(), tls.cipher()):
+            log.info("TLS 1.2 cipher %s refused for HTTP/2", tls.cipher()[0])
+            self._core.close(ErrorCode.INADEQUATE_SECURITY)
+            self._close_transport()
 
     def prepare_upgrade(self, settings: bytes) -> None:
         """h2c upgrade, first half: check HTTP2-Settings before the 101 goes out.
