@@ -17,6 +17,7 @@ nox.options.sessions = ["lint", "tests"]
 
 PYTHON = "3.11"
 PYPROJECT = nox.project.load_toml("pyproject.toml")
+TLS_BACKENDS = ("stdlib",)
 CLIENT_TOOLS = {"h2load": "nghttp2-client", "nghttp": "nghttp2-client", "curl": "curl"}
 
 
@@ -50,6 +51,11 @@ def tests(session: nox.Session) -> None:
     install_project(session, "test")
     # pytest exits 5 when it collected nothing; nox fails on any non-zero status, so that fails too.
     session.run("pytest", *session.posargs)
+    if not session.posargs:
+        # The raw-frame conformance suite again, over TLS with each back-end.
+        for backend in TLS_BACKENDS:
+            env = {"OSMIUM_CONFORMANCE_TLS": backend}
+            session.run("pytest", "-q", "tests/conformance", env=env)
 
 
 @nox.session(python=PYTHON)

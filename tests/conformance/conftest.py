@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from tests.conformance.frames import RawClient
+from tests.conformance.servers import client_context, conformance_server
 from tests.server_process import ServerProcess
 
 Connect = Callable[..., RawClient]
@@ -27,7 +28,8 @@ def connect(request: pytest.FixtureRequest) -> Iterator[Connect]:
         handshake: bool = True,
     ) -> RawClient:
         target = server if server is not None else request.getfixturevalue("server")
-        client = RawClient(target.host, target.port)
+        tls = client_context() if target.scheme == "https" else None
+        client = RawClient(target.host, target.port, tls=tls)
         clients.append(client)
         if handshake:
             client.handshake(settings)
@@ -36,6 +38,13 @@ def connect(request: pytest.FixtureRequest) -> Iterator[Connect]:
     yield _connect
     for client in clients:
         client.close()
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[ServerProcess]:
+    """The demo app, over TLS when the suite runs with OSMIUM_CONFORMANCE_TLS."""
+    with conformance_server() as process:
+        yield process
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ import contextlib
 import errno
 import itertools
 import socket
+import ssl
 import struct
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -250,10 +251,15 @@ def describe(frame: Frame) -> str:
 class RawClient:
     """One TCP connection to the server, speaking HTTP/2 frame by frame."""
 
-    def __init__(self, host: str, port: int, *, timeout: float = TIMEOUT) -> None:
+    def __init__(
+        self, host: str, port: int, *, timeout: float = TIMEOUT, tls: ssl.SSLContext | None = None
+    ) -> None:
         self.timeout = timeout
         self.sock = socket.create_connection((host, port), timeout=timeout)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if tls is not None:
+            self.sock = tls.wrap_socket(self.sock, server_hostname=host)
+            assert self.sock.selected_alpn_protocol() == "h2", "ALPN did not pick h2"
         self.authority = f"{host}:{port}"
         self.encoder = Encoder()
         self.decoder = Decoder()

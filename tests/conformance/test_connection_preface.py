@@ -14,6 +14,7 @@ from tests.conformance.frames import (
     raw_frame,
     settings_payload,
 )
+from tests.server_process import ServerProcess
 
 
 def test_server_preface_is_a_settings_frame_first(connect: Connect) -> None:
@@ -85,12 +86,17 @@ def test_invalid_preface_is_a_connection_error(connect: Connect) -> None:
     client.expect_error_or_close(ErrorCode.PROTOCOL_ERROR)
 
 
-def test_http1_request_on_the_cleartext_port_is_answered_in_http1(connect: Connect) -> None:
-    """§3.4, §3.1: without the preface a cleartext connection is HTTP/1.1, not a broken h2c one:
-    the answer is an HTTP/1.1 response, not frames."""
+def test_http1_bytes_are_http1_on_cleartext_and_a_bad_preface_after_alpn_h2(
+    connect: Connect, server: ServerProcess
+) -> None:
+    """§3.4, §3.2: without the preface a cleartext connection is HTTP/1.1 (answered in HTTP/1.1,
+    not frames); once ALPN chose h2 the same bytes are an invalid preface, PROTOCOL_ERROR."""
     client = connect(handshake=False)
     client.send_raw(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-    assert client.read_raw_until_closed().startswith(b"HTTP/1.1 200 OK\r\n")
+    if server.scheme == "http":
+        assert client.read_raw_until_closed().startswith(b"HTTP/1.1 200 OK\r\n")
+    else:
+        client.expect_error_or_close(ErrorCode.PROTOCOL_ERROR)
 
 
 def test_preface_not_followed_by_settings_is_a_connection_error(connect: Connect) -> None:

@@ -19,7 +19,8 @@ from tests.conformance.frames import (
     raw_frame,
     request_block,
 )
-from tests.server_process import ServerProcess, running_server
+from tests.conformance.servers import conformance_server
+from tests.server_process import ServerProcess
 
 LARGE_FRAME_SIZE = 20_000
 
@@ -27,7 +28,7 @@ LARGE_FRAME_SIZE = 20_000
 @pytest.fixture(scope="module")
 def large_frame_server() -> Iterator[ServerProcess]:
     """A server advertising SETTINGS_MAX_FRAME_SIZE = 20000."""
-    with running_server("--max-frame-size", str(LARGE_FRAME_SIZE)) as process:
+    with conformance_server("--max-frame-size", str(LARGE_FRAME_SIZE)) as process:
         yield process
 
 

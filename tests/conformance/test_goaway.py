@@ -10,7 +10,8 @@ from hyperframe.frame import GoAwayFrame, HeadersFrame, RstStreamFrame
 
 from tests.conformance.conftest import Connect
 from tests.conformance.frames import ErrorCode, RawClient
-from tests.server_process import ServerProcess, running_server
+from tests.conformance.servers import conformance_server
+from tests.server_process import ServerProcess
 
 MAX_STREAM_ID = 2**31 - 1
 
@@ -20,14 +21,14 @@ KEEP_ALIVE = 0.5
 @pytest.fixture(scope="module")
 def keep_alive_server() -> Iterator[ServerProcess]:
     """A server closing connections idle for more than 0.5 s."""
-    with running_server("--keep-alive-timeout", str(KEEP_ALIVE)) as process:
+    with conformance_server("--keep-alive-timeout", str(KEEP_ALIVE)) as process:
         yield process
 
 
 @pytest.fixture
 def stoppable() -> Iterator[ServerProcess]:
     """A server for this test alone (it gets SIGTERM)."""
-    with running_server("--graceful-timeout", "10") as process:
+    with conformance_server("--graceful-timeout", "10") as process:
         yield process
 
 

@@ -23,7 +23,8 @@ from tests.conformance.frames import (
     hpack_string,
     request_block,
 )
-from tests.server_process import ServerProcess, running_server
+from tests.conformance.servers import conformance_server
+from tests.server_process import ServerProcess
 
 SMALL_HEADER_LIST = 1000
 FIRST_DYNAMIC = 62  # RFC 7541 §2.3.3: the static table has 61 entries
@@ -32,7 +33,7 @@ FIRST_DYNAMIC = 62  # RFC 7541 §2.3.3: the static table has 61 entries
 @pytest.fixture(scope="module")
 def small_header_list_server() -> Iterator[ServerProcess]:
     """A server advertising SETTINGS_MAX_HEADER_LIST_SIZE = 1000."""
-    with running_server("--max-header-list-size", str(SMALL_HEADER_LIST)) as process:
+    with conformance_server("--max-header-list-size", str(SMALL_HEADER_LIST)) as process:
         yield process
 
 

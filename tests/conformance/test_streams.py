@@ -20,7 +20,8 @@ from tests.conformance.frames import (
     raw_frame,
     request_block,
 )
-from tests.server_process import ServerProcess, running_server
+from tests.conformance.servers import conformance_server
+from tests.server_process import ServerProcess
 
 SLOW = "/slow?ms=300"
 
@@ -28,7 +29,7 @@ SLOW = "/slow?ms=300"
 @pytest.fixture(scope="module")
 def limited_server() -> Iterator[ServerProcess]:
     """A server with SETTINGS_MAX_CONCURRENT_STREAMS = 2."""
-    with running_server("--max-concurrent-streams", "2") as process:
+    with conformance_server("--max-concurrent-streams", "2") as process:
         yield process
 
 
