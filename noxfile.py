@@ -17,7 +17,7 @@ nox.options.sessions = ["lint", "tests"]
 
 PYTHON = "3.11"
 PYPROJECT = nox.project.load_toml("pyproject.toml")
-TLS_BACKENDS = ("stdlib",)
+TLS_BACKENDS = ("stdlib", "pyopenssl")
 CLIENT_TOOLS = {"h2load": "nghttp2-client", "nghttp": "nghttp2-client", "curl": "curl"}
 
 
