@@ -43,6 +43,8 @@ def _protocol_flags(parser: argparse.ArgumentParser) -> None:
         ("--connection-window-size", "connection receive window, bytes (default 1048576)"),
         ("--max-frame-size", "SETTINGS_MAX_FRAME_SIZE, bytes (default 16384)"),
         ("--max-header-list-size", "SETTINGS_MAX_HEADER_LIST_SIZE, bytes (default 65536)"),
+        ("--max-resets-per-second", "peer RST_STREAMs per connection per second (default 200)"),
+        ("--max-control-frames-per-second", "PING/SETTINGS/PRIORITY/empty DATA (default 500)"),
     ):
         group.add_argument(flag, type=int, default=None, metavar="N", help=help_text)
 

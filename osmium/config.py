@@ -11,6 +11,7 @@ import tomllib
 from dataclasses import dataclass, field
 from typing import Any
 
+from osmium.protocol.limits import Limits
 from osmium.protocol.settings import ProtocolSettings
 from osmium.tls import TLS12_CIPHERS
 
@@ -39,6 +40,7 @@ class Config:
     #: OpenSSL cipher string for TLS 1.2; the default meets RFC 9113 §9.2.2.
     tls_ciphers: str = TLS12_CIPHERS
     protocol: ProtocolSettings = field(default_factory=ProtocolSettings)
+    limits: Limits = field(default_factory=Limits)
     #: Seconds a connection may stay open with no stream before it gets GOAWAY and is closed.
     keep_alive_timeout: float = 20.0
     #: Seconds in-flight streams get to finish after SIGTERM/SIGINT before connections are closed.
@@ -62,7 +64,7 @@ class Config:
         return self.certfile is not None
 
     def validate(self) -> Config:
-        problems = list(self.protocol.problems())
+        problems = [*self.protocol.problems(), *self.limits.problems()]
         if not 0 <= self.port <= 65535:
             problems.append(f"port {self.port} is out of range 0-65535")
         if (self.certfile is None) != (self.keyfile is None):
@@ -87,7 +89,8 @@ class Config:
 
 
 _PROTOCOL_FIELDS = {f.name for f in dataclasses.fields(ProtocolSettings)}
-_SERVER_FIELDS = {f.name for f in dataclasses.fields(Config)} - {"protocol"}
+_LIMIT_FIELDS = {f.name for f in dataclasses.fields(Limits)}
+_SERVER_FIELDS = {f.name for f in dataclasses.fields(Config)} - {"protocol", "limits"}
 _OPTIONAL_STRINGS = {"certfile", "keyfile", "keyfile_password"}
 
 
@@ -96,7 +99,13 @@ def _expected_type(name: str) -> type:
         return str
     if name == "sni":
         return dict
-    owner = ProtocolSettings if name in _PROTOCOL_FIELDS else Config
+    owner = (
+        ProtocolSettings
+        if name in _PROTOCOL_FIELDS
+        else Limits
+        if name in _LIMIT_FIELDS
+        else Config
+    )
     default = next(f.default for f in dataclasses.fields(owner) if f.name == name)
     return type(default)
 
@@ -142,7 +151,7 @@ def parse_sni(entries: object) -> dict[str, tuple[str, str]]:
 
 def build_config(settings: dict[str, Any]) -> Config:
     """A validated Config from flat setting names (file and CLI use the same names)."""
-    unknown = set(settings) - _PROTOCOL_FIELDS - _SERVER_FIELDS - {"bind"}
+    unknown = set(settings) - _PROTOCOL_FIELDS - _LIMIT_FIELDS - _SERVER_FIELDS - {"bind"}
     if unknown:
         raise ConfigError(f"unknown setting(s): {', '.join(sorted(unknown))}")
     values = dict(settings)
@@ -155,7 +164,10 @@ def build_config(settings: dict[str, Any]) -> Config:
     if "bind" in values:
         values["host"], values["port"] = parse_bind(str(values.pop("bind")))
     protocol_values = {name: values.pop(name) for name in list(values) if name in _PROTOCOL_FIELDS}
-    return Config(protocol=ProtocolSettings(**protocol_values), **values).validate()
+    limit_values = {name: values.pop(name) for name in list(values) if name in _LIMIT_FIELDS}
+    return Config(
+        protocol=ProtocolSettings(**protocol_values), limits=Limits(**limit_values), **values
+    ).validate()
 
 
 def load_file(path: str) -> dict[str, Any]:

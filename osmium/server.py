@@ -114,6 +114,7 @@ class Server:
             protocol=self.config.protocol,
             keep_alive_timeout=self.config.keep_alive_timeout,
             debug_frames=self.config.debug_frames,
+            limits=self.config.limits,
             lifespan_state=state if lifespan.supported else None,
             max_requests=self.max_requests,
             on_max_requests=self._recycle,

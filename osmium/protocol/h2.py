@@ -34,10 +34,17 @@ from osmium.protocol.events import (
     WindowOpened,
 )
 from osmium.protocol.framing import ServerFrameBuffer
+from osmium.protocol.limits import Limits, RateBudget
 from osmium.protocol.settings import ProtocolSettings
 
 DEFAULT_WINDOW_SIZE = 65_535
 MAX_STREAM_ID = 2**31 - 1
+#: Frames that cost us work but carry no request: they spend the control-frame budget.
+#: (WINDOW_UPDATE does not: a fast download with a small client window legitimately sends
+#: thousands per second.)
+CONTROL_EVENTS = frozenset(
+    {h2.events.PingReceived, h2.events.RemoteSettingsChanged, h2.events.PriorityUpdated}
+)
 #: Opaque data of the PING that times the two-step GOAWAY.
 GOAWAY_PING = b"osmGOAWY"
 
@@ -161,7 +168,13 @@ class _ServerH2Connection(h2.connection.H2Connection):
 class ServerConnection:
     """The protocol state of one HTTP/2 connection, fed by a transport that owns the socket."""
 
-    def __init__(self, settings: ProtocolSettings, *, debug_frames: bool = False) -> None:
+    def __init__(
+        self,
+        settings: ProtocolSettings,
+        *,
+        limits: Limits | None = None,
+        debug_frames: bool = False,
+    ) -> None:
         config = h2.config.H2Configuration(
             client_side=False,
             header_encoding=None,
@@ -187,6 +200,9 @@ class ServerConnection:
         self._h2.decoder.max_header_list_size = settings.max_header_list_size
         self._h2.incoming_buffer = ServerFrameBuffer()
         self._settings = settings
+        limits = limits or Limits()
+        self._resets = RateBudget("stream reset", limits.max_resets_per_second)
+        self._control_frames = RateBudget("control frame", limits.max_control_frames_per_second)
         self._trailers: dict[int, Headers] = {}
         self.closing = False
         self.closed = False
@@ -243,8 +259,8 @@ class ServerConnection:
 
     # -- input -----------------------------------------------------------------------------------
 
-    def receive(self, data: bytes) -> list[Event]:
-        """Feed bytes from the socket; returns what they mean, in order."""
+    def receive(self, data: bytes, now: float = 0.0) -> list[Event]:
+        """Feed bytes from the socket (read at `now`, seconds); returns what they mean, in order."""
         if self.closed:
             return []
         try:
@@ -256,12 +272,15 @@ class ServerConnection:
                 self._h2.close_connection(code)
             self.closed = True
             return [ConnectionFailed(int(code), str(error) or type(error).__name__)]
-        return self._translate(h2_events)
+        return self._translate(h2_events, now)
 
-    def _translate(self, h2_events: Sequence[h2.events.Event]) -> list[Event]:
+    def _translate(self, h2_events: Sequence[h2.events.Event], now: float) -> list[Event]:
         events: list[Event] = []
         for event in h2_events:
             kind = type(event)
+            budget = self._budget_for(event, kind)
+            if budget is not None and not budget.spend(now):
+                return [*events, self._calm_down(f"over the {budget.name} budget")]
             if kind is h2.events.DataReceived:
                 events.append(Body(event.stream_id, event.data, event.flow_controlled_length))
             elif kind is h2.events.RequestReceived:
@@ -284,6 +303,21 @@ class ServerConnection:
             elif kind is h2.events.ConnectionTerminated:
                 events.append(GoAway(int(event.error_code), event.last_stream_id))
         return events
+
+    def _budget_for(self, event: h2.events.Event, kind: type) -> RateBudget | None:
+        """The flood budget a frame spends, if any: requests and their bodies spend none."""
+        if kind in CONTROL_EVENTS:
+            return self._control_frames
+        if kind is h2.events.DataReceived and not event.data and event.stream_ended is None:
+            return self._control_frames  # an empty DATA frame that does not even end the stream
+        if kind is h2.events.StreamReset and event.remote_reset:
+            return self._resets
+        return None
+
+    def _calm_down(self, reason: str) -> ConnectionFailed:
+        """Over a flood budget: GOAWAY(ENHANCE_YOUR_CALM), and nothing more from this peer."""
+        self.close(ErrorCodes.ENHANCE_YOUR_CALM)
+        return ConnectionFailed(ErrorCodes.ENHANCE_YOUR_CALM, reason)
 
     # -- output ----------------------------------------------------------------------------------
 

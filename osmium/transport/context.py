@@ -11,6 +11,7 @@ from typing import Any, Protocol
 
 from osmium.asgi import ASGIApp
 from osmium.channel import Counters
+from osmium.protocol.limits import Limits
 from osmium.protocol.settings import ProtocolSettings
 
 
@@ -43,6 +44,7 @@ class ServerContext:
     protocol: ProtocolSettings
     keep_alive_timeout: float
     debug_frames: bool = False
+    limits: Limits = field(default_factory=Limits)
     lifespan_state: dict[str, Any] | None = None
     #: Called once, when the request counter reaches max_requests (0: never).
     max_requests: int = 0

@@ -60,7 +60,9 @@ class H2ServerProtocol(asyncio.Protocol):
         self._context = context
         self._counters = context.counters
         self._loop = asyncio.get_running_loop()
-        self._core = ServerConnection(context.protocol, debug_frames=context.debug_frames)
+        self._core = ServerConnection(
+            context.protocol, limits=context.limits, debug_frames=context.debug_frames
+        )
         self._transport: asyncio.Transport | None = None
         self._scheme = "http"
         self._client: tuple[str, int] | None = None
@@ -124,7 +126,7 @@ class H2ServerProtocol(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self._counters.bytes_received += len(data)
         try:
-            events = self._core.receive(data)
+            events = self._core.receive(data, self._loop.time())
         except Exception:
             # A bug below us must cost this connection only, with a GOAWAY, not the worker.
             log.exception("internal error while processing data from %s", self._client)

@@ -20,6 +20,7 @@ from osmium.protocol.events import (
     WindowOpened,
 )
 from osmium.protocol.h2 import ServerConnection, StreamGone
+from osmium.protocol.limits import Limits
 from osmium.protocol.settings import ProtocolSettings
 
 GET = [(":method", "GET"), (":path", "/"), (":scheme", "http"), (":authority", "test")]
@@ -35,8 +36,9 @@ class Peer:
         *,
         initial_window_size: int | None = None,
         heed_server_settings: bool = True,
+        limits: Limits | None = None,
     ) -> None:
-        self.server = ServerConnection(settings or ProtocolSettings())
+        self.server = ServerConnection(settings or ProtocolSettings(), limits=limits)
         config = h2.config.H2Configuration(
             client_side=True, validate_outbound_headers=False, normalize_outbound_headers=False
         )
