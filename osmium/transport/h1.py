@@ -14,6 +14,7 @@ from osmium.protocol.events import Body, ConnectionFailed, EndBody, Event, Heade
 from osmium.protocol.h1 import H1Connection
 from osmium.protocol.h2 import UpgradeRefused
 from osmium.transport.context import ServerContext
+from osmium.transport.drain import WriteGate
 from osmium.transport.h2 import WRITE_HIGH_WATER, H2ServerProtocol, address
 
 log = logging.getLogger("osmium.connection")
@@ -57,8 +58,7 @@ class H1ServerProtocol(asyncio.Protocol):
         self._upgrade: tuple[bytes, Headers, bytearray] | None = None
         self._buffered = 0
         self._reading_paused = False
-        self._write_paused = False
-        self._drain_waiter: asyncio.Future[None] | None = None
+        self._write_gate = WriteGate(self._loop)
         self._closing = False
         self._closed = False
         self._idle_timer: asyncio.TimerHandle | None = None
@@ -88,14 +88,13 @@ class H1ServerProtocol(asyncio.Protocol):
             self._idle_timer.cancel()
         if self._stream is not None:
             self._stream.disconnect()
-        self._resolve_drain_waiter()
+        self._write_gate.resume()
 
     def pause_writing(self) -> None:
-        self._write_paused = True
+        self._write_gate.pause()
 
     def resume_writing(self) -> None:
-        self._write_paused = False
-        self._resolve_drain_waiter()
+        self._write_gate.resume()
 
     # -- events ----------------------------------------------------------------------------------
 
@@ -252,8 +251,8 @@ class H1ServerProtocol(asyncio.Protocol):
         if end_stream:
             self._core.end_response()
         self._flush()
-        if self._write_paused:
-            await self._wait_for_drain()
+        if self._write_gate.paused:
+            await self._write_gate.wait()
 
     def end_stream(self, stream_id: int) -> None:
         assert self._core is not None
@@ -273,16 +272,6 @@ class H1ServerProtocol(asyncio.Protocol):
 
     def date_header(self) -> bytes:
         return self._context.date_header()
-
-    async def _wait_for_drain(self) -> None:
-        if self._drain_waiter is None:
-            self._drain_waiter = self._loop.create_future()
-        await asyncio.shield(self._drain_waiter)
-
-    def _resolve_drain_waiter(self) -> None:
-        waiter, self._drain_waiter = self._drain_waiter, None
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
 
     # -- connection lifecycle (ServerContext's Connection) ---------------------------------------
 

@@ -24,6 +24,7 @@ from osmium.protocol.events import (
 )
 from osmium.protocol.h2 import ServerConnection, StreamGone
 from osmium.transport.context import ServerContext
+from osmium.transport.drain import WriteGate
 
 log = logging.getLogger("osmium.connection")
 
@@ -70,8 +71,7 @@ class H2ServerProtocol(asyncio.Protocol):
         self._streams: dict[int, HTTPStream] = {}
         self._tasks: dict[int, asyncio.Task[None]] = {}
         self._window_waiters: dict[int, asyncio.Future[None]] = {}
-        self._drain_waiter: asyncio.Future[None] | None = None
-        self._write_paused = False
+        self._write_gate = WriteGate(self._loop)
         self._flush_pending = False
         self._closing = False
         self._retiring = False
@@ -149,19 +149,18 @@ class H2ServerProtocol(asyncio.Protocol):
         for waiter in self._window_waiters.values():
             if not waiter.done():
                 waiter.set_result(None)
-        self._resolve_drain_waiter()
+        self._write_gate.resume()
 
     def pause_writing(self) -> None:
-        self._write_paused = True
+        self._write_gate.pause()
         assert self._transport is not None
         self._transport.pause_reading()
 
     def resume_writing(self) -> None:
-        self._write_paused = False
         assert self._transport is not None
         if not self._closed:
             self._transport.resume_reading()
-        self._resolve_drain_waiter()
+        self._write_gate.resume()
 
     # -- events from the core --------------------------------------------------------------------
 
@@ -289,8 +288,8 @@ class H2ServerProtocol(asyncio.Protocol):
                 break
             data = memoryview(data)[sent:]  # type: ignore[assignment]
             await self._wait_for_window(stream_id)
-        if self._write_paused:
-            await self._wait_for_drain()
+        if self._write_gate.paused:
+            await self._write_gate.wait()
 
     def end_stream(self, stream_id: int) -> None:
         try:
@@ -317,17 +316,6 @@ class H2ServerProtocol(asyncio.Protocol):
             await waiter
         finally:
             del self._window_waiters[stream_id]
-
-    async def _wait_for_drain(self) -> None:
-        if self._drain_waiter is None:
-            self._drain_waiter = self._loop.create_future()
-        # Shielded: one cancelled stream must not cancel the wait of every other stream.
-        await asyncio.shield(self._drain_waiter)
-
-    def _resolve_drain_waiter(self) -> None:
-        waiter, self._drain_waiter = self._drain_waiter, None
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
 
     # -- writing and closing ---------------------------------------------------------------------
 

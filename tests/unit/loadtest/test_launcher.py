@@ -24,7 +24,7 @@ def test_osmium_is_up_when_launched_and_stops_cleanly(tmp_path: Path) -> None:
         assert server.url == f"http://127.0.0.1:{server.port}"
     assert server.exit_code == 0
     assert not speaks_http2(server.port, tls=False)
-    assert "listening on" in log.read_text()
+    assert "stopped after" in log.read_text()  # the log is kept; "listening" may race the stop
 
 
 def test_a_server_that_exits_at_start_up_is_reported_with_its_log(tmp_path: Path) -> None:
