@@ -13,9 +13,9 @@ from osmium.asgi import ClientDisconnected, HTTPStream, build_scope, run_http
 from osmium.protocol.events import Body, ConnectionFailed, EndBody, Event, Headers, Request
 from osmium.protocol.h1 import H1Connection
 from osmium.protocol.h2 import UpgradeRefused
+from osmium.transport.base import ConnectionProtocol
 from osmium.transport.context import ServerContext
-from osmium.transport.drain import WriteGate
-from osmium.transport.h2 import WRITE_HIGH_WATER, H2ServerProtocol, address
+from osmium.transport.h2 import H2ServerProtocol
 
 log = logging.getLogger("osmium.connection")
 
@@ -41,39 +41,26 @@ def _tokens(value: bytes | None) -> set[bytes]:
     return {token.strip().lower() for token in (value or b"").split(b",")}
 
 
-class H1ServerProtocol(asyncio.Protocol):
+class H1ServerProtocol(ConnectionProtocol):
     """One HTTP/1.1 connection; implements `StreamSink` for its (one at a time) stream."""
 
+    _core: H1Connection | None
+
     def __init__(self, context: ServerContext) -> None:
-        self._context = context
-        self._counters = context.counters
-        self._loop = asyncio.get_running_loop()
-        self._transport: asyncio.Transport | None = None
-        self._core: H1Connection | None = None
-        self._scheme = "http"
-        self._client: tuple[str, int] | None = None
-        self._server: tuple[str, int] | None = None
+        super().__init__(context)
+        self._core = None  # made when the connection is, once the scheme is known
         self._stream: HTTPStream | None = None
         self._task: asyncio.Task[None] | None = None
         self._upgrade: tuple[bytes, Headers, bytearray] | None = None
         self._buffered = 0
         self._reading_paused = False
-        self._write_gate = WriteGate(self._loop)
-        self._closing = False
-        self._closed = False
         self._idle_timer: asyncio.TimerHandle | None = None
 
     # -- asyncio.Protocol ------------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._transport = transport  # type: ignore[assignment]
-        transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
-        if transport.get_extra_info("ssl_object") is not None:
-            self._scheme = "https"
+        self._adopt(transport)
         self._core = H1Connection(self._scheme)
-        self._client = address(transport.get_extra_info("peername"))
-        self._server = address(transport.get_extra_info("sockname"))
-        self._context.register(self)
         self._arm_idle_timer()
 
     def data_received(self, data: bytes) -> None:
@@ -270,9 +257,6 @@ class H1ServerProtocol(asyncio.Protocol):
             assert self._transport is not None
             self._transport.resume_reading()
 
-    def date_header(self) -> bytes:
-        return self._context.date_header()
-
     # -- connection lifecycle (ServerContext's Connection) ---------------------------------------
 
     @property
@@ -286,24 +270,6 @@ class H1ServerProtocol(asyncio.Protocol):
             self._close_transport()
 
     retire = shutdown
-
-    def abort(self) -> None:
-        self._close_transport()
-
-    def _flush(self) -> None:
-        assert self._core is not None
-        data = self._core.data_to_send()
-        if data and not self._closed:
-            assert self._transport is not None
-            self._transport.write(data)
-            self._counters.bytes_sent += len(data)
-
-    def _close_transport(self) -> None:
-        if self._closed or self._transport is None:
-            return
-        self._flush()
-        self._closed = True
-        self._transport.close()
 
     def _arm_idle_timer(self) -> None:
         self._idle_timer = self._loop.call_later(

@@ -23,15 +23,13 @@ from osmium.protocol.events import (
     WindowOpened,
 )
 from osmium.protocol.h2 import ServerConnection, StreamGone
+from osmium.transport.base import ConnectionProtocol
 from osmium.transport.context import ServerContext
-from osmium.transport.drain import WriteGate
 
 log = logging.getLogger("osmium.connection")
 
 #: Bytes queued in the core after which a send writes through at once instead of at end of turn.
 FLUSH_THRESHOLD = 256 * 1024
-#: asyncio write buffer size above which the app's sends wait and the socket is not read.
-WRITE_HIGH_WATER = 512 * 1024
 #: A retiring worker's connection gets GOAWAY after this many seconds without a stream.
 RETIRE_IDLE_TIMEOUT = 0.5
 #: Seconds a graceful close waits for the client's PING ACK before sending the final GOAWAY.
@@ -48,34 +46,21 @@ def acceptable_tls(version: str | None, cipher: tuple[str, str, int] | None) -> 
     return ephemeral and any(aead in name for aead in ("-GCM-", "CHACHA20", "-CCM"))
 
 
-def address(info: object) -> tuple[str, int] | None:
-    if isinstance(info, tuple) and len(info) >= 2:
-        return str(info[0]), int(info[1])
-    return None
-
-
-class H2ServerProtocol(asyncio.Protocol):
+class H2ServerProtocol(ConnectionProtocol):
     """One connection; implements `StreamSink` for its streams."""
 
+    _core: ServerConnection
+
     def __init__(self, context: ServerContext) -> None:
-        self._context = context
-        self._counters = context.counters
-        self._loop = asyncio.get_running_loop()
+        super().__init__(context)
         self._core = ServerConnection(
             context.protocol, limits=context.limits, debug_frames=context.debug_frames
         )
-        self._transport: asyncio.Transport | None = None
-        self._scheme = "http"
-        self._client: tuple[str, int] | None = None
-        self._server: tuple[str, int] | None = None
         self._streams: dict[int, HTTPStream] = {}
         self._tasks: dict[int, asyncio.Task[None]] = {}
         self._window_waiters: dict[int, asyncio.Future[None]] = {}
-        self._write_gate = WriteGate(self._loop)
         self._flush_pending = False
-        self._closing = False
         self._retiring = False
-        self._closed = False
         self._idle_since = 0.0
         self._idle_timer: asyncio.TimerHandle | None = None
 
@@ -112,13 +97,7 @@ class H2ServerProtocol(asyncio.Protocol):
             self.data_received(trailing)
 
     def _attach(self, transport: asyncio.BaseTransport) -> None:
-        self._transport = transport  # type: ignore[assignment]
-        transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
-        if transport.get_extra_info("ssl_object") is not None:
-            self._scheme = "https"
-        self._client = address(transport.get_extra_info("peername"))
-        self._server = address(transport.get_extra_info("sockname"))
-        self._context.register(self)
+        self._adopt(transport)
         self._flush()
         self._idle_since = self._loop.time()
         self._arm_idle_timer(self._context.keep_alive_timeout)
@@ -306,9 +285,6 @@ class H2ServerProtocol(asyncio.Protocol):
         self._core.acknowledge(stream_id, size)
         self._schedule_flush()
 
-    def date_header(self) -> bytes:
-        return self._context.date_header()
-
     async def _wait_for_window(self, stream_id: int) -> None:
         waiter = self._loop.create_future()
         self._window_waiters[stream_id] = waiter
@@ -326,11 +302,7 @@ class H2ServerProtocol(asyncio.Protocol):
 
     def _flush(self) -> None:
         self._flush_pending = False
-        data = self._core.data_to_send()
-        if data and not self._closed:
-            assert self._transport is not None
-            self._transport.write(data)
-            self._counters.bytes_sent += len(data)
+        super()._flush()
 
     def shutdown(self) -> None:
         """Graceful close: GOAWAY now, close once the streams in flight are done."""
@@ -358,17 +330,6 @@ class H2ServerProtocol(asyncio.Protocol):
         if self._idle_timer is not None:
             self._idle_timer.cancel()
         self._check_idle()
-
-    def abort(self) -> None:
-        """Close now, whatever is in flight (the graceful timeout ran out)."""
-        self._close_transport()
-
-    def _close_transport(self) -> None:
-        if self._closed or self._transport is None:
-            return
-        self._flush()
-        self._closed = True
-        self._transport.close()
 
     def _arm_idle_timer(self, delay: float) -> None:
         self._idle_timer = self._loop.call_later(delay, self._check_idle)
