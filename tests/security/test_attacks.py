@@ -209,6 +209,17 @@ def report(name: str, outcome: list[Outcome] | str, probe: Probe) -> None:
     print(f"\n[{name}] attacker: {what}\n[{name}] {probe.summary()}")
 
 
+def attack(server: ServerProcess, name: str, one_round: Callable[[], Outcome]) -> list[Outcome]:
+    """`one_round` again and again for ATTACK_SECONDS while a normal client keeps requesting;
+    then the server must still serve, with the normal client healthy all along."""
+    start_line = len(server.lines)
+    with normal_traffic(server) as probe:
+        outcomes = repeat(one_round)
+    report(name, outcomes, probe)
+    assert_still_serves(server, probe, start_line)
+    return outcomes
+
+
 def _rst(stream_id: int, code: int) -> bytes:
     return raw_frame(FrameType.RST_STREAM, 0, stream_id, struct.pack(">I", code))
 
@@ -233,16 +244,12 @@ def test_rapid_reset(server: ServerProcess, attacker: Callable[[], RawClient]) -
 
         return flood(client, rapid_reset, limit=limit, batch=100, interval=0.02)
 
-    start_line = len(server.lines)
-    with normal_traffic(server) as probe:
-        outcomes = repeat(one_round)
-    report("rapid reset", outcomes, probe)
+    outcomes = attack(server, "rapid reset", one_round)
     for outcome in outcomes:
         assert_calmed(outcome, limit=limit)
         assert outcome.goaway is not None
         processed = (outcome.goaway.last_stream_id + 1) // 2
         assert processed < limit, f"{processed} reset streams processed: {outcome.describe()}"
-    assert_still_serves(server, probe, start_line)
 
 
 # -- 2. ping flood (CVE-2019-9512) -------------------------------------------------------------
@@ -264,10 +271,7 @@ def test_ping_flood(server: ServerProcess, attacker: Callable[[], RawClient]) ->
         reads = next(rounds) % 2 == 1
         return flood(attacker(), ping, limit=limit, batch=100, interval=0.01, read_between=reads)
 
-    start_line = len(server.lines)
-    with normal_traffic(server) as probe:
-        outcomes = repeat(one_round)
-    report("ping flood", outcomes, probe)
+    outcomes = attack(server, "ping flood", one_round)
     for outcome in outcomes:
         # Never reading, the attacker may lose the GOAWAY to the reset that follows the close.
         assert outcome.closed, f"the server never closed the ping flood: {outcome.describe()}"
@@ -276,7 +280,6 @@ def test_ping_flood(server: ServerProcess, attacker: Callable[[], RawClient]) ->
             assert outcome.goaway.error_code == ErrorCode.ENHANCE_YOUR_CALM, outcome.describe()
     if len(outcomes) > 1:
         assert_calmed(outcomes[1], limit=limit)  # the first reading attacker
-    assert_still_serves(server, probe, start_line)
 
 
 # -- 3. settings flood (CVE-2019-9515) ---------------------------------------------------------
@@ -290,13 +293,9 @@ def test_settings_flood(server: ServerProcess, attacker: Callable[[], RawClient]
     def one_round() -> Outcome:
         return flood(attacker(), lambda: frame, limit=limit, batch=100, interval=0.01)
 
-    start_line = len(server.lines)
-    with normal_traffic(server) as probe:
-        outcomes = repeat(one_round)
-    report("settings flood", outcomes, probe)
+    outcomes = attack(server, "settings flood", one_round)
     for outcome in outcomes:
         assert_calmed(outcome, limit=limit)
-    assert_still_serves(server, probe, start_line)
 
 
 # -- 4. empty-frame flood (CVE-2019-9518) ------------------------------------------------------
@@ -313,13 +312,9 @@ def test_empty_data_flood(server: ServerProcess, attacker: Callable[[], RawClien
         frame = raw_frame(FrameType.DATA, 0, stream_id, b"")
         return flood(client, lambda: frame, limit=limit, batch=100, interval=0.01)
 
-    start_line = len(server.lines)
-    with normal_traffic(server) as probe:
-        outcomes = repeat(one_round)
-    report("empty DATA flood", outcomes, probe)
+    outcomes = attack(server, "empty DATA flood", one_round)
     for outcome in outcomes:
         assert_calmed(outcome, limit=limit)
-    assert_still_serves(server, probe, start_line)
 
 
 # -- 5. CONTINUATION flood (CVE-2024-27316 and friends) ----------------------------------------
@@ -339,16 +334,12 @@ def test_continuation_flood(server: ServerProcess, attacker: Callable[[], RawCli
         frame = raw_frame(FrameType.CONTINUATION, 0, stream_id, filler)
         return flood(client, lambda: frame, limit=limit, batch=20, interval=0.005)
 
-    start_line = len(server.lines)
-    with normal_traffic(server) as probe:
-        outcomes = repeat(one_round)
-    report("CONTINUATION flood", outcomes, probe)
+    outcomes = attack(server, "CONTINUATION flood", one_round)
     for outcome in outcomes:
         assert outcome.goaway is not None, f"no connection error: {outcome.describe()}"
         assert outcome.goaway.error_code != ErrorCode.NO_ERROR, outcome.describe()
         assert outcome.closed, f"GOAWAY but the connection stayed open: {outcome.describe()}"
         assert outcome.sent < limit, f"no reaction within {limit} frames: {outcome.describe()}"
-    assert_still_serves(server, probe, start_line)
 
 
 # -- 6. HPACK bomb -----------------------------------------------------------------------------
