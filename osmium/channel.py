@@ -5,7 +5,8 @@ Every worker owns the write end of its own pipe; the acceptor reads all of them.
 - ``{"type": "ready", "pid": P}`` — lifespan startup done, the worker is accepting.
 - ``{"type": "stats", "pid": P, "requests": .., "connections": .., "connections_total": ..,
   "streams": .., "bytes_received": .., "bytes_sent": .., "app_errors": ..,
-  "protocol_errors": ..}`` — cumulative counters (open connections/streams are current values),
+  "protocol_errors": .., "connections_dropped": .., "timeouts": ..}`` — cumulative counters
+  (open connections/streams are current values),
   sent every heartbeat interval; it doubles as the heartbeat.
 - ``{"type": "retiring", "pid": P, "reason": R}`` — the worker stops accepting and drains
   (max-requests recycling), so the acceptor starts its replacement now.
@@ -38,6 +39,10 @@ class Counters:
     bytes_sent: int = 0
     app_errors: int = 0
     protocol_errors: int = 0
+    #: Connections closed because their peer left output unread (send_timeout, worker budget).
+    connections_dropped: int = 0
+    #: Connections closed for a handshake or request header section that came too slowly.
+    timeouts: int = 0
 
 
 class ReportWriter:

@@ -36,17 +36,26 @@ def _workers(value: str) -> int | str:
 
 
 def _protocol_flags(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("HTTP/2 limits")
+    group = parser.add_argument_group("HTTP/2 settings and limits (README: Limits)")
     for flag, help_text in (
         ("--max-concurrent-streams", "SETTINGS_MAX_CONCURRENT_STREAMS (default 100)"),
         ("--initial-window-size", "per-stream receive window, bytes (default 262144)"),
         ("--connection-window-size", "connection receive window, bytes (default 1048576)"),
         ("--max-frame-size", "SETTINGS_MAX_FRAME_SIZE, bytes (default 16384)"),
         ("--max-header-list-size", "SETTINGS_MAX_HEADER_LIST_SIZE, bytes (default 65536)"),
-        ("--max-resets-per-second", "peer RST_STREAMs per connection per second (default 200)"),
-        ("--max-control-frames-per-second", "PING/SETTINGS/PRIORITY/empty DATA (default 500)"),
+        ("--max-header-block-size", "HEADERS+CONTINUATION bytes (default 98304)"),
+        ("--max-resets-per-second", "RST_STREAMs per connection per second (default 200)"),
+        ("--max-control-frames-per-second", "PING/SETTINGS/PRIORITY/... (default 500)"),
+        ("--max-connection-output", "unsent bytes per connection (default 524288)"),
+        ("--max-worker-output", "unsent bytes per worker (default 67108864)"),
     ):
         group.add_argument(flag, type=int, default=None, metavar="N", help=help_text)
+    for flag, help_text in (
+        ("--handshake-timeout", "TLS handshake and HTTP/2 preface (default 10)"),
+        ("--header-timeout", "one request's header section (default 10)"),
+        ("--send-timeout", "response blocked by an unread socket or closed window (default 30)"),
+    ):
+        group.add_argument(flag, type=float, default=None, metavar="SECONDS", help=help_text)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -42,6 +42,7 @@ def tls_listener(config: Config) -> Listener | None:
         password=config.keyfile_password,
         sni=config.sni,
         ciphers=config.tls_ciphers,
+        handshake_timeout=config.limits.handshake_timeout,
     )
     try:
         return load_backend(config.tls_backend).listener(settings)
@@ -122,11 +123,13 @@ class Server:
         factory: ProtocolFactory = lambda: ProtocolNegotiator(context)  # noqa: E731
         if self.tls is not None:
             factory = self.tls.wrap(factory)
+        ssl_context = self.tls.ssl_context if self.tls is not None else None
         server = await loop.create_server(
             factory,
             sock=self.sock,
-            ssl=self.tls.ssl_context if self.tls is not None else None,
+            ssl=ssl_context,
             backlog=self.config.backlog,
+            ssl_handshake_timeout=self.config.limits.handshake_timeout if ssl_context else None,
         )
         self.reports.send("ready")
         self._heartbeat_handle = loop.call_later(HEARTBEAT_INTERVAL, self._heartbeat, context)

@@ -69,6 +69,10 @@ class ServerProcess:
         """Resident memory of the whole server: the acceptor plus every worker."""
         return sum(_rss_bytes(pid) for pid in [self.process.pid, *self.worker_pids()])
 
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system) used so far by the acceptor and its live workers."""
+        return sum(_cpu_seconds(pid) for pid in [self.process.pid, *self.worker_pids()])
+
     def signal(self, signum: int) -> None:
         self.process.send_signal(signum)
 
@@ -93,6 +97,16 @@ def _rss_bytes(pid: int) -> int:
     except FileNotFoundError:
         pass  # the process exited between listing and reading: it holds no memory now
     return 0
+
+
+def _cpu_seconds(pid: int) -> float:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rpartition(")")[2].split()
+    except FileNotFoundError:
+        return 0.0  # exited between listing and reading
+    # utime and stime are fields 14 and 15 of proc(5); fields[0] here is field 3.
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def pump_output(server: ServerProcess) -> None:

@@ -15,10 +15,18 @@ FRAME_HEADER_SIZE = 9
 SETTINGS_TYPE = 0x4
 WINDOW_UPDATE_TYPE = 0x8
 ACK_FLAG = 0x1
+HEADERS_TYPE = 0x1
+PUSH_PROMISE_TYPE = 0x5
+CONTINUATION_TYPE = 0x9
+HEADER_BLOCK_TYPES = (HEADERS_TYPE, PUSH_PROMISE_TYPE, CONTINUATION_TYPE)
 
 
 class FrameSizeError(h2.exceptions.ProtocolError):
     error_code = ErrorCodes.FRAME_SIZE_ERROR
+
+
+class HeaderBlockTooLarge(h2.exceptions.ProtocolError):
+    error_code = ErrorCodes.ENHANCE_YOUR_CALM
 
 
 class ServerFrameBuffer(FrameBuffer):
@@ -29,11 +37,35 @@ class ServerFrameBuffer(FrameBuffer):
       not after up to 16 MiB of payload has been buffered.
     - §6.5: a SETTINGS ACK with a payload is a FRAME_SIZE_ERROR (hyperframe calls it invalid data).
     - §6.9: the reserved bit of a WINDOW_UPDATE increment is ignored (hyperframe rejects it).
+    - §10.5.1: a header block (HEADERS and its CONTINUATIONs) over `max_header_block_size` ends
+      the connection before it is buffered further or decoded.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, max_header_block_size: int) -> None:
         super().__init__(server=True)
         self._awaiting_client_settings = True
+        self._max_header_block_size = max_header_block_size
+        self._header_block_size = 0
+
+    @property
+    def preface_received(self) -> bool:
+        """The client preface and its SETTINGS frame have arrived."""
+        return not self._awaiting_client_settings
+
+    @property
+    def header_block_pending(self) -> bool:
+        """A header block has started and its END_HEADERS has not arrived yet."""
+        return bool(self._headers_buffer)
+
+    def _update_header_buffer(self, frame: Frame | None) -> Frame | None:
+        if frame is not None and frame.type in HEADER_BLOCK_TYPES:
+            self._header_block_size += len(frame.data)
+            if self._header_block_size > self._max_header_block_size:
+                raise HeaderBlockTooLarge(f"header block over {self._max_header_block_size} bytes")
+        result = super()._update_header_buffer(frame)
+        if not self._headers_buffer:
+            self._header_block_size = 0
+        return result
 
     def __next__(self) -> Frame:
         data = self._data

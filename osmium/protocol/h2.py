@@ -45,6 +45,9 @@ MAX_STREAM_ID = 2**31 - 1
 CONTROL_EVENTS = frozenset(
     {h2.events.PingReceived, h2.events.RemoteSettingsChanged, h2.events.PriorityUpdated}
 )
+#: A WINDOW_UPDATE opening less than this is a control frame too: a client dribbling its window
+#: open a few bytes at a time makes us send a DATA frame per update (CVE-2019-9511).
+TINY_WINDOW_INCREMENT = 1024
 #: Opaque data of the PING that times the two-step GOAWAY.
 GOAWAY_PING = b"osmGOAWY"
 
@@ -87,6 +90,14 @@ class _ServerH2Connection(h2.connection.H2Connection):
     MAX_CLOSED_STREAMS = 4096
     goaway_last_stream_id: int | None = None
     _open_stream_count = 0
+    #: RST_STREAM frames queued so far: while receiving, each one answers a frame of the peer.
+    resets_sent = 0
+
+    def _prepare_for_sending(self, frames: list) -> None:
+        for frame in frames:
+            if frame.type == RstStreamFrame.type:
+                self.resets_sent += 1
+        super()._prepare_for_sending(frames)
 
     @property
     def open_inbound_streams(self) -> int:
@@ -198,9 +209,10 @@ class ServerConnection:
         # h2 copied its default limits out of the settings we just replaced; apply ours.
         self._h2.max_inbound_frame_size = settings.max_frame_size
         self._h2.decoder.max_header_list_size = settings.max_header_list_size
-        self._h2.incoming_buffer = ServerFrameBuffer()
-        self._settings = settings
         limits = limits or Limits()
+        self._frames = ServerFrameBuffer(limits.max_header_block_size)
+        self._h2.incoming_buffer = self._frames
+        self._settings = settings
         self._resets = RateBudget("stream reset", limits.max_resets_per_second)
         self._control_frames = RateBudget("control frame", limits.max_control_frames_per_second)
         self._trailers: dict[int, Headers] = {}
@@ -246,6 +258,16 @@ class ServerConnection:
             self._h2.send_graceful_goaway(self._h2.highest_inbound_stream_id)
 
     @property
+    def preface_received(self) -> bool:
+        """The client's preface and first SETTINGS have arrived: the handshake is done."""
+        return self._frames.preface_received
+
+    @property
+    def header_block_pending(self) -> bool:
+        """A request's header block has started but not ended (CONTINUATIONs still due)."""
+        return self._frames.header_block_pending
+
+    @property
     def goaway_complete(self) -> bool:
         """The final GOAWAY went out (or the connection is closed): no new stream can come."""
         return self.closed or self._h2.goaway_last_stream_id is not None
@@ -263,6 +285,7 @@ class ServerConnection:
         """Feed bytes from the socket (read at `now`, seconds); returns what they mean, in order."""
         if self.closed:
             return []
+        resets_before = self._h2.resets_sent
         try:
             h2_events = self._h2.receive_data(data)
         except h2.exceptions.ProtocolError as error:
@@ -272,6 +295,9 @@ class ServerConnection:
                 self._h2.close_connection(code)
             self.closed = True
             return [ConnectionFailed(int(code), str(error) or type(error).__name__)]
+        provoked = self._h2.resets_sent - resets_before
+        if provoked and not self._resets.spend(now, provoked):
+            return [self._calm_down(f"over the {self._resets.name} budget")]
         return self._translate(h2_events, now)
 
     def _translate(self, h2_events: Sequence[h2.events.Event], now: float) -> list[Event]:
@@ -312,6 +338,8 @@ class ServerConnection:
             return self._control_frames  # an empty DATA frame that does not even end the stream
         if kind is h2.events.StreamReset and event.remote_reset:
             return self._resets
+        if kind is h2.events.WindowUpdated and event.delta < TINY_WINDOW_INCREMENT:
+            return self._control_frames
         return None
 
     def _calm_down(self, reason: str) -> ConnectionFailed:

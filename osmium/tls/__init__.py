@@ -38,6 +38,8 @@ class TLSSettings:
     #: OpenSSL cipher string for TLS 1.2 (TLS 1.3 suites are all acceptable).
     ciphers: str = TLS12_CIPHERS
     alpn: tuple[str, ...] = ALPN_PROTOCOLS
+    #: A client that has not finished its handshake by then is dropped.
+    handshake_timeout: float = 60.0
 
 
 @dataclass(frozen=True)

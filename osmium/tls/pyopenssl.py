@@ -23,8 +23,6 @@ log = logging.getLogger("osmium.tls")
 
 #: Bytes asked of OpenSSL per read: outgoing BIO data and decrypted records alike.
 CHUNK = 64 * 1024
-#: A client that has not finished its handshake by then is dropped (asyncio's own default).
-HANDSHAKE_TIMEOUT = 60.0
 
 
 class PyOpenSSLTLS:
@@ -47,7 +45,7 @@ class PyOpenSSLTLS:
             default.set_tlsext_servername_callback(choose)
 
         def wrap(factory: ProtocolFactory) -> ProtocolFactory:
-            return lambda: PyOpenSSLProtocol(default, factory)
+            return lambda: PyOpenSSLProtocol(default, factory, settings.handshake_timeout)
 
         return Listener(ssl_context=None, wrap=wrap)
 
@@ -134,8 +132,11 @@ class TLSInfo:
 class PyOpenSSLProtocol(asyncio.Protocol, asyncio.Transport):
     """The TCP transport's protocol, and the transport of the HTTP protocol above it."""
 
-    def __init__(self, context: SSL.Context, factory: ProtocolFactory) -> None:
+    def __init__(
+        self, context: SSL.Context, factory: ProtocolFactory, handshake_timeout: float
+    ) -> None:
         self._factory = factory
+        self._handshake_timeout = handshake_timeout
         self._tls = SSL.Connection(context, None)
         self._tls.set_accept_state()
         self._tcp: asyncio.Transport | None = None
@@ -151,7 +152,7 @@ class PyOpenSSLProtocol(asyncio.Protocol, asyncio.Transport):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._tcp = transport  # type: ignore[assignment]
         loop = asyncio.get_running_loop()
-        self._timer = loop.call_later(HANDSHAKE_TIMEOUT, self._handshake_timed_out)
+        self._timer = loop.call_later(self._handshake_timeout, self._handshake_timed_out)
 
     def data_received(self, data: bytes) -> None:
         if self._closed:

@@ -1,16 +1,16 @@
 """What the HTTP/2 and HTTP/1.1 connection protocols share: their server context, the socket
-they adopt, and the one way bytes go out and the connection closes."""
+they adopt, the one way bytes go out, and the limits on output a peer leaves unread."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Protocol
 
 from osmium.transport.context import ServerContext
 from osmium.transport.drain import WriteGate
 
-#: asyncio write buffer size above which the app's sends wait (and HTTP/2 stops reading).
-WRITE_HIGH_WATER = 512 * 1024
+log = logging.getLogger("osmium.connection")
 
 
 class OutputCore(Protocol):
@@ -24,26 +24,37 @@ def address(info: object) -> tuple[str, int] | None:
 
 
 class ConnectionProtocol(asyncio.Protocol):
-    """Base of one connection's protocol; subclasses own a sans-IO core and its events."""
+    """Base of one connection's protocol; subclasses own a sans-IO core and its events.
+
+    Output a peer does not read is bounded three ways: above `max_connection_output` the app's
+    sends wait (asyncio pauses writing); a connection paused for `send_timeout`, or closed with
+    bytes still unsent for that long, is aborted; the worker's total is `ServerContext`'s budget.
+    """
 
     _core: OutputCore | None
 
     def __init__(self, context: ServerContext) -> None:
         self._context = context
         self._counters = context.counters
+        self._limits = context.limits
         self._loop = asyncio.get_running_loop()
         self._transport: asyncio.Transport | None = None
         self._scheme = "http"
         self._client: tuple[str, int] | None = None
         self._server: tuple[str, int] | None = None
         self._write_gate = WriteGate(self._loop)
+        self._stall_timer: asyncio.TimerHandle | None = None
+        #: This connection's share of the worker's output tally (ServerContext.track_output).
+        self.reported_output = 0
         self._closing = False
         self._closed = False
+        self._dropped = False
 
     def _adopt(self, transport: asyncio.BaseTransport) -> None:
         """Take the socket: buffer limits, scheme, addresses, and a place among the connections."""
         self._transport = transport  # type: ignore[assignment]
-        transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
+        # asyncio pauses above `high`; one byte less makes "at the cap" mean "paused".
+        transport.set_write_buffer_limits(high=self._limits.max_connection_output - 1)
         if transport.get_extra_info("ssl_object") is not None:
             self._scheme = "https"
         self._client = address(transport.get_extra_info("peername"))
@@ -55,16 +66,71 @@ class ConnectionProtocol(asyncio.Protocol):
         assert self._core is not None
         data = self._core.data_to_send()
         if data and not self._closed:
-            assert self._transport is not None
-            self._transport.write(data)
+            transport = self._transport
+            assert transport is not None
+            transport.write(data)
             self._counters.bytes_sent += len(data)
+            buffered = transport.get_write_buffer_size()
+            if buffered or self.reported_output:
+                self._context.track_output(self, buffered)  # type: ignore[arg-type]
+
+    @property
+    def output_buffered(self) -> int:
+        """Bytes written but not yet taken by the socket."""
+        if self._transport is None or self._closed:
+            return 0
+        return self._transport.get_write_buffer_size()
+
+    # -- a peer that does not read ---------------------------------------------------------------
+
+    def pause_writing(self) -> None:
+        self._write_gate.pause()
+        self._stall_timer = self._loop.call_later(self._limits.send_timeout, self._stalled)
+
+    def resume_writing(self) -> None:
+        if self._stall_timer is not None and not self._closed:
+            self._stall_timer.cancel()
+            self._stall_timer = None
+        self._context.track_output(self, self.output_buffered)  # type: ignore[arg-type]
+        self._write_gate.resume()
+
+    def _stalled(self) -> None:
+        log.info(
+            "closing connection from %s: %d bytes unread for %.0f s",
+            self._client[0] if self._client else "?",
+            self.output_buffered,
+            self._limits.send_timeout,
+        )
+        self.drop()
+
+    def drop(self) -> None:
+        """Close at once and discard unsent output: the peer is not reading it."""
+        if self._transport is None or self._dropped:
+            return
+        self._dropped = self._closed = True
+        self._counters.connections_dropped += 1
+        self._transport.abort()
+
+    # -- closing ---------------------------------------------------------------------------------
 
     def _close_transport(self) -> None:
         if self._closed or self._transport is None:
             return
         self._flush()
         self._closed = True
+        if self._transport.get_write_buffer_size() and self._stall_timer is None:
+            # close() waits for the buffer to drain, which a peer that never reads prevents.
+            self._stall_timer = self._loop.call_later(self._limits.send_timeout, self.drop)
         self._transport.close()
+
+    def _forget(self) -> None:
+        """connection_lost: off the worker's books, timers cancelled, waiting senders woken."""
+        self._closed = True
+        if self._stall_timer is not None:
+            self._stall_timer.cancel()
+        self._context.track_output(self, 0)  # type: ignore[arg-type]
+        self._context.unregister(self)  # type: ignore[arg-type]
+        self._write_gate.resume()
 
     def abort(self) -> None:
         """Close now, whatever is in flight (the graceful timeout ran out)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -14,13 +15,24 @@ from osmium.channel import Counters
 from osmium.protocol.limits import Limits
 from osmium.protocol.settings import ProtocolSettings
 
+log = logging.getLogger("osmium.connection")
+
+
+#: Seconds between exact recounts of the worker's buffered output when its tally is over budget.
+RECOUNT_INTERVAL = 0.1
+
 
 class Connection(Protocol):
+    reported_output: int
+
     @property
     def open_streams(self) -> int: ...
+    @property
+    def output_buffered(self) -> int: ...
     def retire(self) -> None: ...
     def shutdown(self) -> None: ...
     def abort(self) -> None: ...
+    def drop(self) -> None: ...
 
 
 class DateHeader:
@@ -52,6 +64,11 @@ class ServerContext:
     connections: set[Connection] = field(default_factory=set)
     date_header: DateHeader = field(default_factory=DateHeader)
     counters: Counters = field(default_factory=Counters)
+    #: Output bytes buffered by all connections, as of each one's last write (drains that
+    #: happen in between are not seen, so it can only overstate; a recount makes it exact).
+    output_buffered: int = 0
+    _last_recount: float = -RECOUNT_INTERVAL
+    _recount_pending: bool = False
     _all_closed: asyncio.Event = field(default_factory=asyncio.Event)
 
     def register(self, connection: Connection) -> None:
@@ -63,6 +80,53 @@ class ServerContext:
         self.connections.discard(connection)
         if not self.connections:
             self._all_closed.set()
+
+    def track_output(self, connection: Connection, buffered: int) -> None:
+        """`connection` now holds `buffered` unsent bytes; over the worker budget, shed some."""
+        self.output_buffered += buffered - connection.reported_output
+        connection.reported_output = buffered
+        if self.output_buffered > self.limits.max_worker_output:
+            self._shed_output()
+
+    def _shed_output(self) -> None:
+        """Recount exactly; still over budget: drop the connections holding the most.
+
+        At most every RECOUNT_INTERVAL: a call sooner defers the recount to the interval's end
+        (stalled connections write nothing more that would call it again).
+        """
+        if self._recount_pending:
+            return
+        wait = self._last_recount + RECOUNT_INTERVAL - time.monotonic()
+        if wait > 0:
+            self._recount_pending = True
+            asyncio.get_running_loop().call_later(wait, self._deferred_recount)
+            return
+        self._last_recount = time.monotonic()
+        holdings = []
+        for connection in self.connections:
+            connection.reported_output = connection.output_buffered
+            holdings.append((connection.reported_output, connection))
+        self.output_buffered = sum(size for size, _ in holdings)
+        holdings.sort(key=lambda holding: holding[0], reverse=True)
+        dropped = 0
+        for size, connection in holdings:
+            if self.output_buffered <= self.limits.max_worker_output:
+                break
+            self.output_buffered -= size
+            connection.reported_output = 0
+            connection.drop()
+            dropped += 1
+        if dropped:
+            log.warning(
+                "worker output buffers over %d bytes: closed the %d connection(s) holding most",
+                self.limits.max_worker_output,
+                dropped,
+            )
+
+    def _deferred_recount(self) -> None:
+        self._recount_pending = False
+        if self.output_buffered > self.limits.max_worker_output:
+            self._shed_output()
 
     def snapshot(self) -> Counters:
         """The counters with the open connections and streams filled in, for a report."""

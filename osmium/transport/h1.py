@@ -55,6 +55,7 @@ class H1ServerProtocol(ConnectionProtocol):
         self._buffered = 0
         self._reading_paused = False
         self._idle_timer: asyncio.TimerHandle | None = None
+        self._header_timer: asyncio.TimerHandle | None = None
 
     # -- asyncio.Protocol ------------------------------------------------------------------------
 
@@ -66,22 +67,31 @@ class H1ServerProtocol(ConnectionProtocol):
     def data_received(self, data: bytes) -> None:
         assert self._core is not None
         self._counters.bytes_received += len(data)
+        if self._stream is None and self._upgrade is None and self._header_timer is None:
+            # The first bytes of a request: its head must be complete within header_timeout.
+            self._header_timer = self._loop.call_later(
+                self._limits.header_timeout, self._check_request_head
+            )
         self._handle(self._core.receive(data))
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._closed = True
-        self._context.unregister(self)
-        if self._idle_timer is not None:
-            self._idle_timer.cancel()
+        for timer in (self._idle_timer, self._header_timer):
+            if timer is not None:
+                timer.cancel()
         if self._stream is not None:
             self._stream.disconnect()
-        self._write_gate.resume()
+        self._forget()
 
-    def pause_writing(self) -> None:
-        self._write_gate.pause()
-
-    def resume_writing(self) -> None:
-        self._write_gate.resume()
+    def _check_request_head(self) -> None:
+        self._header_timer = None
+        if self._stream is None and self._upgrade is None and not self._closed:
+            log.info(
+                "closing connection from %s: request head not complete within %.0f s",
+                self._client[0] if self._client else "?",
+                self._limits.header_timeout,
+            )
+            self._counters.timeouts += 1
+            self._close_transport()
 
     # -- events ----------------------------------------------------------------------------------
 
@@ -103,8 +113,10 @@ class H1ServerProtocol(ConnectionProtocol):
 
     def _on_request(self, event: Request) -> None:
         assert self._core is not None
-        if self._idle_timer is not None:
-            self._idle_timer.cancel()
+        for timer in (self._idle_timer, self._header_timer):
+            if timer is not None:
+                timer.cancel()
+        self._header_timer = None
         settings = self._h2c_upgrade_settings(event.headers)
         if settings is not None:
             self._upgrade = (settings, event.headers, bytearray())

@@ -63,6 +63,8 @@ class H2ServerProtocol(ConnectionProtocol):
         self._retiring = False
         self._idle_since = 0.0
         self._idle_timer: asyncio.TimerHandle | None = None
+        self._handshake_timer: asyncio.TimerHandle | None = None
+        self._header_timer: asyncio.TimerHandle | None = None
 
     # -- asyncio.Protocol ------------------------------------------------------------------------
 
@@ -101,6 +103,10 @@ class H2ServerProtocol(ConnectionProtocol):
         self._flush()
         self._idle_since = self._loop.time()
         self._arm_idle_timer(self._context.keep_alive_timeout)
+        if not self._core.preface_received:
+            self._handshake_timer = self._loop.call_later(
+                self._limits.handshake_timeout, self._check_handshake
+            )
 
     def data_received(self, data: bytes) -> None:
         self._counters.bytes_received += len(data)
@@ -117,21 +123,22 @@ class H2ServerProtocol(ConnectionProtocol):
         self._flush()
         if self._closing and not self._streams and self._core.goaway_complete:
             self._close_transport()
+        self._watch_handshake_and_headers()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._closed = True
-        self._context.unregister(self)
-        if self._idle_timer is not None:
-            self._idle_timer.cancel()
+        for timer in (self._idle_timer, self._handshake_timer, self._header_timer):
+            if timer is not None:
+                timer.cancel()
         for stream in list(self._streams.values()):
             stream.disconnect()
         for waiter in self._window_waiters.values():
             if not waiter.done():
                 waiter.set_result(None)
-        self._write_gate.resume()
+        self._forget()
 
     def pause_writing(self) -> None:
-        self._write_gate.pause()
+        # Replies to what we would read next would pile up unsent: stop reading too.
+        super().pause_writing()
         assert self._transport is not None
         self._transport.pause_reading()
 
@@ -139,7 +146,48 @@ class H2ServerProtocol(ConnectionProtocol):
         assert self._transport is not None
         if not self._closed:
             self._transport.resume_reading()
-        self._write_gate.resume()
+        super().resume_writing()
+
+    # -- deadlines for slow peers ----------------------------------------------------------------
+
+    def _watch_handshake_and_headers(self) -> None:
+        """Per read: the preface deadline ends once it is in; a header block still open after
+        this read must end within header_timeout."""
+        core = self._core
+        if self._handshake_timer is not None and core.preface_received:
+            self._handshake_timer.cancel()
+            self._handshake_timer = None
+        if core.header_block_pending:
+            if self._header_timer is None:
+                self._header_timer = self._loop.call_later(
+                    self._limits.header_timeout, self._check_header_block
+                )
+        elif self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+
+    def _check_handshake(self) -> None:
+        self._handshake_timer = None
+        if not self._core.preface_received:
+            self._time_out("HTTP/2 preface", self._limits.handshake_timeout)
+
+    def _check_header_block(self) -> None:
+        self._header_timer = None
+        if self._core.header_block_pending:
+            self._time_out("request header block", self._limits.header_timeout)
+
+    def _time_out(self, what: str, seconds: float) -> None:
+        if self._closed:
+            return
+        log.info(
+            "closing connection from %s: %s not complete within %.0f s",
+            self._client[0] if self._client else "?",
+            what,
+            seconds,
+        )
+        self._counters.timeouts += 1
+        self._core.close(ErrorCode.ENHANCE_YOUR_CALM)
+        self._close_transport()
 
     # -- events from the core --------------------------------------------------------------------
 
@@ -251,12 +299,20 @@ class H2ServerProtocol(ConnectionProtocol):
         self._schedule_flush()
 
     async def send_body(self, stream_id: int, data: bytes, end_stream: bool) -> None:
+        """Queue `data` as the peer's windows and our output cap allow, waiting for each."""
         core = self._core
+        cap = self._limits.max_connection_output
         while True:
             if self._closed:
                 raise ClientDisconnected(f"stream {stream_id}: connection closed")
+            assert self._transport is not None
+            room = cap - self._transport.get_write_buffer_size() - core.pending_output_size
+            if room <= 0:
+                await self._wait_for_output_room()
+                continue
+            chunk = data if len(data) <= room else memoryview(data)[:room]
             try:
-                sent = core.send_data(stream_id, data, end_stream)
+                sent = core.send_data(stream_id, chunk, end_stream and len(chunk) == len(data))
             except StreamGone:
                 raise ClientDisconnected(f"stream {stream_id} is closed") from None
             if core.pending_output_size >= FLUSH_THRESHOLD:
@@ -266,9 +322,19 @@ class H2ServerProtocol(ConnectionProtocol):
             if sent == len(data):
                 break
             data = memoryview(data)[sent:]  # type: ignore[assignment]
-            await self._wait_for_window(stream_id)
+            if sent < len(chunk):
+                await self._wait_for_window(stream_id)
         if self._write_gate.paused:
             await self._write_gate.wait()
+
+    async def _wait_for_output_room(self) -> None:
+        """At the output cap: write out what the core holds, or wait for the socket to drain."""
+        if self._core.pending_output_size:
+            self._flush()
+        elif self._write_gate.paused:
+            await self._write_gate.wait()  # resumed, or the connection is gone
+        else:
+            await asyncio.sleep(0)  # the buffer drained in between: look again
 
     def end_stream(self, stream_id: int) -> None:
         try:
@@ -286,10 +352,21 @@ class H2ServerProtocol(ConnectionProtocol):
         self._schedule_flush()
 
     async def _wait_for_window(self, stream_id: int) -> None:
+        """Until the peer opens the window; after send_timeout the stream is reset (CANCEL)."""
         waiter = self._loop.create_future()
         self._window_waiters[stream_id] = waiter
         try:
-            await waiter
+            async with asyncio.timeout(self._limits.send_timeout):
+                await waiter
+        except TimeoutError:
+            log.info(
+                "stream %d of %s: no flow-control window for %.0f s; resetting it",
+                stream_id,
+                self._client[0] if self._client else "?",
+                self._limits.send_timeout,
+            )
+            self.reset_stream(stream_id, ErrorCode.CANCEL)
+            raise ClientDisconnected(f"stream {stream_id}: window closed too long") from None
         finally:
             del self._window_waiters[stream_id]
 

@@ -35,7 +35,7 @@ class ProtocolNegotiator(asyncio.Protocol):
         else:
             # Until the first bytes come, nothing else would ever close a silent connection.
             loop = asyncio.get_running_loop()
-            self._timer = loop.call_later(self._context.keep_alive_timeout, transport.close)
+            self._timer = loop.call_later(self._context.limits.handshake_timeout, transport.close)
 
     def data_received(self, data: bytes) -> None:
         self._buffer += data

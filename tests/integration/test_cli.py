@@ -12,7 +12,7 @@ import pytest
 from h2.errors import ErrorCodes
 from h2.settings import SettingCodes
 
-from tests.integration.conftest import TLSFiles
+from tests.conftest import TLSFiles
 from tests.integration.h2client import H2Client
 from tests.integration.support import REPO_ROOT, h2c_client, run_osmium, run_tool
 from tests.server_process import running_server

@@ -19,8 +19,8 @@ import h2.connection
 import h2.events
 import pytest
 
+from tests.conftest import TLSFiles
 from tests.integration.apps.http1_raw import RawConnection, RawResponse, assert_serving
-from tests.integration.conftest import TLSFiles
 from tests.integration.support import h2c_client, nghttp_rows, run_tool
 from tests.server_process import ServerProcess, running_server
 

@@ -16,13 +16,13 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.conftest import TLSFiles
 from tests.integration.apps.http1_raw import (
     RawConnection,
     RawResponse,
     assert_serving,
     request_bytes,
 )
-from tests.integration.conftest import TLSFiles
 from tests.integration.support import (
     assert_all_succeeded,
     h2c_client,

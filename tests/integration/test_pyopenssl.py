@@ -16,7 +16,7 @@ import trustme
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from tests.integration.conftest import TLSFiles
+from tests.conftest import TLSFiles
 from tests.integration.support import (
     assert_all_succeeded,
     h2load,

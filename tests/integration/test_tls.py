@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.integration.conftest import TLSFiles
+from tests.conftest import TLSFiles
 from tests.integration.support import assert_all_succeeded, h2load, nghttp_rows, run_tool
 from tests.server_process import ServerProcess, running_server
 

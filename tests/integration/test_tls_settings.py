@@ -14,7 +14,7 @@ import trustme
 from cryptography.hazmat.primitives import serialization
 from hyperframe.frame import Frame, GoAwayFrame
 
-from tests.integration.conftest import TLSFiles
+from tests.conftest import TLSFiles
 from tests.integration.support import run_osmium, wait_until
 from tests.server_process import ServerProcess, running_server
 

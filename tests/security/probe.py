@@ -8,6 +8,7 @@ success rate, latencies and RSS growth for the window in which the attack ran.
 from __future__ import annotations
 
 import math
+import ssl
 import threading
 import time
 from collections.abc import Iterator
@@ -29,10 +30,14 @@ MB = 1024 * 1024
 @dataclass
 class Probe:
     server: ServerProcess
+    #: The CA (an SSLContext trusting it) when the server speaks TLS.
+    verify: ssl.SSLContext | bool = True
     latencies: list[float] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
     rss_start: int = 0
     rss_peak: int = 0
+    cpu_start: float = 0.0
+    cpu_end: float = 0.0
     started: float = 0.0
     ended: float = 0.0
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -56,13 +61,19 @@ class Probe:
     def rss_growth(self) -> int:
         return self.rss_peak - self.rss_start
 
+    @property
+    def cpu_used(self) -> float:
+        """Server CPU seconds in the window: the attack's cost plus the normal client's."""
+        return self.cpu_end - self.cpu_start if self.cpu_end else 0.0
+
     def summary(self) -> str:
         window = (self.ended or time.monotonic()) - self.started
         return (
             f"normal client: {len(self.latencies)}/{self.requests} ok in {window:.2f} s "
             f"({self.success_rate:.2%}), p99 {self.p99 * 1000:.1f} ms; "
             f"server RSS {self.rss_start / MB:.1f} MB -> peak {self.rss_peak / MB:.1f} MB "
-            f"(+{self.rss_growth / MB:.1f} MB)"
+            f"(+{self.rss_growth / MB:.1f} MB), CPU {self.cpu_used:.2f} s "
+            f"({self.cpu_used / window:.0%} of one core)"
         )
 
     def wait_for_requests(self, count: int, timeout: float = 10.0) -> None:
@@ -83,7 +94,11 @@ class Probe:
 
     def _client_loop(self) -> None:
         with httpx.Client(
-            base_url=self.server.url, http1=False, http2=True, timeout=REQUEST_TIMEOUT
+            base_url=self.server.url,
+            http1=False,
+            http2=True,
+            timeout=REQUEST_TIMEOUT,
+            verify=self.verify,
         ) as client:
             while not self._stop.is_set():
                 started = time.monotonic()
@@ -105,13 +120,15 @@ class Probe:
 
 
 @contextmanager
-def normal_traffic(server: ServerProcess, *, warmup: int = 5) -> Iterator[Probe]:
+def normal_traffic(
+    server: ServerProcess, *, warmup: int = 5, verify: ssl.SSLContext | bool = True
+) -> Iterator[Probe]:
     """Yield a running Probe; the window closes (threads joined) when the block exits.
 
     The warm-up requests (connection set-up) are not counted in the window; the window lasts at
     least until MIN_REQUESTS requests were made, so a short attack still gets judged.
     """
-    probe = Probe(server)
+    probe = Probe(server, verify)
     threads = [
         threading.Thread(target=probe._client_loop, name="normal-client", daemon=True),
         threading.Thread(target=probe._rss_loop, name="rss-sampler", daemon=True),
@@ -122,12 +139,14 @@ def normal_traffic(server: ServerProcess, *, warmup: int = 5) -> Iterator[Probe]
         assert not probe.failures, f"normal client failed before the attack: {probe.failures}"
         probe.latencies.clear()
         probe.rss_start = probe.rss_peak = server.rss_bytes()
+        probe.cpu_start = server.cpu_seconds()
         probe.started = time.monotonic()
         threads[1].start()
         yield probe
         probe.wait_for_requests(MIN_REQUESTS)
     finally:
         probe.ended = time.monotonic()
+        probe.cpu_end = server.cpu_seconds()
         probe._stop.set()
         for thread in threads:
             if thread.is_alive() or thread.ident is not None:

@@ -1,7 +1,7 @@
 """Denial-of-service attacks against a live osmium, while a normal client keeps using it.
 
-Each test starts its own server (`--keep-alive-timeout 2`), warms up a normal HTTP/2 client
-(tests/security/probe.py), runs one bounded attack over loopback, then asserts that
+Each test starts its own server (conftest.py: 2 s keep-alive and deadlines), warms up a normal
+HTTP/2 client (tests/security/probe.py), runs one bounded attack over loopback, then asserts that
 - the attacker got the defence's reaction (GOAWAY ENHANCE_YOUR_CALM, REFUSED_STREAM, a close),
 - the normal client kept >= 99 % success and p99 < 1 s during the attack,
 - the server's resident memory (whole process tree) grew < 100 MB,
@@ -15,20 +15,14 @@ lists, and the keep-alive timeout for connections without a stream or a finished
 from __future__ import annotations
 
 import contextlib
-import select
-import socket
+import itertools
 import struct
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable
 
-import httpx
-import pytest
 from hyperframe.frame import GoAwayFrame, RstStreamFrame
 
 from tests.conformance.frames import (
-    PREFACE,
-    ConnectionClosed,
     ErrorCode,
     Flag,
     FrameType,
@@ -37,191 +31,25 @@ from tests.conformance.frames import (
     describe,
     hpack_indexed,
     hpack_literal,
+    priority_payload,
     raw_frame,
     request_block,
 )
-from tests.security.probe import Probe, normal_traffic
-from tests.server_process import ServerProcess, running_server
+from tests.security.attacks import (
+    ATTACK_SECONDS,
+    MAX_ROUNDS,
+    Outcome,
+    assert_calmed,
+    assert_still_serves,
+    attack,
+    flood,
+    report,
+    rst,
+)
+from tests.security.probe import normal_traffic
+from tests.server_process import ServerProcess
 
-KEEP_ALIVE = 2.0
-#: An attacker that is cut off reconnects and starts over, for about this long (bounded rounds),
-#: so the normal client is measured across a real attack window, not one 0.1 s burst.
-ATTACK_SECONDS = 1.0
-MAX_ROUNDS = 50
-#: How long the attacker waits for the server's reaction once it has stopped sending.
-REACTION_TIMEOUT = 5.0
 DYNAMIC_INDEX = 62  # the newest dynamic-table entry (RFC 7541 §2.3.3)
-
-
-@pytest.fixture
-def server() -> Iterator[ServerProcess]:
-    with running_server("--keep-alive-timeout", str(KEEP_ALIVE)) as process:
-        yield process
-
-
-@pytest.fixture
-def attacker(server: ServerProcess) -> Iterator[Callable[[], RawClient]]:
-    """`attacker()`: a RawClient with the handshake done, closed after the test."""
-    clients: list[RawClient] = []
-
-    def connect() -> RawClient:
-        client = RawClient(server.host, server.port)
-        clients.append(client)
-        client.handshake()
-        return client
-
-    yield connect
-    for client in clients:
-        client.close()
-
-
-# -- the attack machinery --------------------------------------------------------------------
-
-
-@dataclass
-class Outcome:
-    """What one flood achieved and how the server reacted."""
-
-    #: Attack frames sent before the server's reaction was seen (all of them without one).
-    sent: int = 0
-    goaway: GoAwayFrame | None = None
-    closed: bool = False
-    elapsed: float = 0.0
-    history: list[str] = field(default_factory=list)
-
-    def describe(self) -> str:
-        goaway = describe(self.goaway) if self.goaway else "no GOAWAY"
-        return (
-            f"{self.sent} frames in {self.elapsed:.2f} s, {goaway}, "
-            f"{'closed' if self.closed else 'connection still open'}; "
-            f"last frames received: {self.history[-8:]}"
-        )
-
-
-def _read_available(client: RawClient, outcome: Outcome, timeout: float) -> None:
-    """Read frames until none arrives within `timeout`, the connection closes, or GOAWAY."""
-    while outcome.goaway is None and not outcome.closed:
-        try:
-            frame = client.read_frame(timeout=timeout)
-        except TimeoutError:
-            return
-        except (ConnectionClosed, OSError):
-            outcome.closed = True
-            return
-        outcome.history.append(describe(frame))
-        if isinstance(frame, GoAwayFrame):
-            outcome.goaway = frame
-
-
-def _await_close(client: RawClient, outcome: Outcome, timeout: float) -> None:
-    """After the reaction: read (and discard) until the server closes, within `timeout`."""
-    deadline = time.monotonic() + timeout
-    while not outcome.closed and time.monotonic() < deadline:
-        try:
-            frame = client.read_frame(timeout=max(0.001, deadline - time.monotonic()))
-        except TimeoutError:
-            return
-        except (ConnectionClosed, OSError):
-            outcome.closed = True
-            return
-        outcome.history.append(describe(frame))
-        if isinstance(frame, GoAwayFrame) and outcome.goaway is None:
-            outcome.goaway = frame
-
-
-def flood(
-    client: RawClient,
-    make_frame: Callable[[], bytes],
-    *,
-    limit: int,
-    batch: int = 100,
-    interval: float = 0.01,
-    read_between: bool = True,
-) -> Outcome:
-    """Send up to `limit` frames, `batch` per write with `interval` between writes (a pace of
-    about batch/interval frames per second), until the server sends GOAWAY or closes; then wait
-    (bounded) for its reaction and for the close."""
-    outcome = Outcome()
-    started = time.monotonic()
-    while outcome.sent < limit and outcome.goaway is None and not outcome.closed:
-        count = min(batch, limit - outcome.sent)
-        chunk = b"".join(make_frame() for _ in range(count))
-        try:
-            client.send_raw(chunk)
-        except OSError:  # EPIPE / ECONNRESET: the server has closed on us
-            outcome.closed = True
-            break
-        outcome.sent += count
-        if read_between:
-            _read_available(client, outcome, timeout=0.001)
-        time.sleep(interval)  # pacing the attack, not synchronising with the server
-    # The reaction may still be in flight (or buffered unread, for floods that never read).
-    deadline = time.monotonic() + REACTION_TIMEOUT
-    while outcome.goaway is None and not outcome.closed and time.monotonic() < deadline:
-        _read_available(client, outcome, timeout=max(0.001, deadline - time.monotonic()))
-    _await_close(client, outcome, REACTION_TIMEOUT)
-    outcome.elapsed = time.monotonic() - started
-    return outcome
-
-
-def repeat(one_round: Callable[[], Outcome]) -> list[Outcome]:
-    """Run `one_round` (a fresh connection each time) for ATTACK_SECONDS, at least once."""
-    outcomes: list[Outcome] = []
-    deadline = time.monotonic() + ATTACK_SECONDS
-    while not outcomes or (time.monotonic() < deadline and len(outcomes) < MAX_ROUNDS):
-        outcomes.append(one_round())
-    return outcomes
-
-
-def summarise(outcomes: list[Outcome]) -> str:
-    frames = sum(outcome.sent for outcome in outcomes)
-    reactions = sorted({describe(o.goaway) if o.goaway else "no GOAWAY" for o in outcomes})
-    closed = sum(outcome.closed for outcome in outcomes)
-    return (
-        f"{len(outcomes)} connections, {frames} frames, {closed} closed by the server, "
-        f"reactions {reactions}; first: {outcomes[0].describe()}"
-    )
-
-
-def assert_calmed(outcome: Outcome, *, limit: int) -> None:
-    """GOAWAY(ENHANCE_YOUR_CALM), then the close, before the attacker reached `limit`."""
-    assert outcome.goaway is not None, f"no GOAWAY: {outcome.describe()}"
-    assert outcome.goaway.error_code == ErrorCode.ENHANCE_YOUR_CALM, outcome.describe()
-    assert outcome.closed, f"GOAWAY but the connection stayed open: {outcome.describe()}"
-    assert outcome.sent < limit, f"no reaction before the flood ended: {outcome.describe()}"
-
-
-def assert_still_serves(server: ServerProcess, probe: Probe, start_line: int) -> None:
-    assert server.process.poll() is None, f"server exited; output:\n{server.output}"
-    with RawClient(server.host, server.port) as client:
-        client.handshake()
-        response = client.get("/")
-        assert (response.status, response.body) == (200, b"hello world")
-    with httpx.Client(http1=False, http2=True, timeout=5.0) as client:
-        assert client.get(f"{server.url}/").text == "hello world"
-    new_output = "".join(server.lines[start_line:])
-    assert "Traceback" not in new_output, f"server logged an exception:\n{new_output}"
-    probe.assert_healthy()
-
-
-def report(name: str, outcome: list[Outcome] | str, probe: Probe) -> None:
-    what = summarise(outcome) if isinstance(outcome, list) else outcome
-    print(f"\n[{name}] attacker: {what}\n[{name}] {probe.summary()}")
-
-
-def attack(server: ServerProcess, name: str, one_round: Callable[[], Outcome]) -> list[Outcome]:
-    """`one_round` again and again for ATTACK_SECONDS while a normal client keeps requesting;
-    then the server must still serve, with the normal client healthy all along."""
-    start_line = len(server.lines)
-    with normal_traffic(server) as probe:
-        outcomes = repeat(one_round)
-    report(name, outcomes, probe)
-    assert_still_serves(server, probe, start_line)
-    return outcomes
-
-
-def _rst(stream_id: int, code: int) -> bytes:
-    return raw_frame(FrameType.RST_STREAM, 0, stream_id, struct.pack(">I", code))
 
 
 # -- 1. rapid reset (CVE-2023-44487) -----------------------------------------------------------
@@ -240,7 +68,7 @@ def test_rapid_reset(server: ServerProcess, attacker: Callable[[], RawClient]) -
             stream_id = client.next_stream_id()
             flags = Flag.END_STREAM | Flag.END_HEADERS
             headers = raw_frame(FrameType.HEADERS, flags, stream_id, block)
-            return headers + _rst(stream_id, ErrorCode.CANCEL)
+            return headers + rst(stream_id, ErrorCode.CANCEL)
 
         return flood(client, rapid_reset, limit=limit, batch=100, interval=0.02)
 
@@ -421,59 +249,81 @@ def test_stream_limit(server: ServerProcess, attacker: Callable[[], RawClient]) 
     assert_still_serves(server, probe, start_line)
 
 
-# -- 8. slowloris --------------------------------------------------------------------------------
+# -- 8. priority churn (CVE-2019-9513) ---------------------------------------------------------
 
 
-def test_slowloris(server: ServerProcess) -> None:
-    """50 connections sending the preface one byte per 0.2 s (20 bytes, ~4 s, never finishing):
-    the server closes each by the keep-alive timeout (2 s) and keeps serving the normal client."""
-    connections, tick, max_bytes = 50, 0.2, 20
-    grace = 1.5  # scheduling slack over the keep-alive timeout on a loaded 2-core machine
-    sockets: dict[socket.socket, float] = {}
-    closed_after: list[float] = []
-    start_line = len(server.lines)
-    try:
-        with normal_traffic(server) as probe:
-            for _ in range(connections):
-                sock = socket.create_connection((server.host, server.port), timeout=5)
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                sockets[sock] = time.monotonic()
-            open_socks = dict(sockets)
-            for index in range(max_bytes):
-                if not open_socks:
-                    break
-                for sock in list(open_socks):
-                    with contextlib.suppress(OSError):
-                        sock.send(PREFACE[index : index + 1])
-                readable, _, _ = select.select(list(open_socks), [], [], tick)
-                for sock in readable:
-                    try:
-                        data = sock.recv(65536)
-                    except OSError:
-                        data = b""
-                    if not data:  # the server closed it (anything else it sent is ignored)
-                        closed_after.append(time.monotonic() - open_socks.pop(sock))
-            # Bytes stop here; a server that has not closed them yet gets until the deadline.
-            deadline = min(sockets.values()) + KEEP_ALIVE + grace
-            while open_socks and time.monotonic() < deadline:
-                readable, _, _ = select.select(list(open_socks), [], [], 0.05)
-                for sock in readable:
-                    with contextlib.suppress(OSError):
-                        if sock.recv(65536):
-                            continue
-                    closed_after.append(time.monotonic() - open_socks.pop(sock))
-    finally:
-        for sock in sockets:
-            sock.close()
-    slowest = max(closed_after, default=float("nan"))
-    report(
-        "slowloris",
-        f"{len(closed_after)}/{connections} closed by the server, slowest after {slowest:.2f} s",
-        probe,
-    )
-    assert len(closed_after) == connections, (
-        f"{connections - len(closed_after)} slowloris connections still open after "
-        f"{KEEP_ALIVE + grace} s"
-    )
-    assert slowest < KEEP_ALIVE + grace, f"slowest close after {slowest:.2f} s"
-    assert_still_serves(server, probe, start_line)
+def test_priority_churn(server: ServerProcess, attacker: Callable[[], RawClient]) -> None:
+    """PRIORITY frames re-parenting 100 streams round and round, ~10,000/s (each one would make a
+    priority tree rebuild itself): GOAWAY(ENHANCE_YOUR_CALM) long before 10,000."""
+    limit = 10_000
+    churn = itertools.count()
+
+    def reprioritise() -> bytes:
+        step = next(churn)
+        stream_id = 1 + 2 * (step % 100)
+        parent = 1 + 2 * ((step * 7 + 1) % 100)
+        weight, exclusive = 1 + step % 256, step % 2 == 0
+        payload = priority_payload(depends_on=parent, weight=weight, exclusive=exclusive)
+        return raw_frame(FrameType.PRIORITY, 0, stream_id, payload)
+
+    def one_round() -> Outcome:
+        return flood(attacker(), reprioritise, limit=limit, batch=100, interval=0.01)
+
+    for outcome in attack(server, "priority churn", one_round):
+        assert_calmed(outcome, limit=limit)
+
+
+# -- 9. reset flood, never reading (CVE-2019-9514) ---------------------------------------------
+
+
+def test_reset_flood_without_reading(
+    server: ServerProcess, attacker: Callable[[], RawClient]
+) -> None:
+    """Malformed requests (a connection-specific field) at ~10,000/s, each answered with
+    RST_STREAM(PROTOCOL_ERROR), by an attacker that never reads them: GOAWAY(ENHANCE_YOUR_CALM)
+    and a close long before 10,000 (the reset budget counts the resets the peer provokes)."""
+    limit = 10_000
+    rounds = iter(range(MAX_ROUNDS + 1))
+
+    def one_round() -> Outcome:
+        client = attacker()
+        block = request_block("/", authority=client.authority)
+        block += hpack_literal("connection", "close", indexing="without")
+
+        def malformed() -> bytes:
+            flags = Flag.END_STREAM | Flag.END_HEADERS
+            return raw_frame(FrameType.HEADERS, flags, client.next_stream_id(), block)
+
+        reads = next(rounds) % 2 == 1  # every other round reads, to see the GOAWAY's code
+        return flood(client, malformed, limit=limit, batch=100, interval=0.01, read_between=reads)
+
+    outcomes = attack(server, "reset flood", one_round)
+    for outcome in outcomes:
+        assert outcome.closed, f"the server never closed the reset flood: {outcome.describe()}"
+        assert outcome.sent < limit, f"no reaction before the flood ended: {outcome.describe()}"
+    if len(outcomes) > 1:
+        assert_calmed(outcomes[1], limit=limit)
+
+
+# -- 10. data dribble (CVE-2019-9511) ----------------------------------------------------------
+
+
+def test_data_dribble(server: ServerProcess, attacker: Callable[[], RawClient]) -> None:
+    """A 1 MB download through a window of 1 byte, opened one byte per WINDOW_UPDATE at ~10,000/s
+    on stream and connection (each update would cost the server a 1-byte DATA frame):
+    GOAWAY(ENHANCE_YOUR_CALM) long before 10,000 updates."""
+    limit = 10_000
+
+    def one_round() -> Outcome:
+        client = RawClient(server.host, server.port)
+        client.handshake({Setting.INITIAL_WINDOW_SIZE: 1})
+        stream_id = client.request("/big?size=1000000")
+        update = raw_frame(FrameType.WINDOW_UPDATE, 0, stream_id, struct.pack(">I", 1))
+        update += raw_frame(FrameType.WINDOW_UPDATE, 0, 0, struct.pack(">I", 1))
+        try:
+            return flood(client, lambda: update, limit=limit // 2, batch=50, interval=0.01)
+        finally:
+            client.close()
+
+    for outcome in attack(server, "data dribble", one_round):
+        assert_calmed(outcome, limit=limit // 2)
