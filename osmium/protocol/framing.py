@@ -57,16 +57,6 @@ class ServerFrameBuffer(FrameBuffer):
         """A header block has started and its END_HEADERS has not arrived yet."""
         return bool(self._headers_buffer)
 
-    def _update_header_buffer(self, frame: Frame | None) -> Frame | None:
-        if frame is not None and frame.type in HEADER_BLOCK_TYPES:
-            self._header_block_size += len(frame.data)
-            if self._header_block_size > self._max_header_block_size:
-                raise HeaderBlockTooLarge(f"header block over {self._max_header_block_size} bytes")
-        result = super()._update_header_buffer(frame)
-        if not self._headers_buffer:
-            self._header_block_size = 0
-        return result
-
     def __next__(self) -> Frame:
         data = self._data
         if len(data) >= FRAME_HEADER_SIZE and not self._preamble_len:
@@ -84,4 +74,12 @@ class ServerFrameBuffer(FrameBuffer):
                 raise FrameSizeError("SETTINGS with ACK must have an empty payload")
             if frame_type == WINDOW_UPDATE_TYPE and length == 4 and len(data) > FRAME_HEADER_SIZE:
                 data[FRAME_HEADER_SIZE] &= 0x7F
+            if frame_type in HEADER_BLOCK_TYPES and len(data) >= FRAME_HEADER_SIZE + length:
+                # Counted once, when the whole frame is here (this header may be peeked again).
+                size = length + (self._header_block_size if frame_type == CONTINUATION_TYPE else 0)
+                if size > self._max_header_block_size:
+                    raise HeaderBlockTooLarge(
+                        f"header block over {self._max_header_block_size} bytes"
+                    )
+                self._header_block_size = size
         return super().__next__()

@@ -48,6 +48,12 @@ CONTROL_EVENTS = frozenset(
 #: A WINDOW_UPDATE opening less than this is a control frame too: a client dribbling its window
 #: open a few bytes at a time makes us send a DATA frame per update (CVE-2019-9511).
 TINY_WINDOW_INCREMENT = 1024
+#: Events that may spend a budget (see `_budget_for`); requests and their ends never do.
+BUDGETED_EVENTS = CONTROL_EVENTS | {
+    h2.events.DataReceived,
+    h2.events.StreamReset,
+    h2.events.WindowUpdated,
+}
 #: Opaque data of the PING that times the two-step GOAWAY.
 GOAWAY_PING = b"osmGOAWY"
 
@@ -90,14 +96,25 @@ class _ServerH2Connection(h2.connection.H2Connection):
     MAX_CLOSED_STREAMS = 4096
     goaway_last_stream_id: int | None = None
     _open_stream_count = 0
-    #: RST_STREAM frames queued so far: while receiving, each one answers a frame of the peer.
-    resets_sent = 0
+    #: RST_STREAM frames queued by `receive_counting_resets`: each answers a frame of the peer.
+    provoked_resets = 0
 
-    def _prepare_for_sending(self, frames: list) -> None:
+    def receive_counting_resets(self, data: bytes) -> list[h2.events.Event]:
+        """`receive_data`, counting the RST_STREAMs it queues into `provoked_resets`.
+
+        The counting method shadows h2's only while receiving, so sends cost nothing extra.
+        """
+        self._prepare_for_sending = self._count_resets_and_prepare  # type: ignore[method-assign]
+        try:
+            return self.receive_data(data)
+        finally:
+            del self._prepare_for_sending
+
+    def _count_resets_and_prepare(self, frames: list) -> None:
         for frame in frames:
             if frame.type == RstStreamFrame.type:
-                self.resets_sent += 1
-        super()._prepare_for_sending(frames)
+                self.provoked_resets += 1
+        h2.connection.H2Connection._prepare_for_sending(self, frames)
 
     @property
     def open_inbound_streams(self) -> int:
@@ -170,10 +187,6 @@ class _ServerH2Connection(h2.connection.H2Connection):
         frame.last_stream_id = last_stream_id
         frame.error_code = ErrorCodes.NO_ERROR
         self._prepare_for_sending([frame])
-
-    @property
-    def pending_output_size(self) -> int:
-        return len(self._data_to_send)
 
 
 class ServerConnection:
@@ -285,9 +298,9 @@ class ServerConnection:
         """Feed bytes from the socket (read at `now`, seconds); returns what they mean, in order."""
         if self.closed:
             return []
-        resets_before = self._h2.resets_sent
+        resets_before = self._h2.provoked_resets
         try:
-            h2_events = self._h2.receive_data(data)
+            h2_events = self._h2.receive_counting_resets(data)
         except h2.exceptions.ProtocolError as error:
             code = getattr(error, "error_code", ErrorCodes.PROTOCOL_ERROR)
             if self._h2.state_machine.state is not ConnectionState.CLOSED:
@@ -295,7 +308,7 @@ class ServerConnection:
                 self._h2.close_connection(code)
             self.closed = True
             return [ConnectionFailed(int(code), str(error) or type(error).__name__)]
-        provoked = self._h2.resets_sent - resets_before
+        provoked = self._h2.provoked_resets - resets_before
         if provoked and not self._resets.spend(now, provoked):
             return [self._calm_down(f"over the {self._resets.name} budget")]
         return self._translate(h2_events, now)
@@ -304,9 +317,10 @@ class ServerConnection:
         events: list[Event] = []
         for event in h2_events:
             kind = type(event)
-            budget = self._budget_for(event, kind)
-            if budget is not None and not budget.spend(now):
-                return [*events, self._calm_down(f"over the {budget.name} budget")]
+            if kind in BUDGETED_EVENTS:
+                budget = self._budget_for(event, kind)
+                if budget is not None and not budget.spend(now):
+                    return [*events, self._calm_down(f"over the {budget.name} budget")]
             if kind is h2.events.DataReceived:
                 events.append(Body(event.stream_id, event.data, event.flow_controlled_length))
             elif kind is h2.events.RequestReceived:
@@ -414,4 +428,4 @@ class ServerConnection:
 
     @property
     def pending_output_size(self) -> int:
-        return self._h2.pending_output_size
+        return len(self._h2._data_to_send)
