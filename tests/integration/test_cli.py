@@ -112,6 +112,10 @@ def test_bad_app(app: str, fragments: tuple[str, ...]) -> None:
         (("--bind", "127.0.0.1:70000"), ("70000",)),
         (("--bind", "192.0.2.1:0"), ("192.0.2.1",)),
         (("--graceful-timeout", "-1"), ("graceful_timeout",)),
+        (("--send-timeout", "0"), ("send_timeout",)),
+        (("--header-timeout", "soon"), ("--header-timeout",)),
+        (("--max-connection-output", "100"), ("max_connection_output", "16384")),
+        (("--max-worker-output", "-1"), ("max_worker_output",)),
     ],
     ids=[
         "frame-size-too-small",
@@ -126,6 +130,10 @@ def test_bad_app(app: str, fragments: tuple[str, ...]) -> None:
         "port-out-of-range",
         "address-not-local",
         "negative-graceful-timeout",
+        "zero-send-timeout",
+        "header-timeout-not-a-number",
+        "connection-output-under-a-frame",
+        "negative-worker-output",
     ],
 )
 def test_bad_flag(flags: tuple[str, ...], fragments: tuple[str, ...]) -> None:
@@ -141,8 +149,16 @@ def test_bad_flag(flags: tuple[str, ...], fragments: tuple[str, ...]) -> None:
         ("max_frame_size = 100\n", ("max_frame_size",)),
         ("this is not toml\n", ("not valid TOML",)),
         ("server = 5\n", ("[server]",)),
+        ("handshake_timeout = 'slow'\n", ("handshake_timeout", "float")),
     ],
-    ids=["unknown-key", "wrong-type", "bad-value", "invalid-toml", "server-not-a-table"],
+    ids=[
+        "unknown-key",
+        "wrong-type",
+        "bad-value",
+        "invalid-toml",
+        "server-not-a-table",
+        "timeout-wrong-type",
+    ],
 )
 def test_bad_config_file(tmp_path: Path, content: str, fragments: tuple[str, ...]) -> None:
     config = tmp_path / "osmium.toml"
