@@ -50,35 +50,33 @@ class Outcome:
         )
 
 
+def _read_one(client: RawClient, outcome: Outcome, timeout: float) -> bool:
+    """One frame into `outcome` (its first GOAWAY kept); False on timeout or close."""
+    try:
+        frame = client.read_frame(timeout=timeout)
+    except TimeoutError:
+        return False
+    except (ConnectionClosed, OSError):
+        outcome.closed = True
+        return False
+    outcome.history.append(describe(frame))
+    if isinstance(frame, GoAwayFrame) and outcome.goaway is None:
+        outcome.goaway = frame
+    return True
+
+
 def read_available(client: RawClient, outcome: Outcome, timeout: float) -> None:
     """Read frames until none arrives within `timeout`, the connection closes, or GOAWAY."""
-    while outcome.goaway is None and not outcome.closed:
-        try:
-            frame = client.read_frame(timeout=timeout)
-        except TimeoutError:
-            return
-        except (ConnectionClosed, OSError):
-            outcome.closed = True
-            return
-        outcome.history.append(describe(frame))
-        if isinstance(frame, GoAwayFrame):
-            outcome.goaway = frame
+    while outcome.goaway is None and _read_one(client, outcome, timeout):
+        pass
 
 
 def _await_close(client: RawClient, outcome: Outcome, timeout: float) -> None:
     """After the reaction: read (and discard) until the server closes, within `timeout`."""
     deadline = time.monotonic() + timeout
-    while not outcome.closed and time.monotonic() < deadline:
-        try:
-            frame = client.read_frame(timeout=max(0.001, deadline - time.monotonic()))
-        except TimeoutError:
+    while time.monotonic() < deadline:
+        if not _read_one(client, outcome, max(0.001, deadline - time.monotonic())):
             return
-        except (ConnectionClosed, OSError):
-            outcome.closed = True
-            return
-        outcome.history.append(describe(frame))
-        if isinstance(frame, GoAwayFrame) and outcome.goaway is None:
-            outcome.goaway = frame
 
 
 def flood(
