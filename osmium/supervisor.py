@@ -44,7 +44,16 @@ MAX_RESTART_DELAY = 16.0
 #: Extra seconds past graceful_timeout before workers that still run are killed.
 KILL_MARGIN = 5.0
 LOOP_TICK = 1.0
-SUMMED_COUNTERS = ("requests", "connections_total", "bytes_received", "bytes_sent")
+SUMMED_COUNTERS = (
+    "requests", "connections_total", "bytes_received", "bytes_sent",
+    "protocol_errors", "timeouts", "connections_dropped",
+)  # fmt: skip
+#: Counters of the defences at work, named in the final log line when not zero.
+DEFENCE_COUNTERS = {
+    "protocol_errors": "closed for protocol errors",
+    "timeouts": "timed out (handshake or headers)",
+    "connections_dropped": "dropped for unread output",
+}
 
 
 @dataclass
@@ -102,10 +111,16 @@ class Supervisor:
         finally:
             self._close_sockets()
         if self.exit_code == 0:
+            defences = "".join(
+                f"; {self.served[name]} {what}"
+                for name, what in DEFENCE_COUNTERS.items()
+                if self.served[name]
+            )
             log.info(
-                "stopped after %d requests on %d connections",
+                "stopped after %d requests on %d connections%s",
                 self.served["requests"],
                 self.served["connections_total"],
+                defences,
             )
         return self.exit_code
 

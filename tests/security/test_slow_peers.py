@@ -353,3 +353,6 @@ def test_worker_output_budget() -> None:
         report("worker output budget", f"{shed} connections shed", probe)
         assert shed >= least, f"only {shed} connections shed; output:\n{server.output[-3000:]}"
         assert_still_serves(server, probe, start_line)
+    # The acceptor's last line sums the workers' counters, the shed connections among them.
+    totals = re.search(r"stopped after .*; (\d+) dropped for unread output", server.output)
+    assert totals is not None and int(totals[1]) >= shed, server.output[-2000:]
