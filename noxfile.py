@@ -129,3 +129,15 @@ def coverage(session: nox.Session) -> None:
     session.log(f"HTML report: {os.path.abspath('htmlcov/index.html')}")
     if failed:
         session.error("the tests failed (coverage report above)")
+
+
+@nox.session(python=PYTHON)
+def fuzz(session: nox.Session) -> None:
+    """atheris (libFuzzer) on the HTTP/2 and HTTP/1.1 cores, 60 s per target (scripts/fuzz.py).
+
+    Longer: `-- --seconds 600`; one target: `-- --target h2`; libFuzzer's own flags after a
+    second `--`. Inputs that fail are saved in .fuzz/crashes/, and the session fails.
+    """
+    install_project(session)
+    session.install("atheris>=2.3", "hyperframe>=6", "hpack>=4")
+    session.run("python", "scripts/fuzz.py", *session.posargs)

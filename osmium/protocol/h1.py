@@ -23,6 +23,28 @@ def _ambiguous_length(headers: list[tuple[bytes, bytes]]) -> bool:
     return b"content-length" in names and b"transfer-encoding" in names
 
 
+def _field(headers: Headers, name: bytes) -> bytes | None:
+    for field, value in headers:
+        if field == name:
+            return value
+    return None
+
+
+def _tokens(value: bytes | None) -> set[bytes]:
+    return {token.strip().lower() for token in (value or b"").split(b",")}
+
+
+def h2c_upgrade_settings(headers: Headers, scheme: str) -> bytes | None:
+    """The HTTP2-Settings value when this cleartext request asks for h2c (RFC 7540 §3.2)."""
+    if scheme != "http" or _tokens(_field(headers, b"upgrade")) != {b"h2c"}:
+        return None
+    if not {b"upgrade", b"http2-settings"} <= _tokens(_field(headers, b"connection")):
+        return None
+    settings = [value for name, value in headers if name == b"http2-settings"]
+    # RFC 7540 §3.2.1: exactly one HTTP2-Settings field, or no upgrade.
+    return settings[0] if len(settings) == 1 else None
+
+
 def _reason(status: int) -> bytes:
     try:
         return HTTPStatus(status).phrase.encode()
@@ -40,6 +62,7 @@ class H1Connection:
         self.request_id = 0
         self.failed = False
         self._chunked = False
+        self._method = b""
 
     # -- input -----------------------------------------------------------------------------------
 
@@ -60,8 +83,14 @@ class H1Connection:
                 return events
             kind = type(event)
             if kind is h11.Request:
+                self._method = bytes(event.method)
                 if _ambiguous_length(event.headers):
                     events.append(self._refuse(400, "both Content-Length and Transfer-Encoding"))
+                    return events
+                if self._method == b"CONNECT":
+                    # A 2xx would turn the connection into a tunnel, which an origin server
+                    # serving ASGI apps does not offer (RFC 9110 §9.3.6).
+                    events.append(self._refuse(501, "CONNECT is not supported"))
                     return events
                 self.request_id += 1
                 events.append(Request(self.request_id, self._request_headers(event)))
@@ -96,7 +125,8 @@ class H1Connection:
             body = _reason(status)
             headers = [(b"content-length", str(len(body)).encode()), (b"connection", b"close")]
             self._output += self._h11.send(self._response(status, headers))
-            self._output += self._h11.send(h11.Data(data=body))
+            if self._method != b"HEAD":  # a response to HEAD has no body (RFC 9110 §9.3.2)
+                self._output += self._h11.send(h11.Data(data=body))
             self._output += self._h11.send(h11.EndOfMessage())
         return ConnectionFailed(status, reason)
 
@@ -144,6 +174,7 @@ class H1Connection:
         if self._h11.our_state is not h11.DONE or self._h11.their_state is not h11.DONE:
             return None
         self._h11.start_next_cycle()
+        self._method = b""
         return self._pull()
 
     def accept_upgrade(self) -> bytes:

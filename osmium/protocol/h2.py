@@ -368,7 +368,8 @@ class ServerConnection:
             raise StreamGone(stream_id)
         try:
             self._h2.send_headers(stream_id, headers, end_stream=end_stream)
-        except h2.exceptions.NoSuchStreamError as error:
+        except (h2.exceptions.NoSuchStreamError, h2.exceptions.StreamIDTooLowError) as error:
+            # StreamIDTooLowError: the stream was reset and h2 has forgotten it since.
             raise StreamGone(stream_id) from error
 
     def send_data(self, stream_id: int, data: bytes, end_stream: bool) -> int:

@@ -11,7 +11,7 @@ import logging
 
 from osmium.asgi import ClientDisconnected, HTTPStream, build_scope, run_http
 from osmium.protocol.events import Body, ConnectionFailed, EndBody, Event, Headers, Request
-from osmium.protocol.h1 import H1Connection
+from osmium.protocol.h1 import H1Connection, h2c_upgrade_settings
 from osmium.protocol.h2 import UpgradeRefused
 from osmium.transport.base import ConnectionProtocol
 from osmium.transport.context import ServerContext
@@ -28,17 +28,6 @@ HOP_BY_HOP = frozenset(
     {b"connection", b"upgrade", b"http2-settings", b"keep-alive", b"proxy-connection",
      b"transfer-encoding", b"te"}
 )  # fmt: skip
-
-
-def _field(headers: Headers, name: bytes) -> bytes | None:
-    for field, value in headers:
-        if field == name:
-            return value
-    return None
-
-
-def _tokens(value: bytes | None) -> set[bytes]:
-    return {token.strip().lower() for token in (value or b"").split(b",")}
 
 
 class H1ServerProtocol(ConnectionProtocol):
@@ -117,22 +106,12 @@ class H1ServerProtocol(ConnectionProtocol):
             if timer is not None:
                 timer.cancel()
         self._header_timer = None
-        settings = self._h2c_upgrade_settings(event.headers)
+        settings = h2c_upgrade_settings(event.headers, self._scheme)
         if settings is not None:
             self._upgrade = (settings, event.headers, bytearray())
             return
         self._start_stream(event.stream_id, event.headers)
         self._core.send_continue()
-
-    def _h2c_upgrade_settings(self, headers: Headers) -> bytes | None:
-        """The HTTP2-Settings value when this cleartext request asks for h2c (RFC 7540 §3.2)."""
-        if self._scheme != "http" or _tokens(_field(headers, b"upgrade")) != {b"h2c"}:
-            return None
-        if not {b"upgrade", b"http2-settings"} <= _tokens(_field(headers, b"connection")):
-            return None
-        settings = [value for name, value in headers if name == b"http2-settings"]
-        # RFC 7540 §3.2.1: exactly one HTTP2-Settings field, or no upgrade.
-        return settings[0] if len(settings) == 1 else None
 
     def _start_stream(self, stream_id: int, headers: Headers) -> None:
         context = self._context

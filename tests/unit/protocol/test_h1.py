@@ -77,3 +77,36 @@ def test_accepting_h2c_answers_101_and_returns_the_bytes_after_the_request() -> 
     core.receive(request + b"PRI * HTTP/2.0")
     assert core.accept_upgrade() == b"PRI * HTTP/2.0"
     assert core.data_to_send().startswith(b"HTTP/1.1 101 \r\nconnection: Upgrade\r\nupgrade: h2c")
+
+
+def test_refusing_a_head_request_sends_no_body() -> None:
+    """Found by the fuzzer: h11 frames a response to HEAD with no body, so the 400 has none."""
+    core = H1Connection("http")
+    events = core.receive(b"HEAD / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n")
+    assert events[-1] == ConnectionFailed(400, events[-1].reason)
+    response = core.data_to_send()
+    assert response.startswith(b"HTTP/1.1 400 Bad Request\r\n")
+    assert response.endswith(b"\r\n\r\n")  # the head only
+
+
+def test_connect_is_refused_with_501_instead_of_becoming_a_tunnel() -> None:
+    """Found by the fuzzer: a 2xx to CONNECT would switch h11 to a tunnel nobody serves."""
+    core = H1Connection("http")
+    events = core.receive(b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n")
+    assert len(events) == 1 and isinstance(events[0], ConnectionFailed)
+    assert events[0].error_code == 501
+    assert core.data_to_send().startswith(b"HTTP/1.1 501 Not Implemented\r\n")
+
+
+def test_a_refusal_after_a_head_exchange_has_its_body() -> None:
+    """Found by the fuzzer: the HEAD of the previous request must not shape the next refusal."""
+    core = H1Connection("http")
+    core.receive(b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\n")
+    core.start_response(200, [(b"content-length", b"0")])
+    core.end_response()
+    core.data_to_send()
+    events = core.next_request()
+    assert events == []
+    events = core.receive(b"\x02\x1c\x00!\r\n\r\n")
+    assert isinstance(events[-1], ConnectionFailed) and events[-1].error_code == 400
+    assert core.data_to_send().endswith(b"\r\n\r\nBad Request")

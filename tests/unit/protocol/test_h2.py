@@ -296,3 +296,15 @@ def test_data_for_a_refused_stream_still_returns_connection_window() -> None:
     events = peer.server_to_client()
     updates = [e for e in events if isinstance(e, h2.events.WindowUpdated) and e.stream_id == 0]
     assert sum(e.delta for e in updates) == 48_000
+
+
+def test_answering_a_reset_stream_h2_has_forgotten_raises_stream_gone() -> None:
+    """Found by the fuzzer: once a later stream opened, h2 forgets a reset stream and raised
+    StreamIDTooLowError instead of the StreamGone the transport handles."""
+    peer = Peer()
+    first = peer.request(GET)
+    peer.client.reset_stream(first)
+    peer.request(GET)
+    peer.client_to_server()
+    with pytest.raises(StreamGone):
+        peer.server.send_headers(first, [(b":status", b"200")], end_stream=True)
