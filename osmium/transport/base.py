@@ -75,6 +75,11 @@ class ConnectionProtocol(asyncio.Protocol):
                 self._context.track_output(self, buffered)  # type: ignore[arg-type]
 
     @property
+    def peer_host(self) -> str:
+        """The client's address, for log lines."""
+        return self._client[0] if self._client else "?"
+
+    @property
     def output_buffered(self) -> int:
         """Bytes written but not yet taken by the socket."""
         if self._transport is None or self._closed:
@@ -97,11 +102,24 @@ class ConnectionProtocol(asyncio.Protocol):
     def _stalled(self) -> None:
         log.info(
             "closing connection from %s: %d bytes unread for %.0f s",
-            self._client[0] if self._client else "?",
+            self.peer_host,
             self.output_buffered,
             self._limits.send_timeout,
         )
         self.drop()
+
+    def _time_out(self, what: str, seconds: float) -> None:
+        """A handshake or request header section that came too slowly: close, counted."""
+        if self._closed:
+            return
+        log.info(
+            "closing connection from %s: %s not complete within %.0f s",
+            self.peer_host,
+            what,
+            seconds,
+        )
+        self._counters.timeouts += 1
+        self._close_transport()
 
     def drop(self) -> None:
         """Close at once and discard unsent output: the peer is not reading it."""

@@ -73,14 +73,8 @@ class H1ServerProtocol(ConnectionProtocol):
 
     def _check_request_head(self) -> None:
         self._header_timer = None
-        if self._stream is None and self._upgrade is None and not self._closed:
-            log.info(
-                "closing connection from %s: request head not complete within %.0f s",
-                self._client[0] if self._client else "?",
-                self._limits.header_timeout,
-            )
-            self._counters.timeouts += 1
-            self._close_transport()
+        if self._stream is None and self._upgrade is None:
+            self._time_out("request head", self._limits.header_timeout)
 
     # -- events ----------------------------------------------------------------------------------
 

@@ -177,17 +177,9 @@ class H2ServerProtocol(ConnectionProtocol):
             self._time_out("request header block", self._limits.header_timeout)
 
     def _time_out(self, what: str, seconds: float) -> None:
-        if self._closed:
-            return
-        log.info(
-            "closing connection from %s: %s not complete within %.0f s",
-            self._client[0] if self._client else "?",
-            what,
-            seconds,
-        )
-        self._counters.timeouts += 1
-        self._core.close(ErrorCode.ENHANCE_YOUR_CALM)
-        self._close_transport()
+        if not self._closed:
+            self._core.close(ErrorCode.ENHANCE_YOUR_CALM)  # the GOAWAY goes out with the close
+        super()._time_out(what, seconds)
 
     # -- events from the core --------------------------------------------------------------------
 
@@ -257,7 +249,7 @@ class H2ServerProtocol(ConnectionProtocol):
         self._counters.protocol_errors += 1
         log.info(
             "connection error from %s: %s (error code %d)",
-            self._client[0] if self._client else "?",
+            self.peer_host,
             event.reason,
             event.error_code,
         )
@@ -362,7 +354,7 @@ class H2ServerProtocol(ConnectionProtocol):
             log.info(
                 "stream %d of %s: no flow-control window for %.0f s; resetting it",
                 stream_id,
-                self._client[0] if self._client else "?",
+                self.peer_host,
                 self._limits.send_timeout,
             )
             self.reset_stream(stream_id, ErrorCode.CANCEL)
