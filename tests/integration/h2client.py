@@ -13,7 +13,7 @@ import os
 import select
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import h2.config
@@ -25,6 +25,19 @@ from hyperframe.frame import GoAwayFrame
 
 DEFAULT_TIMEOUT = 10.0
 Headers = list[tuple[bytes, bytes]]
+
+
+def request_headers(
+    method: str, path: str, authority: str, extra: Sequence[tuple[bytes, bytes]] = ()
+) -> Headers:
+    """A request's pseudo-header fields (cleartext scheme), then `extra`."""
+    return [
+        (b":method", method.encode()),
+        (b":scheme", b"http"),
+        (b":authority", authority.encode()),
+        (b":path", path.encode()),
+        *extra,
+    ]
 
 
 @dataclass
@@ -156,13 +169,7 @@ class H2Client:
     ) -> int:
         """Send a request header block; returns the new stream id."""
         stream_id = self.conn.get_next_available_stream_id()
-        block = [
-            (b":method", method.encode()),
-            (b":scheme", b"http"),
-            (b":authority", self.authority.encode()),
-            (b":path", path.encode()),
-            *(headers or []),
-        ]
+        block = request_headers(method, path, self.authority, headers or [])
         self.streams[stream_id] = StreamState(stream_id, on_data=on_data, keep_data=keep_data)
         self.conn.send_headers(stream_id, block, end_stream=end_stream)
         self.flush()

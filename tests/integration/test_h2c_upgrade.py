@@ -21,6 +21,7 @@ import pytest
 
 from tests.conftest import TLSFiles
 from tests.integration.apps.http1_raw import RawConnection, RawResponse, assert_serving
+from tests.integration.h2client import request_headers
 from tests.integration.support import h2c_client, nghttp_rows, run_tool
 from tests.server_process import ServerProcess, running_server
 
@@ -113,12 +114,7 @@ class UpgradeClient:
 
     def request(self, method: str, path: str, body: bytes = b"") -> int:
         stream_id = self.h2.get_next_available_stream_id()
-        headers = [
-            (b":method", method.encode()),
-            (b":scheme", b"http"),
-            (b":authority", self.authority.encode()),
-            (b":path", path.encode()),
-        ]
+        headers = request_headers(method, path, self.authority)
         self.streams[stream_id] = Stream()
         self.h2.send_headers(stream_id, headers, end_stream=not body)
         if body:
