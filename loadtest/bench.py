@@ -60,6 +60,8 @@ class Scenario:
     clients: int = 1
     streams: int = 1
     tls: bool = False
+    #: HTTP/1.1 (`h2load --h1`): one request at a time per keep-alive connection.
+    h1: bool = False
 
 
 def load_scenarios(path: Path) -> list[Scenario]:
@@ -111,6 +113,7 @@ def run_once(
             duration=scenario.duration,
             clients=scenario.clients,
             streams=scenario.streams,
+            extra_args=("--h1",) if scenario.h1 else (),
             timeout=H2LOAD_TIMEOUT,
         )
     record["exit_code"] = launched.exit_code
@@ -186,7 +189,7 @@ def print_summary(console: Console, summary: list[dict[str, Any]], ratio_rows: l
 
 def server_specs(arguments: argparse.Namespace, scenarios: list[Scenario]) -> list[ServerSpec]:
     """osmium, the known peers asked for, and peers given as command lines (`NAME=COMMAND`)."""
-    specs = [osmium(arguments.workers)]
+    specs = [osmium(arguments.workers, *(["--loop", arguments.loop] if arguments.loop else []))]
     for name in arguments.compare:
         if name not in KNOWN_SERVERS:
             raise BenchError(f"unknown server {name!r} (known: {', '.join(KNOWN_SERVERS)})")
@@ -221,6 +224,7 @@ def bench(arguments: argparse.Namespace, console: Console) -> Path:
         for repeat in range(arguments.repeats)
         for scenario in scenarios
         for server in servers
+        if scenario.h1 or server.http2
     ]
     runs = []
     started = time.monotonic()
@@ -237,7 +241,11 @@ def bench(arguments: argparse.Namespace, console: Console) -> Path:
     results = {
         "id": run_dir.name,
         "environment": environment(),
-        "settings": {"repeats": arguments.repeats, "workers": arguments.workers},
+        "settings": {
+            "repeats": arguments.repeats,
+            "workers": arguments.workers,
+            "loop": arguments.loop or "auto",
+        },
         "scenarios": [asdict(s) for s in scenarios],
         "elapsed_s": round(time.monotonic() - started, 1),
         "runs": runs,
@@ -256,7 +264,8 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="one short hello run (smoke/CI)")
     parser.add_argument(
         "--compare", nargs="+", default=[], metavar="SERVER",
-        help="also run hypercorn and/or granian; report osmium/peer ratios",
+        help="also run hypercorn, granian and/or uvicorn (HTTP/1.1 scenarios only); report "
+        "osmium/peer ratios",
     )  # fmt: skip
     parser.add_argument(
         "--peer", action="append", default=[], metavar="NAME=COMMAND",
@@ -264,6 +273,9 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     )  # fmt: skip
     parser.add_argument("--repeats", type=int, default=3, help="runs per scenario and server")
     parser.add_argument("--workers", type=int, default=1, help="worker processes per server")
+    parser.add_argument(
+        "--loop", choices=("asyncio", "uvloop"), help="osmium's event loop (default: its own)"
+    )
     parser.add_argument("--only", nargs="+", metavar="SCENARIO", help="run only these scenarios")
     parser.add_argument("--scenarios", type=Path, default=SCENARIOS, help="scenario TOML file")
     parser.add_argument("--output", type=Path, default=Path("results"), help="results folder")

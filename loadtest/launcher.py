@@ -38,6 +38,8 @@ class ServerSpec:
     command: tuple[str, ...]
     tls_args: tuple[str, ...] = ()
     env: dict[str, str] = field(default_factory=dict)
+    #: False for a server that speaks only HTTP/1.1: it runs the `h1` scenarios alone.
+    http2: bool = True
 
     def argv(self, port: int, tls: TLSFiles | None) -> list[str]:
         values = {"host": "127.0.0.1", "port": port}
@@ -77,15 +79,22 @@ def granian(workers: int = 1) -> ServerSpec:
     return ServerSpec("granian", tuple(command), tls)
 
 
-KNOWN_SERVERS = {"osmium": osmium, "hypercorn": hypercorn, "granian": granian}
+def uvicorn(workers: int = 1) -> ServerSpec:
+    command = [sys.executable, "-m", "uvicorn", "--host", "{host}", "--port", "{port}"]
+    command += ["--workers", str(workers), "--no-access-log", DEMO_APP]
+    tls = ("--ssl-certfile", "{certfile}", "--ssl-keyfile", "{keyfile}")
+    return ServerSpec("uvicorn", tuple(command), tls, http2=False)
+
+
+KNOWN_SERVERS = {"osmium": osmium, "hypercorn": hypercorn, "granian": granian, "uvicorn": uvicorn}
 
 
 def available(name: str) -> bool:
     """Whether the server can be started here (granian is an optional install)."""
     if name == "granian":
         return shutil.which("granian") is not None
-    if name == "hypercorn":
-        return importlib.util.find_spec("hypercorn") is not None
+    if name in ("hypercorn", "uvicorn"):
+        return importlib.util.find_spec(name) is not None
     return name in KNOWN_SERVERS
 
 
@@ -95,8 +104,9 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def speaks_http2(port: int, tls: bool, timeout: float = 1.0) -> bool:
-    """Send the client preface; a SETTINGS frame back means the server is serving HTTP/2."""
+def _answer(port: int, tls: bool, alpn: str, request: bytes, size: int, timeout: float) -> bytes:
+    """The first `size` bytes the server answers to `request` (fewer if it closes); b"" when
+    nothing listens yet."""
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=timeout) as raw:
             sock: socket.socket = raw
@@ -104,18 +114,30 @@ def speaks_http2(port: int, tls: bool, timeout: float = 1.0) -> bool:
                 context = ssl.create_default_context()
                 context.check_hostname = False
                 context.verify_mode = ssl.CERT_NONE
-                context.set_alpn_protocols(["h2"])
+                context.set_alpn_protocols([alpn])
                 sock = context.wrap_socket(raw, server_hostname="localhost")
-            sock.sendall(PREFACE + EMPTY_SETTINGS)
-            header = b""
-            while len(header) < 9:
-                chunk = sock.recv(9 - len(header))
+            sock.sendall(request)
+            answer = b""
+            while len(answer) < size:
+                chunk = sock.recv(size - len(answer))
                 if not chunk:
-                    return False
-                header += chunk
-            return header[3] == SETTINGS_TYPE
+                    break
+                answer += chunk
+            return answer
     except OSError:
-        return False
+        return b""
+
+
+def speaks_http2(port: int, tls: bool, timeout: float = 1.0) -> bool:
+    """Send the client preface; a SETTINGS frame back means the server is serving HTTP/2."""
+    header = _answer(port, tls, "h2", PREFACE + EMPTY_SETTINGS, 9, timeout)
+    return len(header) == 9 and header[3] == SETTINGS_TYPE
+
+
+def speaks_http1(port: int, tls: bool, timeout: float = 1.0) -> bool:
+    """An HTTP/1.1 status line back means the server is serving HTTP/1.1."""
+    request = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    return _answer(port, tls, "http/1.1", request, 8, timeout) == b"HTTP/1.1"
 
 
 class LaunchedServer:
@@ -171,12 +193,13 @@ class LaunchedServer:
                 env={**os.environ, **self.spec.env},
             )
         deadline = time.monotonic() + self.startup_timeout
-        while not speaks_http2(self.port, self.tls is not None):
+        serving = speaks_http2 if self.spec.http2 else speaks_http1
+        while not serving(self.port, self.tls is not None):
             if self.process.poll() is not None:
                 raise LaunchError(f"{self.spec.name} exited at start-up: {self.log_tail()}")
             if time.monotonic() > deadline:
                 self.stop()
-                raise LaunchError(f"{self.spec.name} not serving HTTP/2 in time: {self.log_tail()}")
+                raise LaunchError(f"{self.spec.name} not serving in time: {self.log_tail()}")
             time.sleep(0.05)  # polling the port with a deadline: the process has no other signal
 
     def stop(self) -> int | None:

@@ -45,11 +45,17 @@ def _bars(path: Path, results: dict[str, Any], metric: str, label: str) -> Path:
     figure, axes = plt.subplots(figsize=(max(6, 1.8 * len(scenarios)), 4))
     by_key = {(row["scenario"], row["server"]): row[metric] for row in summary}
     for offset, server in enumerate(servers):
-        values = [by_key[(scenario, server)] for scenario in scenarios]
+        # A server that does not run every scenario (HTTP/1.1 only) leaves its bar out there.
+        ran = [
+            (index, by_key[(scenario, server)])
+            for index, scenario in enumerate(scenarios)
+            if (scenario, server) in by_key
+        ]
+        values = [value for _, value in ran]
         medians = [value["median"] for value in values]
         low = [value["median"] - value["min"] for value in values]
         high = [value["max"] - value["median"] for value in values]
-        positions = [index + offset * width for index in range(len(scenarios))]
+        positions = [index + offset * width for index, _ in ran]
         axes.bar(positions, medians, width, yerr=[low, high], capsize=3, label=server)
     axes.set_xticks([index + width * (len(servers) - 1) / 2 for index in range(len(scenarios))])
     axes.set_xticklabels(scenarios)

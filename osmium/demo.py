@@ -7,6 +7,7 @@ trailers. Query parameters are validated so a bad value gets a 400, not a crash.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qs
@@ -19,6 +20,8 @@ CHUNK_SIZE = 64 * 1024
 DEFAULT_BIG_SIZE = 1024 * 1024
 TEXT = [(b"content-type", b"text/plain")]
 OCTETS = [(b"content-type", b"application/octet-stream")]
+JSON = [(b"content-type", b"application/json")]
+ITEMS = [{"id": number, "name": f"item {number}", "price": number * 1.25} for number in range(5)]
 _FILLER = b"x" * CHUNK_SIZE
 
 
@@ -49,6 +52,11 @@ async def _respond(
 
 async def hello(scope: Scope, receive: Receive, send: Send, query: dict[str, list[str]]) -> None:
     await _respond(send, 200, b"hello world", TEXT)
+
+
+async def items(scope: Scope, receive: Receive, send: Send, query: dict[str, list[str]]) -> None:
+    """A small JSON document encoded per request, like a typical API endpoint's."""
+    await _respond(send, 200, json.dumps({"items": ITEMS}).encode(), JSON)
 
 
 async def big(scope: Scope, receive: Receive, send: Send, query: dict[str, list[str]]) -> None:
@@ -116,6 +124,7 @@ async def trailers(scope: Scope, receive: Receive, send: Send, query: dict[str, 
 
 ROUTES: dict[tuple[str, str], Callable[..., Awaitable[None]]] = {
     ("GET", "/"): hello,
+    ("GET", "/items"): items,
     ("GET", "/big"): big,
     ("POST", "/echo"): echo,
     ("GET", "/stream"): stream,

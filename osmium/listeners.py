@@ -40,13 +40,20 @@ def claim_port(host: str, port: int) -> int:
 
 
 def bind_listener(host: str, port: int, backlog: int) -> socket.socket:
-    """One member of the SO_REUSEPORT group on host:port."""
+    """One member of the SO_REUSEPORT group on host:port, with TCP_NODELAY for what it accepts."""
     try:
-        return socket.create_server(
+        sock = socket.create_server(
             (host, port), family=_family(host), backlog=backlog, reuse_port=True
         )
     except (OSError, OverflowError) as error:
         raise _bind_error(host, port, error) from None
+    # Without TCP_NODELAY a response that leaves in two segments waits for the client's delayed
+    # ACK: ~40 ms per keep-alive request. Linux passes the option on to accepted sockets from
+    # their first byte (TLS handshakes included). asyncio also sets it, but only on sockets whose
+    # proto is IPPROTO_TCP, and create_server leaves proto 0: re-adopting the descriptor reads
+    # the real proto back, so accepted sockets inherit it and asyncio sets the option everywhere.
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return socket.socket(fileno=sock.detach())
 
 
 def listening_url(sock: socket.socket, tls: bool) -> str:

@@ -43,6 +43,7 @@ class ConnectionProtocol(asyncio.Protocol):
         self._client: tuple[str, int] | None = None
         self._server: tuple[str, int] | None = None
         self._write_gate = WriteGate(self._loop)
+        self._flush_pending = False
         self._stall_timer: asyncio.TimerHandle | None = None
         #: This connection's share of the worker's output tally (ServerContext.track_output).
         self.reported_output = 0
@@ -61,8 +62,16 @@ class ConnectionProtocol(asyncio.Protocol):
         self._server = address(transport.get_extra_info("sockname"))
         self._context.register(self)  # type: ignore[arg-type]
 
+    def _schedule_flush(self) -> None:
+        """Write at the end of this loop turn: what the app sends in one turn (a response's head
+        and its body, say) leaves in one write, so one segment, not two that wait on Nagle."""
+        if not self._flush_pending:
+            self._flush_pending = True
+            self._loop.call_soon(self._flush)
+
     def _flush(self) -> None:
         """Everything the core has queued, in one write."""
+        self._flush_pending = False
         assert self._core is not None
         data = self._core.data_to_send()
         if data and not self._closed:

@@ -213,7 +213,7 @@ class H1ServerProtocol(ConnectionProtocol):
             self._core.start_response(status, headers[1:], close=self._closing)
             if end_stream:
                 self._core.end_response()
-        self._flush()
+        self._schedule_flush()  # a body sent in this turn goes out in the same write
 
     async def send_body(self, stream_id: int, data: bytes, end_stream: bool) -> None:
         if self._closed:

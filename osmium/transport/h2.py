@@ -59,7 +59,6 @@ class H2ServerProtocol(ConnectionProtocol):
         self._streams: dict[int, HTTPStream] = {}
         self._tasks: dict[int, asyncio.Task[None]] = {}
         self._window_waiters: dict[int, asyncio.Future[None]] = {}
-        self._flush_pending = False
         self._retiring = False
         self._idle_since = 0.0
         self._idle_timer: asyncio.TimerHandle | None = None
@@ -363,15 +362,6 @@ class H2ServerProtocol(ConnectionProtocol):
             del self._window_waiters[stream_id]
 
     # -- writing and closing ---------------------------------------------------------------------
-
-    def _schedule_flush(self) -> None:
-        if not self._flush_pending:
-            self._flush_pending = True
-            self._loop.call_soon(self._flush)
-
-    def _flush(self) -> None:
-        self._flush_pending = False
-        super()._flush()
 
     def shutdown(self) -> None:
         """Graceful close: GOAWAY now, close once the streams in flight are done."""

@@ -57,7 +57,7 @@ def test_bench_refuses_an_unknown_peer_in_one_line(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert (
         result.stderr.strip()
-        == "bench: error: unknown server 'nginx' (known: osmium, hypercorn, granian)"
+        == "bench: error: unknown server 'nginx' (known: osmium, hypercorn, granian, uvicorn)"
     )
     assert not list(tmp_path.iterdir())
 
@@ -72,3 +72,26 @@ def test_any_server_command_line_can_be_compared(tmp_path: Path) -> None:
     assert all(row["failed"] == 0 for row in results["summary"])
     [ratio] = results["ratios"]
     assert ratio["peer"] == "twin" and ratio["ratio"] > 0  # the same server: noise only
+
+
+def test_http1_scenarios_run_against_an_http1_only_peer(tmp_path: Path) -> None:
+    """`h1 = true` drives h2load --h1; uvicorn (HTTP/1.1 only) runs those scenarios alone."""
+    scenarios = tmp_path / "scenarios.toml"
+    scenarios.write_text(
+        '[[scenario]]\nname = "items-h1"\npath = "/items"\nrequests = 500\nclients = 2\n'
+        "h1 = true\n\n"
+        '[[scenario]]\nname = "hello"\npath = "/"\nrequests = 500\nclients = 2\n'
+    )
+    output = tmp_path / "results"
+    result = run_bench(
+        "--scenarios", str(scenarios), "--compare", "uvicorn", "--loop", "asyncio",
+        "--repeats", "1", "--output", str(output),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr + result.stdout
+    results = json.loads((output / "latest" / "results.json").read_text())
+    rows = {(row["scenario"], row["server"]): row for row in results["summary"]}
+    assert set(rows) == {("items-h1", "osmium"), ("items-h1", "uvicorn"), ("hello", "osmium")}
+    assert all(row["failed"] == 0 for row in rows.values())
+    assert results["settings"]["loop"] == "asyncio"
+    h2load_run = next(run for run in results["runs"] if run["scenario"] == "items-h1")
+    assert h2load_run["h2load"]["requests"]["succeeded"] == 500
