@@ -66,6 +66,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "app", nargs="?", default=None, help=f"module:attribute (default {DEMO_APP})"
     )
+    serve.add_argument(
+        "--factory", action="store_true", default=None,
+        help="the app is a factory: call it with no arguments and serve what it returns",
+    )  # fmt: skip
     serve.add_argument("--bind", default=None, metavar="HOST:PORT", help="default 127.0.0.1:8000")
     serve.add_argument("--certfile", default=None, help="PEM certificate chain: serve TLS")
     serve.add_argument("--keyfile", default=None, help="PEM private key for --certfile")

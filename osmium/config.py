@@ -28,6 +28,8 @@ class ConfigError(Exception):
 class Config:
     #: The ASGI application as "module:attribute".
     app: str = DEMO_APP
+    #: `app` names a factory: call it with no arguments, serve what it returns.
+    factory: bool = False
     host: str = "127.0.0.1"
     port: int = 8000
     certfile: str | None = None

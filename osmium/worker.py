@@ -36,7 +36,7 @@ def run_worker(config: Config, sock: socket.socket, report_fd: int) -> int:
     """The whole life of a worker; returns its exit status."""
     reports = ReportWriter(report_fd)
     try:
-        app = import_app(config.app)
+        app = import_app(config.app, factory=config.factory)
         tls = tls_listener(config)
     except ConfigError as error:
         reports.send("fatal", exit_code=EXIT_CONFIG, message=str(error))

@@ -88,10 +88,13 @@ def test_certfile_without_keyfile(tls_files: TLSFiles) -> None:
         ("nosuchmodule:app", ("nosuchmodule",)),
         ("osmium.demo:no_such_attribute", ("no_such_attribute",)),
         ("osmium.demo", ("module:attribute",)),
-        ("tests.integration.apps.broken_app:app", ("broken on purpose",)),
         ("osmium.demo:CHUNK_SIZE", ("not callable",)),
+        (
+            "tests.integration.apps.startup_apps:create_app",
+            ("looks like an app factory: use --factory",),
+        ),
     ],
-    ids=["unimportable-module", "missing-attribute", "no-colon", "import-raises", "not-callable"],
+    ids=["unimportable-module", "missing-attribute", "no-colon", "not-callable", "app-factory"],
 )
 def test_bad_app(app: str, fragments: tuple[str, ...]) -> None:
     assert_one_line_error(serve(app, "--bind", "127.0.0.1:0"), *fragments)
