@@ -189,13 +189,13 @@ def print_summary(console: Console, summary: list[dict[str, Any]], ratio_rows: l
 
 def server_specs(arguments: argparse.Namespace, scenarios: list[Scenario]) -> list[ServerSpec]:
     """osmium, the known peers asked for, and peers given as command lines (`NAME=COMMAND`)."""
-    specs = [osmium(arguments.workers, *(["--loop", arguments.loop] if arguments.loop else []))]
+    specs = [osmium(arguments.workers, loop=arguments.loop)]
     for name in arguments.compare:
         if name not in KNOWN_SERVERS:
             raise BenchError(f"unknown server {name!r} (known: {', '.join(KNOWN_SERVERS)})")
         if not available(name):
             raise BenchError(f"--compare {name}: {name} is not installed here")
-        specs.append(KNOWN_SERVERS[name](arguments.workers))
+        specs.append(KNOWN_SERVERS[name](arguments.workers, loop=arguments.loop))
     for peer in arguments.peer:
         name, separator, command = peer.partition("=")
         if not separator or not name or "{port}" not in command:
@@ -274,7 +274,7 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=3, help="runs per scenario and server")
     parser.add_argument("--workers", type=int, default=1, help="worker processes per server")
     parser.add_argument(
-        "--loop", choices=("asyncio", "uvloop"), help="osmium's event loop (default: its own)"
+        "--loop", choices=("asyncio", "uvloop"), help="every server's event loop (default: theirs)"
     )
     parser.add_argument("--only", nargs="+", metavar="SCENARIO", help="run only these scenarios")
     parser.add_argument("--scenarios", type=Path, default=SCENARIOS, help="scenario TOML file")

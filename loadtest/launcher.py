@@ -58,30 +58,38 @@ class TLSFiles:
 CERT_ARGS = ("--certfile", "{certfile}", "--keyfile", "{keyfile}")
 
 
-def osmium(workers: int = 1, *extra: str, source: Path | None = None) -> ServerSpec:
+def _loop(flag: str, loop: str | None) -> list[str]:
+    """The flag choosing a server's event loop ("asyncio" or "uvloop"); none: its default."""
+    return [flag, loop] if loop else []
+
+
+def osmium(
+    workers: int = 1, *extra: str, source: Path | None = None, loop: str | None = None
+) -> ServerSpec:
     """osmium serving the demo app; from the checkout `source` instead of the installed one."""
     command = [sys.executable, "-m", "osmium", "serve", DEMO_APP, "--bind", "{host}:{port}"]
-    command += ["--workers", str(workers), *extra]
+    command += ["--workers", str(workers), *_loop("--loop", loop), *extra]
     env = {"PYTHONPATH": str(source)} if source is not None else {}
     return ServerSpec("osmium", tuple(command), CERT_ARGS, env)
 
 
-def hypercorn(workers: int = 1) -> ServerSpec:
+def hypercorn(workers: int = 1, loop: str | None = None) -> ServerSpec:
     command = [sys.executable, "-m", "hypercorn", "--bind", "{host}:{port}"]
-    command += ["--config", str(HYPERCORN_CONFIG), "--workers", str(workers), DEMO_APP]
+    command += ["--config", str(HYPERCORN_CONFIG), "--workers", str(workers)]
+    command += [*_loop("--worker-class", loop), DEMO_APP]
     return ServerSpec("hypercorn", tuple(command), CERT_ARGS)
 
 
-def granian(workers: int = 1) -> ServerSpec:
+def granian(workers: int = 1, loop: str | None = None) -> ServerSpec:
     command = ["granian", "--interface", "asgi", "--http", "2", "--host", "{host}"]
-    command += ["--port", "{port}", "--workers", str(workers), DEMO_APP]
+    command += ["--port", "{port}", "--workers", str(workers), *_loop("--loop", loop), DEMO_APP]
     tls = ("--ssl-certificate", "{certfile}", "--ssl-keyfile", "{keyfile}")
     return ServerSpec("granian", tuple(command), tls)
 
 
-def uvicorn(workers: int = 1) -> ServerSpec:
+def uvicorn(workers: int = 1, loop: str | None = None) -> ServerSpec:
     command = [sys.executable, "-m", "uvicorn", "--host", "{host}", "--port", "{port}"]
-    command += ["--workers", str(workers), "--no-access-log", DEMO_APP]
+    command += ["--workers", str(workers), *_loop("--loop", loop), "--no-access-log", DEMO_APP]
     tls = ("--ssl-certfile", "{certfile}", "--ssl-keyfile", "{keyfile}")
     return ServerSpec("uvicorn", tuple(command), tls, http2=False)
 
