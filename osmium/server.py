@@ -1,7 +1,7 @@
 """One worker's serving loop: lifespan, one listening socket, its connections, its reports.
 
-SIGTERM/SIGINT stop it gracefully (GOAWAY, streams in flight finish); a second signal closes
-everything at once. Heartbeats with counters go to the acceptor over the report channel.
+SIGTERM/SIGINT stop it gracefully (GOAWAY, streams in flight finish), however often they come;
+SIGQUIT closes everything at once. Heartbeats go to the acceptor over the report channel.
 """
 
 from __future__ import annotations
@@ -88,7 +88,7 @@ class Server:
         self._stop = asyncio.Event()
         #: TERM/INT: GOAWAY to every connection now, not only to idle ones.
         self._goaway_all = asyncio.Event()
-        #: A second TERM/INT: close everything at once.
+        #: QUIT: close everything at once.
         self._force = asyncio.Event()
 
     def run(self) -> int:
@@ -99,6 +99,7 @@ class Server:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self.request_stop)
+        loop.add_signal_handler(signal.SIGQUIT, self.request_stop_now)
         loop.add_signal_handler(signal.SIGUSR2, self.request_retire)
         state: dict = {}
         lifespan = Lifespan(self.app, state)
@@ -163,11 +164,19 @@ class Server:
             self.request_retire()
 
     def request_stop(self) -> None:
-        """TERM/INT: GOAWAY everywhere, streams in flight finish. A second one: close now."""
-        if self._goaway_all.is_set():
-            self._force.set()
+        """TERM/INT: GOAWAY everywhere, streams in flight finish.
+
+        A repeated one changes nothing: a terminal's Ctrl-C, or a TERM to the process group
+        (systemd, docker), reaches this worker directly and again through the acceptor. Only the
+        acceptor knows the operator's second signal; it then sends QUIT (request_stop_now).
+        """
         self._goaway_all.set()
         self._stop.set()
+
+    def request_stop_now(self) -> None:
+        """QUIT: close every connection at once, streams in flight or not."""
+        self.request_stop()
+        self._force.set()
 
     def request_retire(self) -> None:
         """USR2 from the acceptor (reload, fewer workers) or max-requests: leave gently.

@@ -4,6 +4,9 @@ Read it top to bottom like gunicorn's arbiter: signals are queued and wake the l
 self-pipe; each loop turn reads worker reports, handles signals, then reap -> murder -> manage.
 
 - TERM/INT: graceful stop (workers GOAWAY and drain up to graceful_timeout); a second one: now.
+  A terminal's Ctrl-C (or a TERM to the process group) reaches the workers too, so a worker takes
+  TERM/INT only as "drain", however often; "now" is QUIT, which only the acceptor decides on.
+- QUIT: stop now.
 - HUP: rolling reload, one slot at a time: the new worker is ready before the old one retires.
 - TTIN/TTOU: one worker slot more/less.
 The acceptor keeps its copy of every slot socket, so when a worker dies the connections queued on
@@ -33,6 +36,7 @@ log = logging.getLogger("osmium")
 HANDLED_SIGNALS = (
     signal.SIGTERM,
     signal.SIGINT,
+    signal.SIGQUIT,
     signal.SIGHUP,
     signal.SIGTTIN,
     signal.SIGTTOU,
@@ -190,8 +194,12 @@ class Supervisor:
     def _handle_signals(self) -> None:
         while self.signal_queue:
             signum = self.signal_queue.pop(0)
-            if signum in (signal.SIGTERM, signal.SIGINT):
-                self._stop(graceful=not self.stopping)
+            if signum in (signal.SIGTERM, signal.SIGINT) and not self.stopping:
+                self._announce_stop(signum)
+                self._stop(graceful=True)
+            elif signum in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
+                log.info("stopping now: closing connections with streams in flight")
+                self._stop(graceful=False)
             elif self.stopping:
                 continue
             elif signum == signal.SIGHUP:
@@ -201,18 +209,28 @@ class Supervisor:
             elif signum == signal.SIGTTOU:
                 self._remove_slot()
 
+    def _announce_stop(self, signum: int) -> None:
+        """Say what the stop waits for (as the workers last reported) and how to cut it short."""
+        streams = sum(worker.stats.get("streams", 0) for worker in self.workers.values())
+        again = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+        log.info(
+            "stopping: no new connections; waiting for %d stream(s) in flight (up to %g s); "
+            "%s again to quit now",
+            streams,
+            self.config.graceful_timeout,
+            again,
+        )
+
     def _stop(self, graceful: bool) -> None:
-        """Stop accepting, then ask every worker to drain (graceful) or to close at once."""
+        """Stop accepting, then ask every worker to drain (TERM) or to close at once (QUIT)."""
         if not self.stopping:
             self.stopping = True
             self.stop_deadline = time.monotonic() + self.config.graceful_timeout + KILL_MARGIN
             self._close_sockets()
-            if self.exit_code == 0:
-                log.info("stopping: no new connections, finishing streams in flight")
             self._signal_workers(signal.SIGTERM)
         if not graceful:
-            # A second signal makes the workers skip the drain (see Server.request_stop).
-            self._signal_workers(signal.SIGINT)
+            # Not a second TERM/INT: the workers may have had those from the process group.
+            self._signal_workers(signal.SIGQUIT)
 
     def _reload(self) -> None:
         log.info("reloading: replacing %d worker(s) one by one", len(self.sockets))
@@ -328,10 +346,14 @@ class Supervisor:
 
     def _spawn(self, slot: int) -> None:
         report_read, report_write = os.pipe()
+        # Until the child has its own handlers, a signal for it (a stop) would run a copy of the
+        # acceptor's handler and be lost; blocked, it waits for them (see _become_worker).
+        signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED_SIGNALS)
         pid = os.fork()
         if pid == 0:
             os.close(report_read)
             self._become_worker(slot, report_write)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, HANDLED_SIGNALS)
         os.close(report_write)
         now = time.monotonic()
         self.workers[pid] = WorkerHandle(pid, slot, self.generation, ReportReader(report_read), now)
@@ -342,6 +364,7 @@ class Supervisor:
         status = 1
         try:
             reset_signals()
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, HANDLED_SIGNALS)
             os.close(self._wakeup_read)
             os.close(self._wakeup_write)
             for worker in self.workers.values():

@@ -23,10 +23,11 @@ EXIT_CONFIG = 2
 
 
 def reset_signals() -> None:
-    """Undo the acceptor's signal setup: a worker reacts to TERM/INT (stop) and USR2 (retire)."""
+    """Undo the acceptor's signal setup: TERM/INT drain, QUIT stops now, USR2 retires."""
     signal.set_wakeup_fd(-1)
-    # USR2 (retire) is ignored only until the worker's event loop takes it over.
-    for signum in (signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU, signal.SIGUSR2):
+    # USR2 (retire) and QUIT (stop now) are ignored only until the worker's event loop takes them
+    # over; the acceptor sends QUIT only after a TERM, which ends a worker still starting.
+    for signum in (signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU, signal.SIGUSR2, signal.SIGQUIT):
         signal.signal(signum, signal.SIG_IGN)
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD):
         signal.signal(signum, signal.SIG_DFL)

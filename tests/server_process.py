@@ -123,9 +123,17 @@ def osmium_command(*args: str) -> list[str]:
 
 @contextmanager
 def running_server(
-    *args: str, app: str | None = None, env: dict[str, str] | None = None, cwd: str | None = None
+    *args: str,
+    app: str | None = None,
+    env: dict[str, str] | None = None,
+    cwd: str | None = None,
+    new_session: bool = False,
 ) -> Iterator[ServerProcess]:
-    """`osmium serve [app] --bind 127.0.0.1:0 *args`, yielded once it listens, then stopped."""
+    """`osmium serve [app] --bind 127.0.0.1:0 *args`, yielded once it listens, then stopped.
+
+    `new_session`: the server leads its own process group, which a test may signal as a whole
+    (as a terminal's Ctrl-C does) without hitting pytest.
+    """
     command = osmium_command("serve", *([app] if app else []), "--bind", "127.0.0.1:0", *args)
     child_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     process = subprocess.Popen(
@@ -135,6 +143,7 @@ def running_server(
         text=True,
         env=child_env,
         cwd=cwd,
+        start_new_session=new_session,
     )
     server = ServerProcess(process)
     threading.Thread(target=pump_output, args=(server,), daemon=True).start()
