@@ -37,6 +37,10 @@ class ClientDisconnected(OSError):
     """`send` after the client went away (ASGI spec 2.4: a server-specific OSError)."""
 
 
+def _gone(stream_id: int) -> ClientDisconnected:
+    return ClientDisconnected(f"stream {stream_id}: the client went away")
+
+
 class StreamSink(Protocol):
     """What a stream needs from its connection: queue response parts, acknowledge request bytes."""
 
@@ -99,7 +103,8 @@ class HTTPStream:
         "_body_chunks",
         "_body_delivered",
         "_body_finished",
-        "_disconnected",
+        "_client_gone",
+        "_closed",
         "_expects_trailers",
         "_is_head",
         "_receive_waiter",
@@ -122,7 +127,10 @@ class HTTPStream:
         self._unacknowledged = 0
         self._request_complete = False
         self._body_delivered = False
-        self._disconnected = False
+        #: The exchange is over for the app: response finished, app returned, or client gone.
+        self._closed = False
+        #: The client reset the stream or the connection is gone: every send raises.
+        self._client_gone = False
         self._receive_waiter: asyncio.Future[None] | None = None
         self.status: int | None = None
         self._response_headers: Headers = []
@@ -133,7 +141,7 @@ class HTTPStream:
     # -- fed by the connection -------------------------------------------------------------------
 
     def feed_body(self, data: bytes, flow_controlled_length: int) -> None:
-        if self._disconnected:
+        if self._closed:
             self._sink.acknowledge(self.stream_id, flow_controlled_length)
             return
         self._body_chunks.append((data, flow_controlled_length))
@@ -145,9 +153,15 @@ class HTTPStream:
         self._wake_receiver()
 
     def disconnect(self) -> None:
-        """The stream is gone (reset, connection lost, or response finished)."""
-        if not self._disconnected:
-            self._disconnected = True
+        """The client went away (reset, GOAWAY with an error, connection lost): from now on every
+        `send` raises ClientDisconnected and `receive` returns http.disconnect."""
+        self._client_gone = True
+        self.close()
+
+    def close(self) -> None:
+        """The exchange is over (response finished, or the app returned): the app reads no more."""
+        if not self._closed:
+            self._closed = True
             self.release_unconsumed()
             self._wake_receiver()
 
@@ -165,7 +179,19 @@ class HTTPStream:
     @property
     def response_finished(self) -> bool:
         """The app sent a whole response, or the client went away before it could."""
-        return self._disconnected
+        return self._closed
+
+    @property
+    def client_gone(self) -> bool:
+        return self._client_gone
+
+    @property
+    def request_line(self) -> str:
+        """`"GET /path HTTP/2" stream 5` for log lines (the stream id only where there are many)."""
+        scope = self.scope
+        target = scope["raw_path"].decode("ascii", "backslashreplace")
+        line = f'"{scope["method"]} {target} HTTP/{scope["http_version"]}"'
+        return f"{line} stream {self.stream_id}" if scope["http_version"] == "2" else line
 
     def _wake_receiver(self) -> None:
         waiter = self._receive_waiter
@@ -176,6 +202,9 @@ class HTTPStream:
 
     async def receive(self) -> Message:
         while True:
+            if self._closed:
+                # Whatever body was still unread has been dropped: no partial or empty body now.
+                return {"type": "http.disconnect"}
             if self._body_chunks:
                 data, size = self._body_chunks.popleft()
                 self._unacknowledged -= size
@@ -186,8 +215,6 @@ class HTTPStream:
             if self._request_complete and not self._body_delivered:
                 self._body_delivered = True
                 return {"type": "http.request", "body": b"", "more_body": False}
-            if self._disconnected:
-                return {"type": "http.disconnect"}
             self._receive_waiter = asyncio.get_running_loop().create_future()
             try:
                 await self._receive_waiter
@@ -208,6 +235,8 @@ class HTTPStream:
     def _start_response(self, message: Message) -> None:
         if self.status is not None:
             raise RuntimeError("http.response.start sent twice")
+        if self._client_gone:
+            raise _gone(self.stream_id)
         status = message["status"]
         status_bytes = _STATUS_BYTES.get(status)
         if status_bytes is None:
@@ -229,6 +258,8 @@ class HTTPStream:
     async def _send_body(self, body: bytes, more_body: bool) -> None:
         if self.status is None:
             raise RuntimeError("http.response.body sent before http.response.start")
+        if self._client_gone:
+            raise _gone(self.stream_id)
         if self._is_head:
             # RFC 9110 §9.3.2: same headers as GET, no content; the app's body is dropped.
             self._body_finished = not more_body
@@ -239,8 +270,6 @@ class HTTPStream:
             return
         if self._body_finished:
             raise RuntimeError("http.response.body sent after the response body ended")
-        if self._disconnected:
-            raise ClientDisconnected(f"stream {self.stream_id} is closed")
         ends_stream = not more_body and not self._expects_trailers
         if not more_body:
             self._body_finished = True
@@ -261,35 +290,35 @@ class HTTPStream:
     def _send_trailers(self, message: Message) -> None:
         if not self._expects_trailers or not self._body_finished:
             raise RuntimeError("http.response.trailers needs trailers=True and a finished body")
+        if self._client_gone:
+            raise _gone(self.stream_id)
         if self._is_head:
             return
-        if self._disconnected:
-            raise ClientDisconnected(f"stream {self.stream_id} is closed")
+        if self._closed:
+            raise RuntimeError("http.response.trailers sent twice")
         trailers = [(bytes(name).lower(), bytes(value)) for name, value in message["headers"]]
         self._sink.send_headers(self.stream_id, trailers, True)
         self._finish_response()
 
     def _finish_response(self) -> None:
         """The response is complete: for the app, that ends the exchange (ASGI http.disconnect)."""
-        self.disconnect()
+        self.close()
 
     # -- after the app returns -------------------------------------------------------------------
 
-    async def finish_after_app(self, error: BaseException | None) -> None:
+    async def finish_after_app(self, app_raised: bool) -> None:
         """Make the wire consistent whatever the app did: 500, reset, or a clean end."""
-        if self._disconnected:
+        if self._closed:
             return
         if not self.headers_sent:
-            if error is None:
-                error_log.error(
-                    "stream %d: application returned without a response", self.stream_id
-                )
+            if not app_raised:
+                error_log.error("%s: application returned without a response", self.request_line)
             await self._send_internal_error()
         else:
-            if error is None:
-                error_log.error("stream %d: application returned mid-response", self.stream_id)
+            if not app_raised:
+                error_log.error("%s: application returned mid-response", self.request_line)
             self._sink.reset_stream(self.stream_id, ErrorCode.INTERNAL_ERROR)
-            self.disconnect()
+            self.close()
 
     async def _send_internal_error(self) -> None:
         self.headers_sent = True
@@ -306,21 +335,27 @@ class HTTPStream:
 
 
 async def run_http(app: ASGIApp, stream: HTTPStream) -> bool:
-    """Run the app for one stream; a failure becomes a 500 or RST_STREAM, logged by stream id.
+    """Run the app for one stream; a failure becomes a 500 or RST_STREAM, logged with the request.
 
-    Returns False when the app failed (raised, or returned without a complete response).
+    Returns False when the app failed (raised, or returned without a complete response); an app
+    that stops because its client went away has not failed.
     """
-    error: BaseException | None = None
+    failed = False
     try:
         await app(stream.scope, stream.receive, stream.send)
-    except ClientDisconnected:
-        return True
     except Exception as exc:
-        error = exc
-        error_log.exception("stream %d: exception in ASGI application", stream.stream_id)
-    succeeded = error is None and stream.response_finished
+        # Frameworks wrap our ClientDisconnected in their own exception (Starlette's
+        # ClientDisconnect), and an app may fail otherwise once its peer is gone: normal traffic.
+        if stream.client_gone or isinstance(exc, ClientDisconnected):
+            error_log.info("%s: client went away (%s)", stream.request_line, type(exc).__name__)
+            return True
+        # Only a flag is kept: holding `exc` here would tie this frame, the app's frames and
+        # what they hold (a streaming response's generator) in a cycle that only gc breaks.
+        failed = True
+        error_log.exception("%s: exception in ASGI application", stream.request_line)
+    succeeded = not failed and stream.response_finished
     try:
-        await stream.finish_after_app(error)
+        await stream.finish_after_app(failed)
     except ClientDisconnected:
         return succeeded
     if access_log.isEnabledFor(logging.INFO):

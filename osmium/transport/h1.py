@@ -2,6 +2,8 @@
 
 Request bodies are buffered up to a limit, then reading pauses until the app consumes them (the
 HTTP/1.1 stand-in for flow control); response bytes wait for the socket's write buffer to drain.
+Once the connection closes (the client left, or we gave up on it) the app's `send` raises
+ClientDisconnected, a send waiting for the buffer to drain included.
 """
 
 from __future__ import annotations
@@ -179,7 +181,7 @@ class H1ServerProtocol(ConnectionProtocol):
             if not await run_http(self._context.app, stream):
                 self._counters.app_errors += 1
         finally:
-            stream.disconnect()
+            stream.close()
             self._stream = None
             self._task = None
             self._buffered = 0
@@ -203,8 +205,7 @@ class H1ServerProtocol(ConnectionProtocol):
     # -- StreamSink ------------------------------------------------------------------------------
 
     def send_headers(self, stream_id: int, headers: Headers, end_stream: bool) -> None:
-        if self._closed:
-            raise ClientDisconnected(f"request {stream_id}: connection closed")
+        self._check_open(stream_id)
         assert self._core is not None
         if self._core.response_started:
             self._core.end_response(headers)  # trailers
@@ -216,17 +217,22 @@ class H1ServerProtocol(ConnectionProtocol):
         self._schedule_flush()  # a body sent in this turn goes out in the same write
 
     async def send_body(self, stream_id: int, data: bytes, end_stream: bool) -> None:
-        if self._closed:
-            raise ClientDisconnected(f"request {stream_id}: connection closed")
+        self._check_open(stream_id)
         assert self._core is not None
         self._core.send_data(data)
         if end_stream:
             self._core.end_response()
         self._flush()
         if self._write_gate.paused:
-            await self._write_gate.wait()
+            await self._write_gate.wait()  # drained, or the connection is gone
+            self._check_open(stream_id)
+
+    def _check_open(self, stream_id: int) -> None:
+        if self._closed:
+            raise ClientDisconnected(f"request {stream_id}: connection closed")
 
     def end_stream(self, stream_id: int) -> None:
+        self._check_open(stream_id)
         assert self._core is not None
         self._core.end_response()
         self._flush()
@@ -234,6 +240,12 @@ class H1ServerProtocol(ConnectionProtocol):
     def reset_stream(self, stream_id: int, error_code: int) -> None:
         """HTTP/1.1 cannot abandon one response: the connection goes."""
         self._close_transport()
+
+    def _close_transport(self) -> None:
+        super()._close_transport()
+        # A bad request, a timeout, a reset: the response in flight will not reach the client.
+        if self._stream is not None:
+            self._stream.disconnect()
 
     def acknowledge(self, stream_id: int, size: int) -> None:
         self._buffered -= size

@@ -1,7 +1,8 @@
 """The asyncio side of one HTTP/2 connection: socket -> protocol core -> ASGI streams -> socket.
 
 Writes are coalesced per event-loop turn; a full socket buffer pauses reading and makes the app's
-`send` wait, and a closed send window makes it wait for WINDOW_UPDATE.
+`send` wait, and a closed send window makes it wait for WINDOW_UPDATE. A reset, a GOAWAY with an
+error or a lost connection ends those waits at once: the app's `send` raises ClientDisconnected.
 """
 
 from __future__ import annotations
@@ -128,11 +129,7 @@ class H2ServerProtocol(ConnectionProtocol):
         for timer in (self._idle_timer, self._handshake_timer, self._header_timer):
             if timer is not None:
                 timer.cancel()
-        for stream in list(self._streams.values()):
-            stream.disconnect()
-        for waiter in self._window_waiters.values():
-            if not waiter.done():
-                waiter.set_result(None)
+        self._disconnect_streams()
         self._forget()
 
     def pause_writing(self) -> None:
@@ -268,7 +265,7 @@ class H2ServerProtocol(ConnectionProtocol):
             if not stream.request_complete:
                 # RFC 9113 §8.1: the response is done; the rest of the request is not needed.
                 self._core.reset(stream_id, ErrorCode.NO_ERROR)
-            stream.disconnect()
+            stream.close()
             self._schedule_flush()
             if not self._streams:
                 if self._closing and self._core.goaway_complete:
@@ -286,7 +283,7 @@ class H2ServerProtocol(ConnectionProtocol):
         try:
             self._core.send_headers(stream_id, headers, end_stream)
         except StreamGone:
-            raise ClientDisconnected(f"stream {stream_id} is closed") from None
+            raise self._gone(stream_id, "stream closed") from None
         self._schedule_flush()
 
     async def send_body(self, stream_id: int, data: bytes, end_stream: bool) -> None:
@@ -294,8 +291,7 @@ class H2ServerProtocol(ConnectionProtocol):
         core = self._core
         cap = self._limits.max_connection_output
         while True:
-            if self._closed:
-                raise ClientDisconnected(f"stream {stream_id}: connection closed")
+            self._check_open(stream_id)  # woken from a wait below by a reset or a lost connection
             assert self._transport is not None
             room = cap - self._transport.get_write_buffer_size() - core.pending_output_size
             if room <= 0:
@@ -305,7 +301,7 @@ class H2ServerProtocol(ConnectionProtocol):
             try:
                 sent = core.send_data(stream_id, chunk, end_stream and len(chunk) == len(data))
             except StreamGone:
-                raise ClientDisconnected(f"stream {stream_id} is closed") from None
+                raise self._gone(stream_id, "stream closed") from None
             if core.pending_output_size >= FLUSH_THRESHOLD:
                 self._flush()
             else:
@@ -316,7 +312,32 @@ class H2ServerProtocol(ConnectionProtocol):
             if sent < len(chunk):
                 await self._wait_for_window(stream_id)
         if self._write_gate.paused:
-            await self._write_gate.wait()
+            await self._write_gate.wait()  # resumed, or the connection is gone
+            self._check_open(stream_id)
+
+    def _check_open(self, stream_id: int) -> None:
+        """Raise ClientDisconnected if the stream was reset or the connection is going: a reset
+        stream's window never opens again, so its sender must not wait for it."""
+        if self._closed:
+            raise self._gone(stream_id, "connection closed")
+        if self._streams[stream_id].client_gone:
+            raise ClientDisconnected(f"stream {stream_id}: the client went away")
+
+    def _gone(self, stream_id: int, why: str) -> ClientDisconnected:
+        """The stream's client is gone: its later sends raise too; this one raises the result."""
+        stream = self._streams.get(stream_id)
+        if stream is not None:
+            stream.disconnect()
+        return ClientDisconnected(f"stream {stream_id}: {why}")
+
+    def _disconnect_streams(self) -> None:
+        """The connection is going: every stream's client is gone, and senders waiting for window
+        wake up to find that out."""
+        for stream in self._streams.values():
+            stream.disconnect()
+        for waiter in self._window_waiters.values():
+            if not waiter.done():
+                waiter.set_result(None)
 
     async def _wait_for_output_room(self) -> None:
         """At the output cap: write out what the core holds, or wait for the socket to drain."""
@@ -331,7 +352,7 @@ class H2ServerProtocol(ConnectionProtocol):
         try:
             self._core.end_stream(stream_id)
         except StreamGone:
-            raise ClientDisconnected(f"stream {stream_id} is closed") from None
+            raise self._gone(stream_id, "stream closed") from None
         self._schedule_flush()
 
     def reset_stream(self, stream_id: int, error_code: int) -> None:
@@ -357,11 +378,16 @@ class H2ServerProtocol(ConnectionProtocol):
                 self._limits.send_timeout,
             )
             self.reset_stream(stream_id, ErrorCode.CANCEL)
-            raise ClientDisconnected(f"stream {stream_id}: window closed too long") from None
+            raise self._gone(stream_id, "window closed too long") from None
         finally:
             del self._window_waiters[stream_id]
 
     # -- writing and closing ---------------------------------------------------------------------
+
+    def _close_transport(self) -> None:
+        super()._close_transport()
+        # GOAWAY with an error, a connection error, a timeout: no stream will be answered now.
+        self._disconnect_streams()
 
     def shutdown(self) -> None:
         """Graceful close: GOAWAY now, close once the streams in flight are done."""
