@@ -46,6 +46,7 @@ def _protocol_flags(parser: argparse.ArgumentParser) -> None:
         ("--max-header-block-size", "HEADERS+CONTINUATION bytes (default 98304)"),
         ("--max-resets-per-second", "RST_STREAMs per connection per second (default 200)"),
         ("--max-control-frames-per-second", "PING/SETTINGS/PRIORITY/... (default 500)"),
+        ("--max-ignored-frames-per-second", "late or unknown frames (default 1000)"),
         ("--max-connection-output", "unsent bytes per connection (default 524288)"),
         ("--max-worker-output", "unsent bytes per worker (default 67108864)"),
     ):

@@ -20,7 +20,14 @@ from h2.errors import ErrorCodes
 from h2.stream import StreamClosedBy
 from hpack.exceptions import HPACKError, OversizedHeaderListError
 from hyperframe.exceptions import HyperframeError
-from hyperframe.frame import DataFrame, GoAwayFrame, HeadersFrame, RstStreamFrame
+from hyperframe.frame import (
+    AltSvcFrame,
+    DataFrame,
+    GoAwayFrame,
+    HeadersFrame,
+    RstStreamFrame,
+    WindowUpdateFrame,
+)
 
 from osmium.protocol.events import (
     Body,
@@ -34,7 +41,7 @@ from osmium.protocol.events import (
     WindowOpened,
 )
 from osmium.protocol.framing import ServerFrameBuffer
-from osmium.protocol.limits import Limits, RateBudget
+from osmium.protocol.limits import KIB, Limits, RateBudget
 from osmium.protocol.settings import ProtocolSettings
 
 DEFAULT_WINDOW_SIZE = 65_535
@@ -43,17 +50,45 @@ MAX_STREAM_ID = 2**31 - 1
 #: (WINDOW_UPDATE does not: a fast download with a small client window legitimately sends
 #: thousands per second.)
 CONTROL_EVENTS = frozenset(
-    {h2.events.PingReceived, h2.events.RemoteSettingsChanged, h2.events.PriorityUpdated}
+    {
+        h2.events.PingReceived,
+        h2.events.PingAckReceived,
+        h2.events.RemoteSettingsChanged,
+        h2.events.SettingsAcknowledged,
+        h2.events.PriorityUpdated,
+        h2.events.ConnectionTerminated,
+    }
 )
 #: A WINDOW_UPDATE opening less than this is a control frame too: a client dribbling its window
 #: open a few bytes at a time makes us send a DATA frame per update (CVE-2019-9511).
 TINY_WINDOW_INCREMENT = 1024
+#: DATA after our RST_STREAM that carries less than this is an ignored frame; larger ones cost
+#: the peer what an upload costs (and a client's in-flight upload is made of them).
+TINY_LATE_DATA = 1024
+
+
+class _FrameIgnored(h2.events.Event):
+    """A frame h2 read and dropped without an event of its own: it spends the ignored-frame
+    budget, and means nothing to the transport."""
+
+
+#: The one instance our h2 subclass reports (it carries nothing, so it is never allocated again).
+FRAME_IGNORED = _FrameIgnored()
+#: Frames read and ignored: they spend the ignored-frame budget.
+IGNORED_EVENTS = frozenset({_FrameIgnored, h2.events.UnknownFrameReceived})
 #: Events that may spend a budget (see `_budget_for`); requests and their ends never do.
-BUDGETED_EVENTS = CONTROL_EVENTS | {
-    h2.events.DataReceived,
-    h2.events.StreamReset,
-    h2.events.WindowUpdated,
-}
+BUDGETED_EVENTS = (
+    CONTROL_EVENTS
+    | IGNORED_EVENTS
+    | {
+        h2.events.DataReceived,
+        h2.events.StreamReset,
+        h2.events.WindowUpdated,
+    }
+)
+#: Bytes handed to h2 at a time. Budgets are checked between slices: one large read of tiny
+#: frames costs at most a slice (about 1,800 empty frames) past a budget, not the whole read.
+RECEIVE_SLICE = 16 * KIB
 #: Opaque data of the PING that times the two-step GOAWAY.
 GOAWAY_PING = b"osmGOAWY"
 
@@ -89,6 +124,8 @@ class _ServerH2Connection(h2.connection.H2Connection):
       with RST_STREAM(REFUSED_STREAM) (§5.1.2, §6.8) instead of failing the whole connection;
       its header block is still decoded so HPACK state stays in sync.
     - A peer GOAWAY lets streams in flight finish (§6.8) instead of closing the connection at once.
+    - Frames h2 drops silently (on closed streams, ALTSVC from a client) are reported as
+      FRAME_IGNORED, so that a flood of them spends a budget.
     """
 
     #: How many closed streams h2 remembers (to tell a late frame after RST_STREAM from a protocol
@@ -158,7 +195,7 @@ class _ServerH2Connection(h2.connection.H2Connection):
 
     def _receive_data_frame(self, frame: DataFrame) -> tuple[list, list]:
         # §5.1: DATA arriving after *we* reset the stream is ignored (its window still returned);
-        # h2 would answer every such frame with one more RST_STREAM.
+        # h2 would answer every such frame with one more RST_STREAM. A small one is counted.
         reset_by_us = self._stream_closed_by(frame.stream_id) is StreamClosedBy.SEND_RST_STREAM
         try:
             frames, events = super()._receive_data_frame(frame)
@@ -172,7 +209,23 @@ class _ServerH2Connection(h2.connection.H2Connection):
             return [], [reset]
         if reset_by_us:
             frames = [f for f in frames if not isinstance(f, RstStreamFrame)]
+            if frame.flow_controlled_length < TINY_LATE_DATA:
+                events = [*events, FRAME_IGNORED]
         return frames, events
+
+    def _receive_window_update_frame(self, frame: WindowUpdateFrame) -> tuple[list, list]:
+        frames, events = super()._receive_window_update_frame(frame)
+        # No WindowUpdated: the stream is closed (§5.1), there is nothing to open.
+        return (frames, events) if events else (frames, [FRAME_IGNORED])
+
+    def _receive_rst_stream_frame(self, frame: RstStreamFrame) -> tuple[list, list]:
+        frames, events = super()._receive_rst_stream_frame(frame)
+        # No StreamReset: the stream was closed already (§5.1), there is nothing to reset.
+        return (frames, events) if events else (frames, [FRAME_IGNORED])
+
+    def _receive_alt_svc_frame(self, frame: AltSvcFrame) -> tuple[list, list]:
+        frames, events = super()._receive_alt_svc_frame(frame)
+        return frames, [*events, FRAME_IGNORED]  # RFC 7838 §4: only servers send it
 
     def _receive_goaway_frame(self, frame: GoAwayFrame) -> tuple[list, list]:
         event = h2.events.ConnectionTerminated()
@@ -228,6 +281,7 @@ class ServerConnection:
         self._settings = settings
         self._resets = RateBudget("stream reset", limits.max_resets_per_second)
         self._control_frames = RateBudget("control frame", limits.max_control_frames_per_second)
+        self._ignored_frames = RateBudget("ignored frame", limits.max_ignored_frames_per_second)
         self._trailers: dict[int, Headers] = {}
         self.closing = False
         self.closed = False
@@ -298,6 +352,8 @@ class ServerConnection:
         """Feed bytes from the socket (read at `now`, seconds); returns what they mean, in order."""
         if self.closed:
             return []
+        if len(data) > RECEIVE_SLICE:
+            return self._receive_in_slices(data, now)
         resets_before = self._h2.provoked_resets
         try:
             h2_events = self._h2.receive_counting_resets(data)
@@ -312,6 +368,15 @@ class ServerConnection:
         if provoked and not self._resets.spend(now, provoked):
             return [self._calm_down(f"over the {self._resets.name} budget")]
         return self._translate(h2_events, now)
+
+    def _receive_in_slices(self, data: bytes, now: float) -> list[Event]:
+        """`receive`, a slice at a time, so that a flood is cut off within a slice of its budget."""
+        events: list[Event] = []
+        for start in range(0, len(data), RECEIVE_SLICE):
+            events += self.receive(data[start : start + RECEIVE_SLICE], now)
+            if self.closed:
+                break
+        return events
 
     def _translate(self, h2_events: Sequence[h2.events.Event], now: float) -> list[Event]:
         events: list[Event] = []
@@ -354,6 +419,8 @@ class ServerConnection:
             return self._resets
         if kind is h2.events.WindowUpdated and event.delta < TINY_WINDOW_INCREMENT:
             return self._control_frames
+        if kind in IGNORED_EVENTS:
+            return self._ignored_frames
         return None
 
     def _calm_down(self, reason: str) -> ConnectionFailed:

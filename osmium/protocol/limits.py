@@ -20,10 +20,15 @@ class Limits:
     #: (refused or malformed streams, frames on closed streams): rapid reset (CVE-2023-44487)
     #: and reset flood (CVE-2019-9514). Over it: GOAWAY(ENHANCE_YOUR_CALM).
     max_resets_per_second: int = 200
-    #: PING, SETTINGS, PRIORITY, empty DATA and tiny WINDOW_UPDATE frames per connection per
-    #: second: ping (CVE-2019-9512), priority churn (9513), settings (9515) and empty-frame
-    #: (9518) floods, data dribble (9511). Over it: GOAWAY(ENHANCE_YOUR_CALM).
+    #: PING, SETTINGS (and their ACKs), PRIORITY, GOAWAY, empty DATA and tiny WINDOW_UPDATE frames
+    #: per connection per second: ping (CVE-2019-9512), priority churn (9513), settings (9515)
+    #: and empty-frame (9518) floods, data dribble (9511). Over it: GOAWAY(ENHANCE_YOUR_CALM).
     max_control_frames_per_second: int = 500
+    #: Frames read and ignored, per connection per second: DATA under 1 KiB on a stream we reset,
+    #: WINDOW_UPDATE and RST_STREAM on a closed stream (RFC 9113 §5.1: a client may have a few
+    #: in flight when it ends), frames of an unknown type (§5.5), ALTSVC. Each costs us a parse
+    #: and does nothing. Over it: GOAWAY(ENHANCE_YOUR_CALM).
+    max_ignored_frames_per_second: int = 1000
     #: Bytes of one header block, HEADERS plus its CONTINUATION frames, before it is decoded
     #: (CONTINUATION flood, CVE-2024-27316). Over it: GOAWAY(ENHANCE_YOUR_CALM).
     max_header_block_size: int = 96 * KIB

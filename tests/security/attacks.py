@@ -159,14 +159,25 @@ def report(name: str, outcome: list[Outcome] | str, probe: Probe) -> None:
     print(f"\n[{name}] attacker: {what}\n[{name}] {probe.summary()}")
 
 
-def attack(server: ServerProcess, name: str, one_round: Callable[[], Outcome]) -> list[Outcome]:
-    """`one_round` again and again for ATTACK_SECONDS while a normal client keeps requesting;
-    then the server must still serve, with the normal client healthy all along."""
+def attack(
+    server: ServerProcess,
+    name: str,
+    one_round: Callable[[], Outcome],
+    *,
+    once: bool = False,
+    max_cpu_seconds: float | None = None,
+) -> list[Outcome]:
+    """`one_round` again and again for ATTACK_SECONDS (or `once`) while a normal client keeps
+    requesting; then the server must still serve, with the normal client healthy all along (and
+    the server's CPU time in the window, attack and normal client together, under
+    `max_cpu_seconds`)."""
     start_line = len(server.lines)
     with normal_traffic(server) as probe:
-        outcomes = repeat(one_round)
+        outcomes = [one_round()] if once else repeat(one_round)
     report(name, outcomes, probe)
     assert_still_serves(server, probe, start_line)
+    if max_cpu_seconds is not None:
+        assert probe.cpu_used < max_cpu_seconds, f"the attack cost too much: {probe.summary()}"
     return outcomes
 
 

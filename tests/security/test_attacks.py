@@ -7,9 +7,10 @@ HTTP/2 client (tests/security/probe.py), runs one bounded attack over loopback, 
 - the server's resident memory (whole process tree) grew < 100 MB,
 - the server still serves afterwards and logged no traceback.
 
-The limits under test are the server defaults: 200 peer RST_STREAM/s and 500 control frames/s per
-connection, MAX_CONCURRENT_STREAMS 100, 64 CONTINUATION frames per header block, 64 KiB header
-lists, and the keep-alive timeout for connections without a stream or a finished preface.
+The limits under test are the server defaults: 200 peer RST_STREAM/s, 500 control frames/s and
+1,000 ignored frames/s per connection, MAX_CONCURRENT_STREAMS 100, 64 CONTINUATION frames per
+header block, 64 KiB header lists, and the keep-alive timeout for connections without a stream or
+a finished preface.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import struct
 import time
 from collections.abc import Callable
 
+import pytest
 from hyperframe.frame import GoAwayFrame, RstStreamFrame
 
 from tests.conformance.frames import (
@@ -327,3 +329,87 @@ def test_data_dribble(server: ServerProcess, attacker: Callable[[], RawClient]) 
 
     for outcome in attack(server, "data dribble", one_round):
         assert_calmed(outcome, limit=limit // 2)
+
+
+# -- 11. frames on a stream the server has reset ----------------------------------------------
+
+#: Frames that do nothing on a stream the server has reset (RFC 9113 §5.1: it ignores them).
+LATE_FRAMES: dict[str, Callable[[int], bytes]] = {
+    "empty DATA": lambda stream_id: raw_frame(FrameType.DATA, 0, stream_id, b""),
+    "WINDOW_UPDATE": lambda stream_id: raw_frame(
+        FrameType.WINDOW_UPDATE, 0, stream_id, struct.pack(">I", 1 << 20)
+    ),
+    "RST_STREAM": lambda stream_id: rst(stream_id, ErrorCode.CANCEL),
+}
+#: Empty DATA frames of the 'flood first' order that reach the server before its answer.
+EARLY_FRAMES = 100
+#: Server CPU seconds the attack window may cost (the normal client's requests included).
+#: Unbounded, the 200,000 ignored frames cost a worker 1-2 s.
+LATE_FLOOD_CPU_SECONDS = 0.75
+
+
+@pytest.mark.parametrize(
+    ("order", "kind"),
+    [
+        ("answer first", "empty DATA"),
+        ("flood first", "empty DATA"),
+        ("answer first", "WINDOW_UPDATE"),
+        ("answer first", "RST_STREAM"),
+    ],
+)
+def test_flood_on_a_reset_stream(
+    server: ServerProcess, attacker: Callable[[], RawClient], order: str, kind: str
+) -> None:
+    """A request answered without reading its body ends with the server's RST_STREAM(NO_ERROR)
+    (RFC 9113 §8.1); then 200,000 frames on that stream, as fast as the server takes them, each
+    one ignored: GOAWAY(ENHANCE_YOUR_CALM) and a close (the budget is 1,000 ignored frames/s), the
+    server's CPU bounded and the normal client's p99 under 1 s.
+
+    'answer first': POST / (answered at once); the flood starts once the RST_STREAM is read.
+    'flood first': GET /slow?ms=200 with a body; 100 empty DATA frames go before the answer, on
+    the open stream, and the flood goes on after the RST_STREAM.
+    """
+    limit = 200_000
+
+    def one_round() -> Outcome:
+        client = attacker()
+        if order == "answer first":
+            stream_id = client.request("/", method="POST", end_stream=False)
+        else:
+            stream_id = client.request("/slow?ms=200", end_stream=False)
+            client.send_raw(raw_frame(FrameType.DATA, 0, stream_id, b"") * EARLY_FRAMES)
+        client.expect_rst(stream_id, ErrorCode.NO_ERROR)
+        frame = LATE_FRAMES[kind](stream_id)
+        return flood(client, lambda: frame, limit=limit, batch=1_000, interval=0.0)
+
+    name = f"{kind} on a reset stream, {order}"
+    [outcome] = attack(server, name, one_round, once=True, max_cpu_seconds=LATE_FLOOD_CPU_SECONDS)
+    assert_calmed(outcome, limit=limit)
+
+
+# -- 12. frames the server ignores by type (RFC 9113 §5.5) -------------------------------------
+
+UNKNOWN_FRAME_TYPE = 0xBB
+ALTSVC_FRAME_TYPE = 0xA  # RFC 7838 §4: a frame only servers send
+IGNORED_FRAMES = {
+    "unknown type": raw_frame(UNKNOWN_FRAME_TYPE, 0, 0, b""),
+    "ALTSVC": raw_frame(ALTSVC_FRAME_TYPE, 0, 0, b"\0\0"),
+    "PING ACK": raw_frame(FrameType.PING, Flag.ACK, 0, bytes(8)),
+    "SETTINGS ACK": raw_frame(FrameType.SETTINGS, Flag.ACK, 0, b""),
+}
+
+
+@pytest.mark.parametrize("kind", IGNORED_FRAMES)
+def test_ignored_frame_flood(
+    server: ServerProcess, attacker: Callable[[], RawClient], kind: str
+) -> None:
+    """Frames the server reads and drops (an unknown type, ALTSVC from a client, ACKs of nothing
+    it sent), ~10,000/s: GOAWAY(ENHANCE_YOUR_CALM) long before 10,000."""
+    limit = 10_000
+    frame = IGNORED_FRAMES[kind]
+
+    def one_round() -> Outcome:
+        return flood(attacker(), lambda: frame, limit=limit, batch=100, interval=0.01)
+
+    for outcome in attack(server, f"{kind} flood", one_round):
+        assert_calmed(outcome, limit=limit)

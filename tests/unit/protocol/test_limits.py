@@ -4,17 +4,26 @@ from __future__ import annotations
 
 import struct
 
+import pytest
 from h2.errors import ErrorCodes
-from hyperframe.frame import GoAwayFrame, RstStreamFrame
+from hyperframe.frame import GoAwayFrame, PingFrame, RstStreamFrame
 
-from osmium.protocol.events import ConnectionFailed, Request
-from osmium.protocol.h2 import ServerConnection
+from osmium.protocol.events import Body, ConnectionFailed, EndBody, Request
+from osmium.protocol.h2 import RECEIVE_SLICE, TINY_LATE_DATA, ServerConnection
 from osmium.protocol.limits import Limits, RateBudget
 from osmium.protocol.settings import ProtocolSettings
-from tests.conformance.frames import PREFACE, FrameType, raw_frame
+from tests.conformance.frames import PREFACE, Flag, FrameType, raw_frame
 from tests.unit.protocol.test_h2 import GET, POST, Peer, frames_in
 
-TIGHT = Limits(max_resets_per_second=5, max_control_frames_per_second=5)
+TIGHT = Limits(
+    max_resets_per_second=5, max_control_frames_per_second=5, max_ignored_frames_per_second=5
+)
+CONTROL_FRAME_BUDGET = ConnectionFailed(
+    ErrorCodes.ENHANCE_YOUR_CALM, "over the control frame budget"
+)
+IGNORED_FRAME_BUDGET = ConnectionFailed(
+    ErrorCodes.ENHANCE_YOUR_CALM, "over the ignored frame budget"
+)
 
 
 def tight_peer() -> Peer:
@@ -175,3 +184,144 @@ def test_new_limits_are_checked() -> None:
     assert "send_timeout must be positive" in problems
     assert "header_timeout must be positive" in problems
     assert any("max_connection_output must be at least" in p for p in problems)
+
+
+# -- frames that are read and ignored --------------------------------------------------------
+
+
+def stream_reset_by_server(peer: Peer) -> int:
+    """A POST answered without reading its body: the server ends it with RST_STREAM(NO_ERROR)."""
+    stream_id = peer.request(POST, end=False)
+    peer.client_to_server()
+    peer.server.send_headers(stream_id, [(":status", "200")], end_stream=True)
+    peer.server.reset(stream_id, ErrorCodes.NO_ERROR)
+    peer.server.data_to_send()
+    return stream_id
+
+
+def stream_ended(peer: Peer) -> int:
+    """A GET answered in full: closed by END_STREAM both ways."""
+    stream_id = peer.request(GET)
+    peer.client_to_server()
+    peer.server.send_headers(stream_id, [(":status", "204")], end_stream=True)
+    peer.server.data_to_send()
+    return stream_id
+
+
+#: Frames that change nothing on a closed stream, by name: (stream_id) -> frame.
+LATE_FRAMES = {
+    "empty DATA": lambda stream_id: raw_frame(FrameType.DATA, 0, stream_id, b""),
+    "small DATA": lambda stream_id: raw_frame(FrameType.DATA, 0, stream_id, b"x" * 100),
+    "WINDOW_UPDATE": lambda stream_id: raw_frame(
+        FrameType.WINDOW_UPDATE, 0, stream_id, struct.pack(">I", 1 << 20)
+    ),
+    "RST_STREAM": lambda stream_id: raw_frame(
+        FrameType.RST_STREAM, 0, stream_id, struct.pack(">I", ErrorCodes.CANCEL)
+    ),
+}
+
+
+@pytest.mark.parametrize("kind", LATE_FRAMES)
+def test_frames_after_our_reset_are_ignored_and_spend_the_ignored_budget(kind: str) -> None:
+    """§5.1: frames on a stream we reset are ignored (no RST_STREAM in reply), each one counted."""
+    peer = tight_peer()
+    stream_id = stream_reset_by_server(peer)
+    frame = LATE_FRAMES[kind](stream_id)
+    assert peer.server.receive(frame * 5, now=1.0) == []
+    assert peer.server.data_to_send() == b""
+    assert peer.server.receive(frame, now=1.5) == [IGNORED_FRAME_BUDGET]
+    assert goaway_codes(peer.server.data_to_send()) == [ErrorCodes.ENHANCE_YOUR_CALM]
+
+
+@pytest.mark.parametrize("kind", ["WINDOW_UPDATE", "RST_STREAM"])
+def test_late_frames_on_a_stream_closed_by_end_stream_spend_the_ignored_budget(kind: str) -> None:
+    """§5.1: a WINDOW_UPDATE or RST_STREAM just after END_STREAM is ignored, and counted."""
+    peer = tight_peer()
+    stream_id = stream_ended(peer)
+    frame = LATE_FRAMES[kind](stream_id)
+    assert peer.server.receive(frame * 5, now=1.0) == []
+    assert peer.server.receive(frame, now=1.5) == [IGNORED_FRAME_BUDGET]
+
+
+def test_ignored_frames_spread_over_seconds_are_fine() -> None:
+    """A client's few frames in flight when a stream ends never reach the budget."""
+    peer = tight_peer()
+    for second in range(4):
+        stream_id = stream_reset_by_server(peer)
+        late = b"".join(make(stream_id) for make in LATE_FRAMES.values())
+        assert peer.server.receive(late, now=second + 1.0) == []
+    assert not peer.server.closed
+
+
+def test_an_upload_in_flight_after_our_reset_spends_nothing() -> None:
+    """DATA frames of TINY_LATE_DATA bytes or more cost the peer what an upload costs: an upload
+    still in flight when we reset its stream is not a flood."""
+    peer = tight_peer()
+    stream_id = stream_reset_by_server(peer)
+    chunk = raw_frame(FrameType.DATA, 0, stream_id, b"x" * TINY_LATE_DATA)
+    assert peer.server.receive(chunk * 50, now=1.0) == []
+    assert not peer.server.closed
+
+
+UNKNOWN_FRAME_TYPE = 0xBB
+ALTSVC_FRAME_TYPE = 0xA  # RFC 7838: a frame only servers send
+IGNORED_TYPES = {
+    "unknown type": raw_frame(UNKNOWN_FRAME_TYPE, 0, 0, b""),
+    "unknown type on a stream": raw_frame(UNKNOWN_FRAME_TYPE, 0, 1, b"x" * 8),
+    "ALTSVC": raw_frame(ALTSVC_FRAME_TYPE, 0, 0, b"\0\0"),
+}
+
+
+@pytest.mark.parametrize("frame", IGNORED_TYPES.values(), ids=IGNORED_TYPES.keys())
+def test_frames_of_ignored_types_spend_the_ignored_budget(frame: bytes) -> None:
+    peer = tight_peer()
+    assert peer.server.receive(frame * 5, now=1.0) == []
+    assert peer.server.receive(frame, now=1.5) == [IGNORED_FRAME_BUDGET]
+
+
+CONTROL_FRAMES = {
+    "PING ACK": raw_frame(FrameType.PING, Flag.ACK, 0, bytes(8)),
+    "SETTINGS ACK": raw_frame(FrameType.SETTINGS, Flag.ACK, 0, b""),
+}
+
+
+@pytest.mark.parametrize("frame", CONTROL_FRAMES.values(), ids=CONTROL_FRAMES.keys())
+def test_unsolicited_acks_are_control_frames(frame: bytes) -> None:
+    peer = tight_peer()
+    assert peer.server.receive(frame * 5, now=1.0) == []
+    assert peer.server.receive(frame, now=1.5) == [CONTROL_FRAME_BUDGET]
+
+
+def test_goaway_frames_are_control_frames() -> None:
+    peer = tight_peer()
+    goaway = raw_frame(FrameType.GOAWAY, 0, 0, struct.pack(">II", 0, ErrorCodes.NO_ERROR))
+    assert len(peer.server.receive(goaway * 5, now=1.0)) == 5
+    assert peer.server.receive(goaway, now=1.5) == [CONTROL_FRAME_BUDGET]
+
+
+def test_a_flood_in_one_read_is_cut_off_within_a_slice() -> None:
+    """Budgets are checked between slices of a read: the frames after the slice that went over
+    the budget are never parsed (the PING at the end of the read gets no ACK)."""
+    peer = Peer()
+    stream_id = stream_reset_by_server(peer)
+    flood = raw_frame(FrameType.DATA, 0, stream_id, b"") * 100_000
+    events = peer.server.receive(flood + raw_frame(FrameType.PING, 0, 0, bytes(8)), now=1.0)
+    assert events == [IGNORED_FRAME_BUDGET]
+    assert not any(isinstance(f, PingFrame) for f in frames_in(peer.server.data_to_send()))
+
+
+def test_a_read_larger_than_a_slice_means_what_it_says() -> None:
+    """A read split into slices yields the same events as frames arriving one by one."""
+    peer = Peer()
+    body = bytes(range(256)) * (3 * RECEIVE_SLICE // 256)
+    stream_id = peer.request(POST, end=False)
+    frame_size = peer.client.max_outbound_frame_size
+    for start in range(0, len(body), frame_size):
+        peer.client.send_data(stream_id, body[start : start + frame_size])
+    peer.client.end_stream(stream_id)
+    data = peer.client.data_to_send()
+    assert len(data) > 2 * RECEIVE_SLICE
+    events = peer.server.receive(data, now=1.0)
+    assert isinstance(events[0], Request)
+    assert b"".join(e.data for e in events if isinstance(e, Body)) == body
+    assert events[-1] == EndBody(stream_id, [])
