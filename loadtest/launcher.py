@@ -38,6 +38,8 @@ class ServerSpec:
     command: tuple[str, ...]
     tls_args: tuple[str, ...] = ()
     env: dict[str, str] = field(default_factory=dict)
+    #: Working directory of the server process (None: ours).
+    cwd: Path | None = None
     #: False for a server that speaks only HTTP/1.1: it runs the `h1` scenarios alone.
     http2: bool = True
 
@@ -70,7 +72,9 @@ def osmium(
     command = [sys.executable, "-m", "osmium", "serve", DEMO_APP, "--bind", "{host}:{port}"]
     command += ["--workers", str(workers), *_loop("--loop", loop), *extra]
     env = {"PYTHONPATH": str(source)} if source is not None else {}
-    return ServerSpec("osmium", tuple(command), CERT_ARGS, env)
+    # `python -m` puts the working directory first on sys.path: run in `source`, or this
+    # checkout's osmium would shadow it.
+    return ServerSpec("osmium", tuple(command), CERT_ARGS, env, cwd=source)
 
 
 def hypercorn(workers: int = 1, loop: str | None = None) -> ServerSpec:
@@ -199,6 +203,7 @@ class LaunchedServer:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 env={**os.environ, **self.spec.env},
+                cwd=self.spec.cwd,
             )
         deadline = time.monotonic() + self.startup_timeout
         serving = speaks_http2 if self.spec.http2 else speaks_http1
