@@ -63,26 +63,30 @@ def build_scope(
     """The `http` scope for one validated request (HTTP/2 pseudo-headers plus fields)."""
     method = path = b""
     authority = None
+    has_host = False
     fields: Headers = []
     for name, value in headers:
         if name[0] != 58:  # b":"
             fields.append((name, value))
+            if name == b"host":
+                has_host = True
         elif name == b":method":
             method = value
         elif name == b":path":
             path = value
         elif name == b":authority":
             authority = value
-    if authority is not None and not any(name == b"host" for name, _ in fields):
+    if authority is not None and not has_host:
         fields.insert(0, (b"host", authority))
     raw_path, _, query_string = path.partition(b"?")
+    decoded_path = raw_path.decode("ascii", "replace")
     scope: Scope = {
         "type": "http",
         "asgi": ASGI_VERSION,
         "http_version": http_version,
         "method": method.decode("ascii"),
         "scheme": scheme,
-        "path": unquote(raw_path.decode("ascii", "replace")),
+        "path": unquote(decoded_path) if "%" in decoded_path else decoded_path,
         "raw_path": raw_path,
         "query_string": query_string,
         "root_path": "",
@@ -103,7 +107,6 @@ class HTTPStream:
         "_body_chunks",
         "_body_delivered",
         "_body_finished",
-        "_client_gone",
         "_closed",
         "_expects_trailers",
         "_is_head",
@@ -112,6 +115,7 @@ class HTTPStream:
         "_response_headers",
         "_sink",
         "_unacknowledged",
+        "client_gone",
         "headers_sent",
         "scope",
         "status",
@@ -130,7 +134,7 @@ class HTTPStream:
         #: The exchange is over for the app: response finished, app returned, or client gone.
         self._closed = False
         #: The client reset the stream or the connection is gone: every send raises.
-        self._client_gone = False
+        self.client_gone = False
         self._receive_waiter: asyncio.Future[None] | None = None
         self.status: int | None = None
         self._response_headers: Headers = []
@@ -150,20 +154,23 @@ class HTTPStream:
 
     def feed_end(self) -> None:
         self._request_complete = True
-        self._wake_receiver()
+        if self._receive_waiter is not None:
+            self._wake_receiver()
 
     def disconnect(self) -> None:
         """The client went away (reset, GOAWAY with an error, connection lost): from now on every
         `send` raises ClientDisconnected and `receive` returns http.disconnect."""
-        self._client_gone = True
+        self.client_gone = True
         self.close()
 
     def close(self) -> None:
         """The exchange is over (response finished, or the app returned): the app reads no more."""
         if not self._closed:
             self._closed = True
-            self.release_unconsumed()
-            self._wake_receiver()
+            if self._unacknowledged or self._body_chunks:
+                self.release_unconsumed()
+            if self._receive_waiter is not None:
+                self._wake_receiver()
 
     def release_unconsumed(self) -> None:
         """Return window for body bytes the app will never read, so the connection keeps flowing."""
@@ -180,10 +187,6 @@ class HTTPStream:
     def response_finished(self) -> bool:
         """The app sent a whole response, or the client went away before it could."""
         return self._closed
-
-    @property
-    def client_gone(self) -> bool:
-        return self._client_gone
 
     @property
     def request_line(self) -> str:
@@ -235,7 +238,7 @@ class HTTPStream:
     def _start_response(self, message: Message) -> None:
         if self.status is not None:
             raise RuntimeError("http.response.start sent twice")
-        if self._client_gone:
+        if self.client_gone:
             raise _gone(self.stream_id)
         status = message["status"]
         status_bytes = _STATUS_BYTES.get(status)
@@ -258,7 +261,7 @@ class HTTPStream:
     async def _send_body(self, body: bytes, more_body: bool) -> None:
         if self.status is None:
             raise RuntimeError("http.response.body sent before http.response.start")
-        if self._client_gone:
+        if self.client_gone:
             raise _gone(self.stream_id)
         if self._is_head:
             # RFC 9110 §9.3.2: same headers as GET, no content; the app's body is dropped.
@@ -290,7 +293,7 @@ class HTTPStream:
     def _send_trailers(self, message: Message) -> None:
         if not self._expects_trailers or not self._body_finished:
             raise RuntimeError("http.response.trailers needs trailers=True and a finished body")
-        if self._client_gone:
+        if self.client_gone:
             raise _gone(self.stream_id)
         if self._is_head:
             return

@@ -95,6 +95,10 @@ def build_parser() -> argparse.ArgumentParser:
     workers.add_argument("--worker-timeout", type=float, default=None, metavar="SECONDS")
     workers.add_argument("--max-requests", type=int, default=None, metavar="N")
     workers.add_argument("--max-requests-jitter", type=int, default=None, metavar="N")
+    workers.add_argument(
+        "--max-active-handlers", type=int, default=None, metavar="N",
+        help="app handlers a worker runs at once; the rest wait their turn (default 0: no cap)",
+    )  # fmt: skip
     serve.add_argument("--loop", choices=("auto", "asyncio", "uvloop"), default=None)
     serve.add_argument("--access-log", action="store_true", default=None, help="log every request")
     serve.add_argument("--log-level", default=None, help="debug, info, warning, error")

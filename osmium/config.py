@@ -55,6 +55,9 @@ class Config:
     #: Recycle a worker after this many requests (0: never), plus up to max_requests_jitter more.
     max_requests: int = 0
     max_requests_jitter: int = 0
+    #: Application handlers a worker runs at once (0: no cap); further streams wait their turn,
+    #: round robin over connections and by urgency within one (README: Handler admission).
+    max_active_handlers: int = 0
     access_log: bool = False
     log_level: str = "info"
     #: Log every frame h2 sees and sends (debug level, logger "osmium.frames").
@@ -77,6 +80,8 @@ class Config:
             problems.append("worker_timeout must be positive")
         if self.max_requests < 0 or self.max_requests_jitter < 0:
             problems.append("max_requests and max_requests_jitter must not be negative")
+        if self.max_active_handlers < 0:
+            problems.append("max_active_handlers must be 0 (no cap) or a positive number")
         if self.keep_alive_timeout <= 0:
             problems.append("keep_alive_timeout must be positive")
         if self.graceful_timeout < 0:

@@ -1,13 +1,14 @@
 """The built-in demo application that benchmarks and tests drive.
 
 Each route exercises one server path: tiny responses, large bodies, streaming both ways, delays,
-trailers. Query parameters are validated so a bad value gets a 400, not a crash.
+CPU work, trailers. Query parameters are validated so a bad value gets a 400, not a crash.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qs
@@ -23,6 +24,9 @@ OCTETS = [(b"content-type", b"application/octet-stream")]
 JSON = [(b"content-type", b"application/json")]
 ITEMS = [{"id": number, "name": f"item {number}", "price": number * 1.25} for number in range(5)]
 _FILLER = b"x" * CHUNK_SIZE
+#: Seconds of CPU `/cpu` burns between two yields to the event loop, as a handler that does
+#: heavy work in steps (or awaits now and then) would.
+CPU_STEP = 0.001
 
 
 class BadRequest(Exception):
@@ -101,6 +105,20 @@ async def slow(scope: Scope, receive: Receive, send: Send, query: dict[str, list
     await _respond(send, 200, b"slow response", TEXT)
 
 
+async def cpu(scope: Scope, receive: Receive, send: Send, query: dict[str, list[str]]) -> None:
+    """Burns `ms` milliseconds of CPU time, in steps, then answers."""
+    remaining = _int_param(query, "ms", 10, 10_000) / 1000
+    while remaining > 0:
+        step = min(remaining, CPU_STEP)
+        # The thread's CPU clock also runs for other handlers: count only this step's share.
+        step_end = time.thread_time() + step
+        while time.thread_time() < step_end:
+            pass
+        remaining -= step
+        await asyncio.sleep(0)
+    await _respond(send, 200, b"cpu response", TEXT)
+
+
 async def trailers(scope: Scope, receive: Receive, send: Send, query: dict[str, list[str]]) -> None:
     supports_trailers = "http.response.trailers" in scope.get("extensions", {})
     await send(
@@ -129,6 +147,7 @@ ROUTES: dict[tuple[str, str], Callable[..., Awaitable[None]]] = {
     ("POST", "/echo"): echo,
     ("GET", "/stream"): stream,
     ("GET", "/slow"): slow,
+    ("GET", "/cpu"): cpu,
     ("GET", "/trailers"): trailers,
 }
 

@@ -17,6 +17,7 @@ from osmium.asgi import ASGIApp
 from osmium.channel import ReportWriter
 from osmium.config import Config, ConfigError
 from osmium.lifespan import Lifespan, LifespanFailure
+from osmium.protocol.hpack_logging import quiet_hpack_debug_logging
 from osmium.tls import Listener, ProtocolFactory, TLSConfigError, TLSSettings, load_backend
 from osmium.transport.context import ServerContext
 from osmium.transport.negotiate import ProtocolNegotiator
@@ -96,6 +97,7 @@ class Server:
             return runner.run(self.serve())
 
     async def serve(self) -> int:
+        quiet_hpack_debug_logging()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self.request_stop)
@@ -120,6 +122,7 @@ class Server:
             lifespan_state=state if lifespan.supported else None,
             max_requests=self.max_requests,
             on_max_requests=self._recycle,
+            max_active_handlers=self.config.max_active_handlers,
         )
         factory: ProtocolFactory = lambda: ProtocolNegotiator(context)  # noqa: E731
         if self.tls is not None:

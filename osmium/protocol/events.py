@@ -64,13 +64,6 @@ class Reset:
 
 
 @dataclass(frozen=True, slots=True)
-class WindowOpened:
-    """More send window on `stream_id` (0: the connection, or all streams after SETTINGS)."""
-
-    stream_id: int
-
-
-@dataclass(frozen=True, slots=True)
 class GoAway:
     """The peer sent GOAWAY: open no new streams, finish the ones in flight."""
 
@@ -86,4 +79,4 @@ class ConnectionFailed:
     reason: str
 
 
-Event = Request | Body | EndBody | Reset | WindowOpened | GoAway | ConnectionFailed
+Event = Request | Body | EndBody | Reset | GoAway | ConnectionFailed

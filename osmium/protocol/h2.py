@@ -7,27 +7,15 @@ in-flight streams after a peer GOAWAY, frame sizing and flow-control accounting.
 from __future__ import annotations
 
 import contextlib
-import logging
 from collections.abc import Sequence
 
-import h2.config
 import h2.connection
 import h2.events
 import h2.exceptions
 import h2.settings
 from h2.connection import ConnectionState
 from h2.errors import ErrorCodes
-from h2.stream import StreamClosedBy
-from hpack.exceptions import HPACKError, OversizedHeaderListError
 from hyperframe.exceptions import HyperframeError
-from hyperframe.frame import (
-    AltSvcFrame,
-    DataFrame,
-    GoAwayFrame,
-    HeadersFrame,
-    RstStreamFrame,
-    WindowUpdateFrame,
-)
 
 from osmium.protocol.events import (
     Body,
@@ -38,11 +26,27 @@ from osmium.protocol.events import (
     Headers,
     Request,
     Reset,
-    WindowOpened,
 )
 from osmium.protocol.framing import ServerFrameBuffer
+from osmium.protocol.h2_internals import (
+    FrameIgnored,
+    ServerH2Connection,
+    server_config,
+)
 from osmium.protocol.limits import KIB, Limits, RateBudget
-from osmium.protocol.settings import ProtocolSettings
+from osmium.protocol.output import StreamOutput
+from osmium.protocol.priority import (
+    DEFAULT_PRIORITY,
+    PRIORITY_UPDATE_TYPE,
+    Priority,
+    PriorityUpdate,
+    PriorityUpdateError,
+    merge_response_priority,
+    parse_priority,
+    parse_priority_update,
+)
+from osmium.protocol.scheduler import Scheduler
+from osmium.protocol.settings import MAX_WINDOW_SIZE, ProtocolSettings
 
 DEFAULT_WINDOW_SIZE = 65_535
 MAX_STREAM_ID = 2**31 - 1
@@ -62,20 +66,10 @@ CONTROL_EVENTS = frozenset(
 #: A WINDOW_UPDATE opening less than this is a control frame too: a client dribbling its window
 #: open a few bytes at a time makes us send a DATA frame per update (CVE-2019-9511).
 TINY_WINDOW_INCREMENT = 1024
-#: DATA after our RST_STREAM that carries less than this is an ignored frame; larger ones cost
-#: the peer what an upload costs (and a client's in-flight upload is made of them).
-TINY_LATE_DATA = 1024
 
 
-class _FrameIgnored(h2.events.Event):
-    """A frame h2 read and dropped without an event of its own: it spends the ignored-frame
-    budget, and means nothing to the transport."""
-
-
-#: The one instance our h2 subclass reports (it carries nothing, so it is never allocated again).
-FRAME_IGNORED = _FrameIgnored()
 #: Frames read and ignored: they spend the ignored-frame budget.
-IGNORED_EVENTS = frozenset({_FrameIgnored, h2.events.UnknownFrameReceived})
+IGNORED_EVENTS = frozenset({FrameIgnored, h2.events.UnknownFrameReceived})
 #: Events that may spend a budget (see `_budget_for`); requests and their ends never do.
 BUDGETED_EVENTS = (
     CONTROL_EVENTS
@@ -89,12 +83,12 @@ BUDGETED_EVENTS = (
 #: Bytes handed to h2 at a time. Budgets are checked between slices: one large read of tiny
 #: frames costs at most a slice (about 1,800 empty frames) past a budget, not the whole read.
 RECEIVE_SLICE = 16 * KIB
+#: Body bytes one stream may have queued before its sender waits (see `has_room`).
+STREAM_QUEUE_LIMIT = 64 * KIB
+#: RFC 9218 §2.1: we take the client's priority signals, not RFC 7540's dependency tree.
+SETTINGS_NO_RFC7540_PRIORITIES = 0x9
 #: Opaque data of the PING that times the two-step GOAWAY.
 GOAWAY_PING = b"osmGOAWY"
-
-
-class CompressionError(h2.exceptions.ProtocolError):
-    error_code = ErrorCodes.COMPRESSION_ERROR
 
 
 class UpgradeRefused(Exception):
@@ -103,143 +97,6 @@ class UpgradeRefused(Exception):
 
 class StreamGone(Exception):
     """The stream was reset or closed before this send; the caller drops what it wanted to send."""
-
-
-class _FrameLogger:
-    """Routes h2's per-frame debug and trace output to the `osmium.frames` logger."""
-
-    def __init__(self) -> None:
-        self._logger = logging.getLogger("osmium.frames")
-
-    def debug(self, fmtstr: str, *args: object) -> None:
-        self._logger.debug(fmtstr, *args)
-
-    trace = debug
-
-
-class _ServerH2Connection(h2.connection.H2Connection):
-    """h2 with the server behaviour RFC 9113 asks for where h2's choice differs.
-
-    - A stream over MAX_CONCURRENT_STREAMS, or above the last stream id of our GOAWAY, is refused
-      with RST_STREAM(REFUSED_STREAM) (§5.1.2, §6.8) instead of failing the whole connection;
-      its header block is still decoded so HPACK state stays in sync.
-    - A peer GOAWAY lets streams in flight finish (§6.8) instead of closing the connection at once.
-    - Frames h2 drops silently (on closed streams, ALTSVC from a client) are reported as
-      FRAME_IGNORED, so that a flood of them spends a budget.
-    """
-
-    #: How many closed streams h2 remembers (to tell a late frame after RST_STREAM from a protocol
-    #: error). h2's 65536 costs megabytes per long-lived connection; 4096 covers in-flight races.
-    MAX_CLOSED_STREAMS = 4096
-    goaway_last_stream_id: int | None = None
-    _open_stream_count = 0
-    #: RST_STREAM frames queued by `receive_counting_resets`: each answers a frame of the peer.
-    provoked_resets = 0
-
-    def receive_counting_resets(self, data: bytes) -> list[h2.events.Event]:
-        """`receive_data`, counting the RST_STREAMs it queues into `provoked_resets`.
-
-        The counting method shadows h2's only while receiving, so sends cost nothing extra.
-        """
-        self._prepare_for_sending = self._count_resets_and_prepare  # type: ignore[method-assign]
-        try:
-            return self.receive_data(data)
-        finally:
-            del self._prepare_for_sending
-
-    def _count_resets_and_prepare(self, frames: list) -> None:
-        for frame in frames:
-            if frame.type == RstStreamFrame.type:
-                self.provoked_resets += 1
-        h2.connection.H2Connection._prepare_for_sending(self, frames)
-
-    @property
-    def open_inbound_streams(self) -> int:
-        # h2 reads this (and cleans up closed streams) right before opening a stream; capping it
-        # keeps h2's own limit check, which would end the connection, from ever firing.
-        self._open_stream_count = super().open_inbound_streams
-        return min(self._open_stream_count, self.local_settings.max_concurrent_streams - 1)
-
-    def _receive_headers_frame(self, frame: HeadersFrame) -> tuple[list, list]:
-        stream_id = frame.stream_id
-        is_new_stream = stream_id not in self.streams
-        try:
-            frames, events = super()._receive_headers_frame(frame)
-        except h2.exceptions.ProtocolError as error:
-            cause = error.__cause__
-            # h2 reports every HPACK decoding failure as PROTOCOL_ERROR; RFC 9113 §4.3 says
-            # COMPRESSION_ERROR (an oversized header list stays h2's ENHANCE_YOUR_CALM).
-            if isinstance(cause, HPACKError) and not isinstance(cause, OversizedHeaderListError):
-                raise CompressionError(str(error)) from error
-            if is_new_stream and stream_id in self.streams:
-                # The block decoded (HPACK state is in sync) and opened a stream, but the request
-                # is malformed: §8.1.1 makes that an error of this stream only.
-                return self._refuse(stream_id, ErrorCodes.PROTOCOL_ERROR, [], [])
-            raise
-        if not is_new_stream:
-            return frames, events
-        if self._open_stream_count >= self.local_settings.max_concurrent_streams or (
-            self.goaway_last_stream_id is not None and stream_id > self.goaway_last_stream_id
-        ):
-            return self._refuse(stream_id, ErrorCodes.REFUSED_STREAM, frames, events)
-        if "END_STREAM" in frame.flags and self.streams[stream_id]._expected_content_length:
-            # §8.1.1: a content-length that no DATA frame can match makes the request malformed.
-            return self._refuse(stream_id, ErrorCodes.PROTOCOL_ERROR, frames, events)
-        return frames, events
-
-    def _refuse(self, stream_id: int, error_code: int, frames: list, events: list) -> tuple:
-        """Reset a stream the peer just opened; the app never hears of it."""
-        self._prepare_for_sending(frames)
-        self.reset_stream(stream_id, error_code)
-        return [], [event for event in events if getattr(event, "stream_id", None) != stream_id]
-
-    def _receive_data_frame(self, frame: DataFrame) -> tuple[list, list]:
-        # §5.1: DATA arriving after *we* reset the stream is ignored (its window still returned);
-        # h2 would answer every such frame with one more RST_STREAM. A small one is counted.
-        reset_by_us = self._stream_closed_by(frame.stream_id) is StreamClosedBy.SEND_RST_STREAM
-        try:
-            frames, events = super()._receive_data_frame(frame)
-        except h2.exceptions.InvalidBodyLengthError:
-            # §8.1.1: more or less DATA than content-length is malformed: a stream error.
-            self.reset_stream(frame.stream_id, ErrorCodes.PROTOCOL_ERROR)
-            self.acknowledge_received_data(frame.flow_controlled_length, frame.stream_id)
-            reset = h2.events.StreamReset(
-                stream_id=frame.stream_id, error_code=ErrorCodes.PROTOCOL_ERROR, remote_reset=False
-            )
-            return [], [reset]
-        if reset_by_us:
-            frames = [f for f in frames if not isinstance(f, RstStreamFrame)]
-            if frame.flow_controlled_length < TINY_LATE_DATA:
-                events = [*events, FRAME_IGNORED]
-        return frames, events
-
-    def _receive_window_update_frame(self, frame: WindowUpdateFrame) -> tuple[list, list]:
-        frames, events = super()._receive_window_update_frame(frame)
-        # No WindowUpdated: the stream is closed (§5.1), there is nothing to open.
-        return (frames, events) if events else (frames, [FRAME_IGNORED])
-
-    def _receive_rst_stream_frame(self, frame: RstStreamFrame) -> tuple[list, list]:
-        frames, events = super()._receive_rst_stream_frame(frame)
-        # No StreamReset: the stream was closed already (§5.1), there is nothing to reset.
-        return (frames, events) if events else (frames, [FRAME_IGNORED])
-
-    def _receive_alt_svc_frame(self, frame: AltSvcFrame) -> tuple[list, list]:
-        frames, events = super()._receive_alt_svc_frame(frame)
-        return frames, [*events, FRAME_IGNORED]  # RFC 7838 §4: only servers send it
-
-    def _receive_goaway_frame(self, frame: GoAwayFrame) -> tuple[list, list]:
-        event = h2.events.ConnectionTerminated()
-        event.error_code = frame.error_code
-        event.last_stream_id = frame.last_stream_id
-        event.additional_data = frame.additional_data or None
-        return [], [event]
-
-    def send_graceful_goaway(self, last_stream_id: int) -> None:
-        """GOAWAY(NO_ERROR) without closing h2's state, so streams in flight can finish."""
-        frame = GoAwayFrame(0)
-        frame.last_stream_id = last_stream_id
-        frame.error_code = ErrorCodes.NO_ERROR
-        self._prepare_for_sending([frame])
 
 
 class ServerConnection:
@@ -252,16 +109,7 @@ class ServerConnection:
         limits: Limits | None = None,
         debug_frames: bool = False,
     ) -> None:
-        config = h2.config.H2Configuration(
-            client_side=False,
-            header_encoding=None,
-            validate_outbound_headers=False,
-            normalize_outbound_headers=False,
-            validate_inbound_headers=True,
-            normalize_inbound_headers=True,
-            logger=_FrameLogger() if debug_frames else None,
-        )
-        self._h2 = _ServerH2Connection(config=config)
+        self._h2 = ServerH2Connection(config=server_config(debug_frames))
         self._h2.local_settings = h2.settings.Settings(
             client=False,
             initial_values={
@@ -270,6 +118,7 @@ class ServerConnection:
                 h2.settings.SettingCodes.MAX_FRAME_SIZE: settings.max_frame_size,
                 h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: settings.max_header_list_size,
                 h2.settings.SettingCodes.ENABLE_PUSH: 0,
+                SETTINGS_NO_RFC7540_PRIORITIES: 1,
             },
         )
         # h2 copied its default limits out of the settings we just replaced; apply ours.
@@ -283,6 +132,18 @@ class ServerConnection:
         self._control_frames = RateBudget("control frame", limits.max_control_frames_per_second)
         self._ignored_frames = RateBudget("ignored frame", limits.max_ignored_frames_per_second)
         self._trailers: dict[int, Headers] = {}
+        #: Response bodies waiting to be framed, by stream, and which stream goes next.
+        self._outputs: dict[int, StreamOutput] = {}
+        self._scheduler = Scheduler()
+        #: Client priorities other than the default, by stream (header or PRIORITY_UPDATE).
+        self._priorities: dict[int, Priority] = {}
+        #: PRIORITY_UPDATEs for streams not open yet (RFC 9218 §7.1), oldest first, bounded.
+        self._early_priorities: dict[int, PriorityUpdate] = {}
+        #: The newest stream reported as a Request (ids only grow, RFC 9113 §5.1.1).
+        self._last_request_id = 0
+        #: Body bytes queued on all streams, and the most that may be (the output cap).
+        self.queued_size = 0
+        self._max_queued = limits.max_connection_output
         self.closing = False
         self.closed = False
 
@@ -302,6 +163,7 @@ class ServerConnection:
                 self._h2.initiate_upgrade_connection(padded)
             except (ValueError, HyperframeError, h2.exceptions.ProtocolError) as error:
                 raise UpgradeRefused(f"invalid HTTP2-Settings: {error}") from None
+            self._last_request_id = 1  # the upgraded request
         extra_window = self._settings.connection_window_size - DEFAULT_WINDOW_SIZE
         if extra_window > 0:
             self._h2.increment_flow_control_window(extra_window)
@@ -389,19 +251,34 @@ class ServerConnection:
             if kind is h2.events.DataReceived:
                 events.append(Body(event.stream_id, event.data, event.flow_controlled_length))
             elif kind is h2.events.RequestReceived:
+                self._last_request_id = event.stream_id
+                for name, _ in event.headers:
+                    if name == b"priority":
+                        self._take_priority(event.stream_id, event.headers)
+                        break
+                else:
+                    if self._early_priorities:
+                        self._take_priority(event.stream_id, event.headers)
                 events.append(Request(event.stream_id, event.headers))
             elif kind is h2.events.StreamEnded:
                 events.append(EndBody(event.stream_id, self._trailers.pop(event.stream_id, [])))
             elif kind is h2.events.WindowUpdated:
-                events.append(WindowOpened(event.stream_id))
+                if event.stream_id:
+                    self._reschedule(event.stream_id)
             elif kind is h2.events.StreamReset:
                 self._trailers.pop(event.stream_id, None)
+                self._drop_output(event.stream_id)
                 events.append(Reset(event.stream_id, int(event.error_code)))
             elif kind is h2.events.TrailersReceived:
                 self._trailers[event.stream_id] = event.headers
             elif kind is h2.events.RemoteSettingsChanged:
                 if h2.settings.SettingCodes.INITIAL_WINDOW_SIZE in event.changed_settings:
-                    events.append(WindowOpened(0))
+                    self._reschedule_all()
+            elif kind is h2.events.UnknownFrameReceived:
+                if event.frame.type == PRIORITY_UPDATE_TYPE:
+                    failure = self._on_priority_update(event.frame)
+                    if failure is not None:
+                        return [*events, failure]
             elif kind is h2.events.PingAckReceived:
                 if event.ping_data == GOAWAY_PING:
                     self.finish_graceful_close()
@@ -420,7 +297,62 @@ class ServerConnection:
         if kind is h2.events.WindowUpdated and event.delta < TINY_WINDOW_INCREMENT:
             return self._control_frames
         if kind in IGNORED_EVENTS:
+            if kind is h2.events.UnknownFrameReceived and event.frame.type == PRIORITY_UPDATE_TYPE:
+                return self._control_frames  # a signal we act on, like PRIORITY
             return self._ignored_frames
+        return None
+
+    # -- priority signals (RFC 9218) -------------------------------------------------------------
+
+    def _take_priority(self, stream_id: int, headers: Headers) -> None:
+        """The request's `priority` header (its field lines joined, RFC 9651 §4.2), overridden by
+        a PRIORITY_UPDATE that came before the stream opened (RFC 9218 §7)."""
+        lines = None
+        for name, value in headers:
+            if name == b"priority":
+                lines = [value] if lines is None else [*lines, value]
+        priority = DEFAULT_PRIORITY if lines is None else parse_priority(b", ".join(lines))
+        if self._early_priorities:
+            update = self._early_priorities.pop(stream_id, None)
+            if update is not None:
+                priority = update.priority(priority)
+        if priority is not DEFAULT_PRIORITY:
+            self._priorities[stream_id] = priority
+
+    def _take_response_priority(self, stream_id: int, value: bytes) -> None:
+        """RFC 9218 §8: the application's `priority` response field overrides the parameters it
+        names; the client's signal keeps the others (a later PRIORITY_UPDATE overrides both)."""
+        priority = merge_response_priority(self._priority_of(stream_id), value)
+        if priority != DEFAULT_PRIORITY:
+            self._priorities[stream_id] = priority
+        elif self._priorities:
+            self._priorities.pop(stream_id, None)
+
+    def _on_priority_update(self, frame: object) -> ConnectionFailed | None:
+        """RFC 9218 §7.1: re-prioritise a stream, or remember it for a stream not open yet."""
+        try:
+            update = parse_priority_update(frame.stream_id, frame.body)  # type: ignore[attr-defined]
+        except PriorityUpdateError as error:
+            self.close(error.error_code)
+            return ConnectionFailed(error.error_code, str(error))
+        stream_id = update.prioritized_stream_id
+        # Not by h2's stream table: a request read in the same batch is there already, though
+        # its Request (and its own priority field, which the update overrides) comes after.
+        if stream_id > self._last_request_id:
+            if len(self._early_priorities) >= self._settings.max_concurrent_streams:
+                # Bounded like the streams it may name: the oldest is forgotten first.
+                del self._early_priorities[next(iter(self._early_priorities))]
+            self._early_priorities[stream_id] = update
+            return None
+        priority = update.priority(self._priority_of(stream_id))
+        stream = self._h2.streams.get(stream_id)
+        if stream is None or stream.closed:
+            return None  # over already: nothing to re-prioritise
+        self._priorities[stream_id] = priority
+        output = self._outputs.get(stream_id)
+        if output is not None:
+            output.priority = priority
+            self._scheduler.reprioritise(stream_id, priority)
         return None
 
     def _calm_down(self, reason: str) -> ConnectionFailed:
@@ -431,69 +363,178 @@ class ServerConnection:
     # -- output ----------------------------------------------------------------------------------
 
     def send_headers(self, stream_id: int, headers: Headers, end_stream: bool) -> None:
+        """Response headers go out at once; trailers wait behind the stream's queued body."""
         if self.closed:
             raise StreamGone(stream_id)
+        output = self._outputs.get(stream_id)
+        if output is not None and output.size:
+            output.trailers = headers
+            return
+        if output is None:
+            for name, value in headers:
+                if name == b"priority":
+                    self._take_response_priority(stream_id, value)
+                    break
         try:
             self._h2.send_headers(stream_id, headers, end_stream=end_stream)
         except (h2.exceptions.NoSuchStreamError, h2.exceptions.StreamIDTooLowError) as error:
             # StreamIDTooLowError: the stream was reset and h2 has forgotten it since.
             raise StreamGone(stream_id) from error
+        if end_stream:
+            self._forget_stream(stream_id)
 
-    def send_data(self, stream_id: int, data: bytes, end_stream: bool) -> int:
-        """Queue as much of `data` as the send windows allow, in frames the peer accepts.
-
-        Returns how many bytes were queued; END_STREAM goes out only with the last byte.
-        """
-        if self.closed:
+    def send_data(self, stream_id: int, data: bytes | memoryview, end_stream: bool) -> bool:
+        """Queue body bytes; they are framed by `data_to_send` when the scheduler picks the
+        stream and the windows allow. Returns `has_room`: whether the sender may queue more."""
+        if self.closed or stream_id not in self._h2.streams:
             raise StreamGone(stream_id)
-        try:
-            return self._send_data_within_window(stream_id, data, end_stream)
-        except h2.exceptions.NoSuchStreamError as error:
-            raise StreamGone(stream_id) from error
-
-    def _send_data_within_window(self, stream_id: int, data: bytes, end_stream: bool) -> int:
-        h2_connection = self._h2
-        window = h2_connection.local_flow_control_window(stream_id)
-        frame_size = h2_connection.max_outbound_frame_size
-        total = len(data)
-        if total <= window and total <= frame_size:
-            h2_connection.send_data(stream_id, data, end_stream=end_stream)
-            return total
-        view = memoryview(data)
-        sent = 0
-        while sent < total and window > 0:
-            size = min(frame_size, window, total - sent)
-            last = sent + size == total
-            h2_connection.send_data(
-                stream_id, view[sent : sent + size], end_stream=end_stream and last
-            )
-            sent += size
-            window -= size
-        return sent
+        output = self._outputs.get(stream_id)
+        if output is None:
+            priority = self._priorities.get(stream_id, DEFAULT_PRIORITY)
+            output = self._outputs[stream_id] = StreamOutput(priority)
+        if data:
+            output.append(data)
+            self.queued_size += len(data)
+            self._scheduler.push(stream_id, output.priority)
+        if end_stream:
+            output.end_stream = True
+            if not output.size:
+                self._finish_output(stream_id, output, end_sent=False)
+        size = output.size
+        return size <= STREAM_QUEUE_LIMIT and (not size or self.queued_size <= self._max_queued)
 
     def end_stream(self, stream_id: int) -> None:
+        """END_STREAM after whatever body is still queued."""
         if self.closed:
             raise StreamGone(stream_id)
+        output = self._outputs.get(stream_id)
+        if output is not None and output.size:
+            output.end_stream = True
+            return
         try:
             self._h2.end_stream(stream_id)
         except h2.exceptions.NoSuchStreamError as error:
             raise StreamGone(stream_id) from error
+        self._forget_stream(stream_id)
+
+    def has_room(self, stream_id: int) -> bool:
+        """Whether the stream may queue more: its queue is short, and the connection's total is
+        under the output cap (a stream with nothing queued may always queue, so all progress)."""
+        output = self._outputs.get(stream_id)
+        if output is None or not output.size:
+            return True
+        return output.size <= STREAM_QUEUE_LIMIT and self.queued_size <= self._max_queued
+
+    def queued(self, stream_id: int) -> int:
+        """Body bytes of the stream queued and not yet framed."""
+        output = self._outputs.get(stream_id)
+        return output.size if output is not None else 0
 
     def reset(self, stream_id: int, error_code: int) -> None:
-        """RST_STREAM, unless the stream is already closed (then there is nothing to reset)."""
+        """RST_STREAM now, dropping what was queued, unless the stream is already closed."""
+        self._drop_output(stream_id)
         if self.closed:
             return
         with contextlib.suppress(h2.exceptions.NoSuchStreamError):
             self._h2.reset_stream(stream_id, error_code)
+
+    def reset_when_sent(self, stream_id: int, error_code: int) -> None:
+        """RST_STREAM once the body queued so far is out: what the app sent still arrives (a
+        whole answer to a request it did not read to the end, RFC 9113 §8.1; or the part it sent
+        before failing)."""
+        output = self._outputs.get(stream_id)
+        if output is not None and output.size:
+            output.reset_when_sent = error_code
+        else:
+            self.reset(stream_id, error_code)
 
     def acknowledge(self, stream_id: int, size: int) -> None:
         """The app consumed `size` flow-controlled bytes: let the client send that much more."""
         if size and not self.closed:
             self._h2.acknowledge_received_data(size, stream_id)
 
-    def data_to_send(self) -> bytes:
+    def data_to_send(self, max_bytes: int = MAX_WINDOW_SIZE) -> bytes:
+        """The bytes to write now: frames already due, then DATA in scheduler order within both
+        send windows and at most `max_bytes` of it (the room the transport has)."""
+        if self._scheduler.occupied and not self.closed:
+            self._frame_body(max_bytes)
         return self._h2.data_to_send()
 
-    @property
-    def pending_output_size(self) -> int:
-        return len(self._h2._data_to_send)
+    def _frame_body(self, budget: int) -> None:
+        """DATA frames from the streams the scheduler picks, until the budget, the connection
+        window or the ready streams run out. A stream without window leaves the scheduler until
+        WINDOW_UPDATE: it never holds up the others."""
+        h2_connection = self._h2
+        scheduler = self._scheduler
+        streams = h2_connection.streams
+        frame_size = h2_connection.max_outbound_frame_size
+        while budget > 0 and scheduler.occupied:
+            connection_window = h2_connection.outbound_flow_control_window
+            if connection_window <= 0:
+                return
+            stream_id: int = scheduler.next()  # type: ignore[assignment]
+            allowance = scheduler.allowance() if len(scheduler.ready) > 1 else frame_size
+            output = self._outputs[stream_id]
+            stream = streams.get(stream_id)
+            window = stream.outbound_flow_control_window if stream is not None else 0
+            if window <= 0:
+                scheduler.discard(stream_id)
+                continue
+            most = min(frame_size, window, connection_window, budget, allowance)
+            chunk = output.take(most)
+            size = len(chunk)
+            self.queued_size -= size
+            budget -= size
+            ends = not output.size and output.end_stream and output.trailers is None
+            try:
+                h2_connection.send_data(stream_id, chunk, end_stream=ends)
+            except h2.exceptions.StreamClosedError:
+                self._drop_output(stream_id)  # closed under it (h2 saw the end first)
+                continue
+            if output.size:
+                scheduler.sent(stream_id, size)
+                continue
+            scheduler.discard(stream_id)
+            if ends and output.reset_when_sent is None:
+                del self._outputs[stream_id]  # the common end: no trailers, no reset
+                if self._priorities:
+                    self._priorities.pop(stream_id, None)
+            elif output.finishing:
+                self._finish_output(stream_id, output, end_sent=ends)
+
+    def _finish_output(self, stream_id: int, output: StreamOutput, end_sent: bool) -> None:
+        """The queue ran dry and the app has said how the stream ends: end it that way."""
+        self._forget_stream(stream_id)
+        if output.trailers is not None:
+            self._h2.send_headers(stream_id, output.trailers, end_stream=True)
+        elif output.end_stream and not end_sent:
+            self._h2.end_stream(stream_id)
+        if output.reset_when_sent is not None:
+            self.reset(stream_id, output.reset_when_sent)
+
+    def _drop_output(self, stream_id: int) -> None:
+        output = self._outputs.get(stream_id)
+        if output is not None:
+            self.queued_size -= output.size
+            self._scheduler.discard(stream_id)
+        self._forget_stream(stream_id)
+
+    def _forget_stream(self, stream_id: int) -> None:
+        """Our side of the stream is over: no queue, no priority to keep."""
+        self._outputs.pop(stream_id, None)
+        if self._priorities:
+            self._priorities.pop(stream_id, None)
+
+    def _reschedule(self, stream_id: int) -> None:
+        """The stream's window opened: back to the scheduler if it has body queued."""
+        output = self._outputs.get(stream_id)
+        if output is not None and output.size:
+            self._scheduler.push(stream_id, output.priority)
+
+    def _reschedule_all(self) -> None:
+        for stream_id, output in self._outputs.items():
+            if output.size:
+                self._scheduler.push(stream_id, output.priority)
+
+    def _priority_of(self, stream_id: int) -> Priority:
+        return self._priorities.get(stream_id, DEFAULT_PRIORITY)

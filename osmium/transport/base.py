@@ -70,10 +70,9 @@ class ConnectionProtocol(asyncio.Protocol):
             self._loop.call_soon(self._flush)
 
     def _flush(self) -> None:
-        """Everything the core has queued, in one write."""
+        """Everything the core has to send now, in one write."""
         self._flush_pending = False
-        assert self._core is not None
-        data = self._core.data_to_send()
+        data = self._output()
         if data and not self._closed:
             transport = self._transport
             assert transport is not None
@@ -82,6 +81,10 @@ class ConnectionProtocol(asyncio.Protocol):
             buffered = transport.get_write_buffer_size()
             if buffered or self.reported_output:
                 self._context.track_output(self, buffered)  # type: ignore[arg-type]
+
+    def _output(self) -> bytes:
+        assert self._core is not None
+        return self._core.data_to_send()
 
     @property
     def peer_host(self) -> str:

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from email.utils import formatdate
 from typing import Any, Protocol
 
+from osmium.admission import Admission
 from osmium.asgi import ASGIApp
 from osmium.channel import Counters
 from osmium.protocol.limits import Limits
@@ -61,6 +62,8 @@ class ServerContext:
     #: Called once, when the request counter reaches max_requests (0: never).
     max_requests: int = 0
     on_max_requests: Callable[[], None] | None = None
+    #: Application handlers run at once (0: no cap); see `admission`.
+    max_active_handlers: int = 0
     connections: set[Connection] = field(default_factory=set)
     date_header: DateHeader = field(default_factory=DateHeader)
     counters: Counters = field(default_factory=Counters)
@@ -70,6 +73,13 @@ class ServerContext:
     _last_recount: float = -RECOUNT_INTERVAL
     _recount_pending: bool = False
     _all_closed: asyncio.Event = field(default_factory=asyncio.Event)
+    #: The worker's handler slots, shared by its connections; None without a cap, so that a
+    #: server without one spends nothing on admission.
+    admission: Admission | None = field(init=False, default=None)
+
+    def __post_init__(self) -> None:
+        if self.max_active_handlers:
+            self.admission = Admission(self.max_active_handlers)
 
     def register(self, connection: Connection) -> None:
         self.connections.add(connection)

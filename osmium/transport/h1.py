@@ -15,6 +15,7 @@ from osmium.asgi import ClientDisconnected, HTTPStream, build_scope, run_http
 from osmium.protocol.events import Body, ConnectionFailed, EndBody, Event, Headers, Request
 from osmium.protocol.h1 import H1Connection, h2c_upgrade_settings
 from osmium.protocol.h2 import UpgradeRefused
+from osmium.protocol.priority import DEFAULT_PRIORITY
 from osmium.transport.base import ConnectionProtocol
 from osmium.transport.context import ServerContext
 from osmium.transport.h2 import H2ServerProtocol
@@ -71,6 +72,8 @@ class H1ServerProtocol(ConnectionProtocol):
                 timer.cancel()
         if self._stream is not None:
             self._stream.disconnect()
+        if self._context.admission is not None:
+            self._context.admission.forget(self)
         self._forget()
 
     def _check_request_head(self) -> None:
@@ -118,7 +121,12 @@ class H1ServerProtocol(ConnectionProtocol):
         self._counters.requests += 1
         if self._counters.requests == context.max_requests and context.on_max_requests:
             context.on_max_requests()
-        self._task = self._loop.create_task(self._run_stream(self._stream))
+        queued = None
+        admission = context.admission
+        if admission is not None and not admission.try_enter():
+            # One request at a time on this connection: there is no other to put it before.
+            queued = admission.wait(self, stream_id, DEFAULT_PRIORITY.urgency)
+        self._task = self._loop.create_task(self._run_stream(self._stream, queued))
 
     def _on_body(self, event: Body) -> None:
         if self._upgrade is not None:
@@ -176,11 +184,17 @@ class H1ServerProtocol(ConnectionProtocol):
 
     # -- the stream ------------------------------------------------------------------------------
 
-    async def _run_stream(self, stream: HTTPStream) -> None:
+    async def _run_stream(self, stream: HTTPStream, queued: asyncio.Future[bool] | None) -> None:
+        """Run the app once the request has a handler slot (`queued`: it waits for one)."""
         try:
+            # A lost connection ends the wait with False: the app never sees the request.
+            if queued is not None and not (await queued and not stream.client_gone):
+                return
             if not await run_http(self._context.app, stream):
                 self._counters.app_errors += 1
         finally:
+            if self._context.admission is not None:
+                self._context.admission.leave(queued)
             stream.close()
             self._stream = None
             self._task = None

@@ -1,8 +1,9 @@
 """The asyncio side of one HTTP/2 connection: socket -> protocol core -> ASGI streams -> socket.
 
-Writes are coalesced per event-loop turn; a full socket buffer pauses reading and makes the app's
-`send` wait, and a closed send window makes it wait for WINDOW_UPDATE. A reset, a GOAWAY with an
-error or a lost connection ends those waits at once: the app's `send` raises ClientDisconnected.
+The app's `send` queues body bytes in the core, stream by stream; the core frames them in priority
+order within the windows when this transport flushes (once per event-loop turn, and again when the
+socket drains). A send waits only while its own stream's queue is full. A reset, a GOAWAY with an
+error or a lost connection ends that wait at once: the app's `send` raises ClientDisconnected.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from osmium.admission import request_urgency
 from osmium.asgi import ClientDisconnected, HTTPStream, build_scope, run_http
 from osmium.protocol.events import (
     Body,
@@ -21,7 +23,6 @@ from osmium.protocol.events import (
     Headers,
     Request,
     Reset,
-    WindowOpened,
 )
 from osmium.protocol.h2 import ServerConnection, StreamGone
 from osmium.transport.base import ConnectionProtocol
@@ -29,8 +30,6 @@ from osmium.transport.context import ServerContext
 
 log = logging.getLogger("osmium.connection")
 
-#: Bytes queued in the core after which a send writes through at once instead of at end of turn.
-FLUSH_THRESHOLD = 256 * 1024
 #: A retiring worker's connection gets GOAWAY after this many seconds without a stream.
 RETIRE_IDLE_TIMEOUT = 0.5
 #: Seconds a graceful close waits for the client's PING ACK before sending the final GOAWAY.
@@ -59,7 +58,8 @@ class H2ServerProtocol(ConnectionProtocol):
         )
         self._streams: dict[int, HTTPStream] = {}
         self._tasks: dict[int, asyncio.Task[None]] = {}
-        self._window_waiters: dict[int, asyncio.Future[None]] = {}
+        #: Senders waiting for room in their stream's queue, by stream.
+        self._room_waiters: dict[int, asyncio.Future[None]] = {}
         self._retiring = False
         self._idle_since = 0.0
         self._idle_timer: asyncio.TimerHandle | None = None
@@ -121,8 +121,8 @@ class H2ServerProtocol(ConnectionProtocol):
         for event in events:
             self._dispatch(event)
         self._flush()
-        if self._closing and not self._streams and self._core.goaway_complete:
-            self._close_transport()
+        if self._closing:
+            self._close_if_done()
         self._watch_handshake_and_headers()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -130,6 +130,8 @@ class H2ServerProtocol(ConnectionProtocol):
             if timer is not None:
                 timer.cancel()
         self._disconnect_streams()
+        if self._context.admission is not None:
+            self._context.admission.forget(self)
         self._forget()
 
     def pause_writing(self) -> None:
@@ -143,6 +145,7 @@ class H2ServerProtocol(ConnectionProtocol):
         if not self._closed:
             self._transport.resume_reading()
         super().resume_writing()
+        self._schedule_flush()  # room again: the core frames more of the queued bodies
 
     # -- deadlines for slow peers ----------------------------------------------------------------
 
@@ -189,8 +192,6 @@ class H2ServerProtocol(ConnectionProtocol):
             stream = self._streams.get(event.stream_id)  # type: ignore[union-attr]
             if stream is not None:
                 stream.feed_end()
-        elif kind is WindowOpened:
-            self._on_window_opened(event.stream_id)  # type: ignore[union-attr]
         elif kind is Reset:
             self._on_reset(event.stream_id)  # type: ignore[union-attr]
         elif kind is GoAway:
@@ -209,7 +210,11 @@ class H2ServerProtocol(ConnectionProtocol):
         if self._counters.requests == context.max_requests and context.on_max_requests:
             context.on_max_requests()
         self._streams[stream_id] = stream
-        self._tasks[stream_id] = self._loop.create_task(self._run_stream(stream))
+        queued = None
+        admission = context.admission
+        if admission is not None and not admission.try_enter():
+            queued = admission.wait(self, stream_id, request_urgency(event.headers))
+        self._tasks[stream_id] = self._loop.create_task(self._run_stream(stream, queued))
 
     def _on_body(self, event: Body) -> None:
         stream = self._streams.get(event.stream_id)
@@ -218,21 +223,13 @@ class H2ServerProtocol(ConnectionProtocol):
         else:
             stream.feed_body(event.data, event.flow_controlled_length)
 
-    def _on_window_opened(self, stream_id: int) -> None:
-        if stream_id == 0:
-            for waiter in self._window_waiters.values():
-                if not waiter.done():
-                    waiter.set_result(None)
-            return
-        waiter = self._window_waiters.get(stream_id)
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
     def _on_reset(self, stream_id: int) -> None:
+        if self._context.admission is not None:
+            self._context.admission.cancel(self, stream_id)
         stream = self._streams.get(stream_id)
         if stream is not None:
             stream.disconnect()
-        self._on_window_opened(stream_id)
+        self._wake_sender(stream_id)
 
     def _on_goaway(self, event: GoAway) -> None:
         if event.error_code == ErrorCode.NO_ERROR:
@@ -254,24 +251,29 @@ class H2ServerProtocol(ConnectionProtocol):
 
     # -- streams ---------------------------------------------------------------------------------
 
-    async def _run_stream(self, stream: HTTPStream) -> None:
+    async def _run_stream(self, stream: HTTPStream, queued: asyncio.Future[bool] | None) -> None:
+        """Run the app once the stream has a handler slot (`queued`: it waits for one)."""
         stream_id = stream.stream_id
         try:
+            # A reset or a lost connection ends the wait with False: the app never sees it.
+            if queued is not None and not (await queued and not stream.client_gone):
+                return
             if not await run_http(self._context.app, stream):
                 self._counters.app_errors += 1
         finally:
+            if self._context.admission is not None:
+                self._context.admission.leave(queued)
             del self._streams[stream_id]
             del self._tasks[stream_id]
             if not stream.request_complete:
                 # RFC 9113 §8.1: the response is done; the rest of the request is not needed.
-                self._core.reset(stream_id, ErrorCode.NO_ERROR)
+                self._core.reset_when_sent(stream_id, ErrorCode.NO_ERROR)
             stream.close()
             self._schedule_flush()
             if not self._streams:
-                if self._closing and self._core.goaway_complete:
-                    self._close_transport()
-                else:
-                    self._idle_since = self._loop.time()
+                self._idle_since = self._loop.time()
+                if self._closing:
+                    self._close_if_done()
 
     @property
     def open_streams(self) -> int:
@@ -287,33 +289,21 @@ class H2ServerProtocol(ConnectionProtocol):
         self._schedule_flush()
 
     async def send_body(self, stream_id: int, data: bytes, end_stream: bool) -> None:
-        """Queue `data` as the peer's windows and our output cap allow, waiting for each."""
+        """Queue `data` in the core; wait while the stream's queue is full (the core frames it in
+        priority order as windows and the socket allow)."""
         core = self._core
-        cap = self._limits.max_connection_output
-        while True:
-            self._check_open(stream_id)  # woken from a wait below by a reset or a lost connection
-            assert self._transport is not None
-            room = cap - self._transport.get_write_buffer_size() - core.pending_output_size
-            if room <= 0:
-                await self._wait_for_output_room()
-                continue
-            chunk = data if len(data) <= room else memoryview(data)[:room]
-            try:
-                sent = core.send_data(stream_id, chunk, end_stream and len(chunk) == len(data))
-            except StreamGone:
-                raise self._gone(stream_id, "stream closed") from None
-            if core.pending_output_size >= FLUSH_THRESHOLD:
-                self._flush()
-            else:
-                self._schedule_flush()
-            if sent == len(data):
-                break
-            data = memoryview(data)[sent:]  # type: ignore[assignment]
-            if sent < len(chunk):
-                await self._wait_for_window(stream_id)
-        if self._write_gate.paused:
-            await self._write_gate.wait()  # resumed, or the connection is gone
-            self._check_open(stream_id)
+        if self._closed or self._streams[stream_id].client_gone:
+            self._check_open(stream_id)  # raises
+        try:
+            has_room = core.send_data(stream_id, data, end_stream)
+        except StreamGone:
+            raise self._gone(stream_id, "stream closed") from None
+        self._schedule_flush()
+        if has_room:
+            return
+        while not core.has_room(stream_id):
+            await self._wait_for_room(stream_id)
+            self._check_open(stream_id)  # woken by a reset or a lost connection
 
     def _check_open(self, stream_id: int) -> None:
         """Raise ClientDisconnected if the stream was reset or the connection is going: a reset
@@ -335,18 +325,9 @@ class H2ServerProtocol(ConnectionProtocol):
         wake up to find that out."""
         for stream in self._streams.values():
             stream.disconnect()
-        for waiter in self._window_waiters.values():
+        for waiter in self._room_waiters.values():
             if not waiter.done():
                 waiter.set_result(None)
-
-    async def _wait_for_output_room(self) -> None:
-        """At the output cap: write out what the core holds, or wait for the socket to drain."""
-        if self._core.pending_output_size:
-            self._flush()
-        elif self._write_gate.paused:
-            await self._write_gate.wait()  # resumed, or the connection is gone
-        else:
-            await asyncio.sleep(0)  # the buffer drained in between: look again
 
     def end_stream(self, stream_id: int) -> None:
         try:
@@ -356,33 +337,63 @@ class H2ServerProtocol(ConnectionProtocol):
         self._schedule_flush()
 
     def reset_stream(self, stream_id: int, error_code: int) -> None:
-        self._core.reset(stream_id, error_code)
+        """The app failed mid-response: what it sent still goes out, then RST_STREAM."""
+        self._core.reset_when_sent(stream_id, error_code)
         self._schedule_flush()
 
     def acknowledge(self, stream_id: int, size: int) -> None:
         self._core.acknowledge(stream_id, size)
         self._schedule_flush()
 
-    async def _wait_for_window(self, stream_id: int) -> None:
-        """Until the peer opens the window; after send_timeout the stream is reset (CANCEL)."""
+    async def _wait_for_room(self, stream_id: int) -> None:
+        """Until the stream's queue drains a little; after send_timeout without that (no window,
+        or a peer that does not read) the stream is reset (CANCEL)."""
         waiter = self._loop.create_future()
-        self._window_waiters[stream_id] = waiter
+        self._room_waiters[stream_id] = waiter
         try:
             async with asyncio.timeout(self._limits.send_timeout):
                 await waiter
         except TimeoutError:
             log.info(
-                "stream %d of %s: no flow-control window for %.0f s; resetting it",
+                "stream %d of %s: no progress sending for %.0f s; resetting it",
                 stream_id,
                 self.peer_host,
                 self._limits.send_timeout,
             )
-            self.reset_stream(stream_id, ErrorCode.CANCEL)
-            raise self._gone(stream_id, "window closed too long") from None
+            self._core.reset(stream_id, ErrorCode.CANCEL)
+            self._schedule_flush()
+            raise self._gone(stream_id, "no progress sending") from None
         finally:
-            del self._window_waiters[stream_id]
+            del self._room_waiters[stream_id]
+
+    def _wake_sender(self, stream_id: int) -> None:
+        waiter = self._room_waiters.get(stream_id)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     # -- writing and closing ---------------------------------------------------------------------
+
+    def _output(self) -> bytes:
+        """What the core has to send, its DATA within the room left under the output cap; then
+        the senders whose queues drained get to queue more."""
+        assert self._transport is not None
+        room = self._limits.max_connection_output - self._transport.get_write_buffer_size()
+        core = self._core
+        data = core.data_to_send(room)
+        if self._room_waiters:
+            for stream_id, waiter in self._room_waiters.items():
+                if not waiter.done() and core.has_room(stream_id):
+                    waiter.set_result(None)
+        if self._closing and not self._streams and not core.queued_size:
+            self._loop.call_soon(self._close_if_done)  # the last queued body just went out
+        return data
+
+    def _close_if_done(self) -> None:
+        """A graceful close ends once no stream runs, no body waits in the core, and the final
+        GOAWAY is out."""
+        core = self._core
+        if self._closing and not self._streams and not core.queued_size and core.goaway_complete:
+            self._close_transport()
 
     def _close_transport(self) -> None:
         super()._close_transport()
@@ -404,8 +415,7 @@ class H2ServerProtocol(ConnectionProtocol):
             return
         self._core.finish_graceful_close()
         self._flush()
-        if not self._streams:
-            self._close_transport()
+        self._close_if_done()
 
     def retire(self) -> None:
         """Serve on, but GOAWAY as soon as no stream has been open for RETIRE_IDLE_TIMEOUT."""

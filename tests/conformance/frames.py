@@ -54,6 +54,7 @@ class FrameType(IntEnum):
     GOAWAY = 0x7
     WINDOW_UPDATE = 0x8
     CONTINUATION = 0x9
+    PRIORITY_UPDATE = 0x10  # RFC 9218 §7.1
 
 
 class Flag:
@@ -71,6 +72,7 @@ class Setting(IntEnum):
     INITIAL_WINDOW_SIZE = 0x4
     MAX_FRAME_SIZE = 0x5
     MAX_HEADER_LIST_SIZE = 0x6
+    NO_RFC7540_PRIORITIES = 0x9  # RFC 9218 §2.1
 
 
 def _code_name(code: int) -> str:
@@ -405,6 +407,11 @@ class RawClient:
     ) -> None:
         payload = priority_payload(depends_on, weight, exclusive)
         self.send_raw(raw_frame(FrameType.PRIORITY, 0, stream_id, payload))
+
+    def send_priority_update(self, prioritized_stream_id: int, value: bytes) -> None:
+        """RFC 9218 §7.1: new priority parameters for a request stream, sent on stream 0."""
+        payload = struct.pack(">I", prioritized_stream_id) + value
+        self.send_raw(raw_frame(FrameType.PRIORITY_UPDATE, 0, 0, payload))
 
     def send_goaway(self, last_stream_id: int, error_code: int, debug: bytes = b"") -> None:
         payload = struct.pack(">II", last_stream_id, error_code) + debug

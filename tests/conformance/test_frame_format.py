@@ -35,7 +35,7 @@ def large_frame_server() -> Iterator[ServerProcess]:
 # -- §4.1: unknown types and flags, the reserved bit ---------------------------------------------
 
 
-@pytest.mark.parametrize("frame_type", [0x0B, 0x0C, 0x10, 0x7F, 0xFF])
+@pytest.mark.parametrize("frame_type", [0x0B, 0x0C, 0x20, 0x7F, 0xFF])  # 0x10: RFC 9218
 def test_unknown_frame_type_is_ignored(h2: RawClient, frame_type: int) -> None:
     """§4.1, §5.5: implementations MUST ignore and discard frames of unknown types."""
     h2.send_raw(raw_frame(frame_type, 0xFF, 0, b"unknown extension payload"))

@@ -8,7 +8,7 @@ import h2.events
 import h2.settings
 import pytest
 from h2.errors import ErrorCodes
-from hyperframe.frame import DataFrame, Frame, GoAwayFrame, PingFrame, RstStreamFrame
+from hyperframe.frame import DataFrame, GoAwayFrame, PingFrame, RstStreamFrame
 
 from osmium.protocol.events import (
     Body,
@@ -17,68 +17,10 @@ from osmium.protocol.events import (
     GoAway,
     Request,
     Reset,
-    WindowOpened,
 )
 from osmium.protocol.h2 import ServerConnection, StreamGone
-from osmium.protocol.limits import Limits
 from osmium.protocol.settings import ProtocolSettings
-
-GET = [(":method", "GET"), (":path", "/"), (":scheme", "http"), (":authority", "test")]
-POST = [(":method", "POST"), (":path", "/echo"), (":scheme", "http"), (":authority", "test")]
-
-
-class Peer:
-    """A client connection wired to a ServerConnection through plain byte strings."""
-
-    def __init__(
-        self,
-        settings: ProtocolSettings | None = None,
-        *,
-        initial_window_size: int | None = None,
-        heed_server_settings: bool = True,
-        limits: Limits | None = None,
-    ) -> None:
-        self.server = ServerConnection(settings or ProtocolSettings(), limits=limits)
-        config = h2.config.H2Configuration(
-            client_side=True, validate_outbound_headers=False, normalize_outbound_headers=False
-        )
-        self.client = h2.connection.H2Connection(config)
-        if initial_window_size is not None:
-            self.client.local_settings = h2.settings.Settings(
-                client=True,
-                initial_values={h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: initial_window_size},
-            )
-        self.client.initiate_connection()
-        self.server.start()
-        server_preface = self.server.data_to_send()
-        # A client that never saw our SETTINGS may exceed our limits: that is what some tests need.
-        self.client_events = (
-            self.client.receive_data(server_preface) if heed_server_settings else []
-        )
-        self.server_events = self.client_to_server()
-
-    def client_to_server(self) -> list:
-        return self.server.receive(self.client.data_to_send())
-
-    def server_to_client(self) -> list:
-        return self.client.receive_data(self.server.data_to_send())
-
-    def request(self, headers: list, body: bytes = b"", end: bool = True) -> int:
-        stream_id = self.client.get_next_available_stream_id()
-        self.client.send_headers(stream_id, headers, end_stream=end and not body)
-        if body:
-            self.client.send_data(stream_id, body, end_stream=end)
-        return stream_id
-
-
-def frames_in(data: bytes) -> list[Frame]:
-    frames = []
-    while data:
-        frame, length = Frame.parse_frame_header(memoryview(data[:9]))
-        frame.parse_body(memoryview(data[9 : 9 + length]))
-        frames.append(frame)
-        data = data[9 + length :]
-    return frames
+from tests.support.h2_peer import GET, POST, Peer, frames_in
 
 
 def test_start_advertises_settings_and_opens_connection_window() -> None:
@@ -121,19 +63,21 @@ def test_unconsumed_body_holds_back_the_client_window() -> None:
     assert peer.client.local_flow_control_window(stream_id) == 1000
 
 
-def test_send_data_stops_at_the_peer_window_and_resumes_on_window_update() -> None:
+def test_queued_body_stops_at_the_peer_window_and_resumes_on_window_update() -> None:
     peer = Peer(initial_window_size=100)
     stream_id = peer.request(GET)
     peer.client_to_server()
     peer.server.send_headers(stream_id, [(b":status", b"200")], end_stream=False)
-    assert peer.server.send_data(stream_id, b"y" * 250, end_stream=True) == 100
+    peer.server.send_data(stream_id, b"y" * 250, end_stream=True)
     received = [e for e in peer.server_to_client() if isinstance(e, h2.events.DataReceived)]
     assert sum(len(e.data) for e in received) == 100
+    assert peer.server.queued(stream_id) == 150
     peer.client.increment_flow_control_window(150, stream_id)
-    assert peer.client_to_server() == [WindowOpened(stream_id)]
-    assert peer.server.send_data(stream_id, b"y" * 150, end_stream=True) == 150
+    assert peer.client_to_server() == []
     events = peer.server_to_client()
+    assert sum(len(e.data) for e in events if isinstance(e, h2.events.DataReceived)) == 150
     assert any(isinstance(e, h2.events.StreamEnded) for e in events)
+    assert peer.server.queued(stream_id) == 0
 
 
 def test_data_frames_never_exceed_the_peer_max_frame_size() -> None:
@@ -142,7 +86,7 @@ def test_data_frames_never_exceed_the_peer_max_frame_size() -> None:
     stream_id = peer.request(GET)
     peer.client_to_server()
     peer.server.send_headers(stream_id, [(b":status", b"200")], end_stream=False)
-    assert peer.server.send_data(stream_id, b"z" * 100_000, end_stream=True) == 100_000
+    peer.server.send_data(stream_id, b"z" * 100_000, end_stream=True)
     data_frames = [f for f in frames_in(peer.server.data_to_send()) if isinstance(f, DataFrame)]
     assert max(len(f.data) for f in data_frames) == 16_384
     assert sum(len(f.data) for f in data_frames) == 100_000
@@ -240,7 +184,7 @@ def test_peer_goaway_lets_streams_in_flight_finish() -> None:
     peer.client.close_connection(last_stream_id=0)
     assert peer.client_to_server() == [GoAway(ErrorCodes.NO_ERROR, 0)]
     peer.server.send_headers(stream_id, [(b":status", b"200")], end_stream=False)
-    assert peer.server.send_data(stream_id, b"done", end_stream=True) == 4
+    peer.server.send_data(stream_id, b"done", end_stream=True)
     frames = frames_in(peer.server.data_to_send())
     assert any(isinstance(f, DataFrame) and f.data == b"done" for f in frames)
 
@@ -275,10 +219,12 @@ def test_settings_change_of_initial_window_opens_every_stream() -> None:
     stream_id = peer.request(GET)
     peer.client_to_server()
     peer.server.send_headers(stream_id, [(b":status", b"200")], end_stream=False)
-    assert peer.server.send_data(stream_id, b"abc", end_stream=True) == 0
+    peer.server.send_data(stream_id, b"abc", end_stream=True)
+    assert not [f for f in frames_in(peer.server.data_to_send()) if isinstance(f, DataFrame)]
     peer.client.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 10})
-    assert WindowOpened(0) in peer.client_to_server()
-    assert peer.server.send_data(stream_id, b"abc", end_stream=True) == 3
+    peer.client_to_server()
+    data_frames = [f for f in frames_in(peer.server.data_to_send()) if isinstance(f, DataFrame)]
+    assert [(f.data, "END_STREAM" in f.flags) for f in data_frames] == [(b"abc", True)]
 
 
 def test_data_for_a_refused_stream_still_returns_connection_window() -> None:

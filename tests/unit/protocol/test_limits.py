@@ -9,11 +9,12 @@ from h2.errors import ErrorCodes
 from hyperframe.frame import GoAwayFrame, PingFrame, RstStreamFrame
 
 from osmium.protocol.events import Body, ConnectionFailed, EndBody, Request
-from osmium.protocol.h2 import RECEIVE_SLICE, TINY_LATE_DATA, ServerConnection
+from osmium.protocol.h2 import RECEIVE_SLICE, ServerConnection
+from osmium.protocol.h2_internals import TINY_LATE_DATA
 from osmium.protocol.limits import Limits, RateBudget
 from osmium.protocol.settings import ProtocolSettings
 from tests.conformance.frames import PREFACE, Flag, FrameType, raw_frame
-from tests.unit.protocol.test_h2 import GET, POST, Peer, frames_in
+from tests.support.h2_peer import GET, POST, Peer, frames_in
 
 TIGHT = Limits(
     max_resets_per_second=5, max_control_frames_per_second=5, max_ignored_frames_per_second=5
@@ -123,7 +124,7 @@ def test_tiny_window_updates_are_control_frames_and_large_ones_are_not() -> None
     peer = tight_peer()
     for _ in range(50):
         peer.client.increment_flow_control_window(65_536)
-    assert peer.server.receive(peer.client.data_to_send(), now=1.0) != []
+    assert peer.server.receive(peer.client.data_to_send(), now=1.0) == []
     assert not peer.server.closed
     for _ in range(6):
         peer.client.increment_flow_control_window(1)

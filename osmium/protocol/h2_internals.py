@@ -1,0 +1,212 @@
+"""Everything osmium does with h2's private API, in one place.
+
+h2 (python-hyper) leaves a few server behaviours to its subclasses (how a refused stream, a late
+frame or a peer GOAWAY is handled) and reads its configuration through validating descriptors on
+every frame. What we override or read that h2 does not document lives here;
+tests/unit/protocol/test_h2_internals.py fails loudly when an h2 release changes it.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import h2.config
+import h2.connection
+import h2.events
+import h2.exceptions
+from h2.errors import ErrorCodes
+from h2.stream import StreamClosedBy
+from hpack.exceptions import HPACKError, OversizedHeaderListError
+from hyperframe.frame import (
+    AltSvcFrame,
+    DataFrame,
+    GoAwayFrame,
+    HeadersFrame,
+    RstStreamFrame,
+    WindowUpdateFrame,
+)
+
+#: DATA after our RST_STREAM that carries less than this is an ignored frame; larger ones cost
+#: the peer what an upload costs (and a client's in-flight upload is made of them).
+TINY_LATE_DATA = 1024
+
+
+class FrameIgnored(h2.events.Event):
+    """A frame h2 read and dropped without an event of its own: it spends the ignored-frame
+    budget, and means nothing to the transport."""
+
+
+#: The one instance our h2 subclass reports (it carries nothing, so it is never allocated again).
+FRAME_IGNORED = FrameIgnored()
+
+
+class CompressionError(h2.exceptions.ProtocolError):
+    error_code = ErrorCodes.COMPRESSION_ERROR
+
+
+class FrameLogger:
+    """Routes h2's per-frame debug and trace output to the `osmium.frames` logger."""
+
+    def __init__(self) -> None:
+        self._logger = logging.getLogger("osmium.frames")
+
+    def debug(self, fmtstr: str, *args: object) -> None:
+        self._logger.debug(fmtstr, *args)
+
+    trace = debug
+
+
+class PlainConfig(h2.config.H2Configuration):
+    """h2's configuration with its options as plain attributes.
+
+    h2 reads `client_side`, the header validation options and `header_encoding` on every frame
+    and header through descriptors that validate on write (about 17 Python calls a request). We
+    set them once, to values h2 accepts: as class attributes here they shadow the descriptors,
+    and each read is a plain attribute look-up.
+    """
+
+    client_side = False
+    header_encoding = None
+    validate_outbound_headers = False
+    normalize_outbound_headers = False
+    split_outbound_cookies = False
+    validate_inbound_headers = True
+    normalize_inbound_headers = True
+
+
+def server_config(debug_frames: bool) -> PlainConfig:
+    """How every server connection is configured (frames logged to `osmium.frames` if asked)."""
+    return PlainConfig(
+        client_side=False,
+        header_encoding=None,
+        validate_outbound_headers=False,
+        normalize_outbound_headers=False,
+        validate_inbound_headers=True,
+        normalize_inbound_headers=True,
+        logger=FrameLogger() if debug_frames else None,
+    )
+
+
+class ServerH2Connection(h2.connection.H2Connection):
+    """h2 with the server behaviour RFC 9113 asks for where h2's choice differs.
+
+    - A stream over MAX_CONCURRENT_STREAMS, or above the last stream id of our GOAWAY, is refused
+      with RST_STREAM(REFUSED_STREAM) (§5.1.2, §6.8) instead of failing the whole connection;
+      its header block is still decoded so HPACK state stays in sync.
+    - A peer GOAWAY lets streams in flight finish (§6.8) instead of closing the connection at once.
+    - Frames h2 drops silently (on closed streams, ALTSVC from a client) are reported as
+      FRAME_IGNORED, so that a flood of them spends a budget.
+    """
+
+    #: How many closed streams h2 remembers (to tell a late frame after RST_STREAM from a protocol
+    #: error). h2's 65536 costs megabytes per long-lived connection; 4096 covers in-flight races.
+    MAX_CLOSED_STREAMS = 4096
+    goaway_last_stream_id: int | None = None
+    _open_stream_count = 0
+    #: RST_STREAM frames queued by `receive_counting_resets`: each answers a frame of the peer.
+    provoked_resets = 0
+
+    def receive_counting_resets(self, data: bytes) -> list[h2.events.Event]:
+        """`receive_data`, counting the RST_STREAMs it queues into `provoked_resets`.
+
+        The counting method shadows h2's only while receiving, so sends cost nothing extra.
+        """
+        self._prepare_for_sending = self._count_resets_and_prepare  # type: ignore[method-assign]
+        try:
+            return self.receive_data(data)
+        finally:
+            del self._prepare_for_sending
+
+    def _count_resets_and_prepare(self, frames: list) -> None:
+        for frame in frames:
+            if frame.type == RstStreamFrame.type:
+                self.provoked_resets += 1
+        h2.connection.H2Connection._prepare_for_sending(self, frames)
+
+    @property
+    def open_inbound_streams(self) -> int:
+        # h2 reads this (and cleans up closed streams) right before opening a stream; capping it
+        # keeps h2's own limit check, which would end the connection, from ever firing.
+        self._open_stream_count = super().open_inbound_streams
+        return min(self._open_stream_count, self.local_settings.max_concurrent_streams - 1)
+
+    def _receive_headers_frame(self, frame: HeadersFrame) -> tuple[list, list]:
+        stream_id = frame.stream_id
+        is_new_stream = stream_id not in self.streams
+        try:
+            frames, events = super()._receive_headers_frame(frame)
+        except h2.exceptions.ProtocolError as error:
+            cause = error.__cause__
+            # h2 reports every HPACK decoding failure as PROTOCOL_ERROR; RFC 9113 §4.3 says
+            # COMPRESSION_ERROR (an oversized header list stays h2's ENHANCE_YOUR_CALM).
+            if isinstance(cause, HPACKError) and not isinstance(cause, OversizedHeaderListError):
+                raise CompressionError(str(error)) from error
+            if is_new_stream and stream_id in self.streams:
+                # The block decoded (HPACK state is in sync) and opened a stream, but the request
+                # is malformed: §8.1.1 makes that an error of this stream only.
+                return self._refuse(stream_id, ErrorCodes.PROTOCOL_ERROR, [], [])
+            raise
+        if not is_new_stream:
+            return frames, events
+        if self._open_stream_count >= self.local_settings.max_concurrent_streams or (
+            self.goaway_last_stream_id is not None and stream_id > self.goaway_last_stream_id
+        ):
+            return self._refuse(stream_id, ErrorCodes.REFUSED_STREAM, frames, events)
+        if "END_STREAM" in frame.flags and self.streams[stream_id]._expected_content_length:
+            # §8.1.1: a content-length that no DATA frame can match makes the request malformed.
+            return self._refuse(stream_id, ErrorCodes.PROTOCOL_ERROR, frames, events)
+        return frames, events
+
+    def _refuse(self, stream_id: int, error_code: int, frames: list, events: list) -> tuple:
+        """Reset a stream the peer just opened; the app never hears of it."""
+        self._prepare_for_sending(frames)
+        self.reset_stream(stream_id, error_code)
+        return [], [event for event in events if getattr(event, "stream_id", None) != stream_id]
+
+    def _receive_data_frame(self, frame: DataFrame) -> tuple[list, list]:
+        # §5.1: DATA arriving after *we* reset the stream is ignored (its window still returned);
+        # h2 would answer every such frame with one more RST_STREAM. A small one is counted.
+        reset_by_us = self._stream_closed_by(frame.stream_id) is StreamClosedBy.SEND_RST_STREAM
+        try:
+            frames, events = super()._receive_data_frame(frame)
+        except h2.exceptions.InvalidBodyLengthError:
+            # §8.1.1: more or less DATA than content-length is malformed: a stream error.
+            self.reset_stream(frame.stream_id, ErrorCodes.PROTOCOL_ERROR)
+            self.acknowledge_received_data(frame.flow_controlled_length, frame.stream_id)
+            reset = h2.events.StreamReset(
+                stream_id=frame.stream_id, error_code=ErrorCodes.PROTOCOL_ERROR, remote_reset=False
+            )
+            return [], [reset]
+        if reset_by_us:
+            frames = [f for f in frames if not isinstance(f, RstStreamFrame)]
+            if frame.flow_controlled_length < TINY_LATE_DATA:
+                events = [*events, FRAME_IGNORED]
+        return frames, events
+
+    def _receive_window_update_frame(self, frame: WindowUpdateFrame) -> tuple[list, list]:
+        frames, events = super()._receive_window_update_frame(frame)
+        # No WindowUpdated: the stream is closed (§5.1), there is nothing to open.
+        return (frames, events) if events else (frames, [FRAME_IGNORED])
+
+    def _receive_rst_stream_frame(self, frame: RstStreamFrame) -> tuple[list, list]:
+        frames, events = super()._receive_rst_stream_frame(frame)
+        # No StreamReset: the stream was closed already (§5.1), there is nothing to reset.
+        return (frames, events) if events else (frames, [FRAME_IGNORED])
+
+    def _receive_alt_svc_frame(self, frame: AltSvcFrame) -> tuple[list, list]:
+        frames, events = super()._receive_alt_svc_frame(frame)
+        return frames, [*events, FRAME_IGNORED]  # RFC 7838 §4: only servers send it
+
+    def _receive_goaway_frame(self, frame: GoAwayFrame) -> tuple[list, list]:
+        event = h2.events.ConnectionTerminated()
+        event.error_code = frame.error_code
+        event.last_stream_id = frame.last_stream_id
+        event.additional_data = frame.additional_data or None
+        return [], [event]
+
+    def send_graceful_goaway(self, last_stream_id: int) -> None:
+        """GOAWAY(NO_ERROR) without closing h2's state, so streams in flight can finish."""
+        frame = GoAwayFrame(0)
+        frame.last_stream_id = last_stream_id
+        frame.error_code = ErrorCodes.NO_ERROR
+        self._prepare_for_sending([frame])

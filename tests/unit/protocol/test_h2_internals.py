@@ -1,0 +1,68 @@
+"""The parts of h2 that osmium/protocol/h2_internals.py relies on but h2 does not document.
+
+Each test names what an h2 upgrade must still provide; a failure here means h2_internals.py
+needs a look before anything else does.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import h2.config
+import h2.connection
+import h2.stream
+import pytest
+
+from osmium.protocol.h2_internals import PlainConfig, ServerH2Connection, server_config
+
+#: H2Connection methods ServerH2Connection overrides or calls, with their parameters.
+OVERRIDDEN_METHODS = {
+    "_prepare_for_sending": ["self", "frames"],
+    "_receive_headers_frame": ["self", "frame"],
+    "_receive_data_frame": ["self", "frame"],
+    "_receive_window_update_frame": ["self", "frame"],
+    "_receive_rst_stream_frame": ["self", "frame"],
+    "_receive_alt_svc_frame": ["self", "frame"],
+    "_receive_goaway_frame": ["self", "frame"],
+    "_stream_closed_by": ["self", "stream_id"],
+}
+
+
+@pytest.mark.parametrize(("name", "parameters"), OVERRIDDEN_METHODS.items())
+def test_h2_connection_still_has_the_private_methods_we_override(
+    name: str, parameters: list[str]
+) -> None:
+    method = getattr(h2.connection.H2Connection, name)
+    assert list(inspect.signature(method).parameters) == parameters
+
+
+def test_h2_still_reads_open_inbound_streams_as_a_property() -> None:
+    """We cap it to keep h2's own MAX_CONCURRENT_STREAMS check from ending the connection."""
+    assert isinstance(h2.connection.H2Connection.open_inbound_streams, property)
+
+
+def test_h2_streams_still_track_the_expected_content_length() -> None:
+    stream = h2.stream.H2Stream(1, h2.config.H2Configuration(), 65_535, 65_535)
+    assert stream._expected_content_length is None
+
+
+def test_plain_config_shadows_every_option_h2_sets_in_its_constructor() -> None:
+    """h2's options are descriptors; ours must be plain class attributes for each of them."""
+    options = [
+        name
+        for name, value in vars(h2.config.H2Configuration).items()
+        if hasattr(value, "__set__") and not name.startswith("__")
+    ]
+    assert options, "h2's configuration has no descriptors any more: PlainConfig is moot"
+    for name in options:
+        assert name in vars(PlainConfig), f"PlainConfig does not shadow h2's {name!r}"
+        assert not hasattr(vars(PlainConfig)[name], "__get__")
+
+
+def test_plain_config_keeps_the_values_it_is_given() -> None:
+    config = server_config(debug_frames=False)
+    assert config.client_side is False
+    assert config.validate_inbound_headers is True
+    assert config.normalize_inbound_headers is True
+    assert config.header_encoding is None
+    assert ServerH2Connection(config=config).config is config
