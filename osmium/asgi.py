@@ -11,7 +11,7 @@ import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, Protocol
-from urllib.parse import unquote
+from urllib.parse import quote, unquote
 
 from osmium.protocol.events import ErrorCode, Headers
 
@@ -30,6 +30,15 @@ CONNECTION_SPECIFIC = frozenset(
     {b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade"}
 )
 INTERNAL_ERROR_BODY = b"Internal Server Error"
+#: The ASGI extensions a request is offered, by protocol; each scope gets its own copy of the
+#: table (the empty option dicts in it are shared: the spec defines none, nothing writes them).
+HTTP1_EXTENSIONS: dict[str, dict[str, Any]] = {
+    "http.response.trailers": {},
+    "http.response.early_hint": {},
+}
+HTTP2_EXTENSIONS: dict[str, dict[str, Any]] = {**HTTP1_EXTENSIONS, "http.response.push": {}}
+#: What a path keeps unencoded when it becomes a pushed request's :path (RFC 3986 §3.3 pchar).
+PATH_SAFE = "/:@!$&'()*+,;="
 _STATUS_BYTES = {status: str(status).encode() for status in range(100, 600)}
 
 
@@ -50,6 +59,8 @@ class StreamSink(Protocol):
     def reset_stream(self, stream_id: int, error_code: int) -> None: ...
     def acknowledge(self, stream_id: int, size: int) -> None: ...
     def date_header(self) -> bytes: ...
+    def send_informational(self, stream_id: int, headers: Headers) -> None: ...
+    def push(self, stream_id: int, request_headers: Headers) -> None: ...
 
 
 def build_scope(
@@ -59,6 +70,7 @@ def build_scope(
     server: tuple[str, int] | None,
     state: dict[str, Any] | None,
     http_version: str = "2",
+    extensions: dict[str, dict[str, Any]] = HTTP2_EXTENSIONS,
 ) -> Scope:
     """The `http` scope for one validated request (HTTP/2 pseudo-headers plus fields)."""
     method = path = b""
@@ -93,7 +105,7 @@ def build_scope(
         "headers": fields,
         "client": client,
         "server": server,
-        "extensions": {"http.response.trailers": {}},
+        "extensions": extensions.copy(),
     }
     if state is not None:
         scope["state"] = state.copy()
@@ -232,6 +244,10 @@ class HTTPStream:
             self._start_response(message)
         elif kind == "http.response.trailers":
             self._send_trailers(message)
+        elif kind == "http.response.early_hint":
+            self._send_early_hint(message)
+        elif kind == "http.response.push":
+            self._push(message)
         else:
             raise RuntimeError(f"unexpected ASGI message type {kind!r} on an http stream")
 
@@ -302,6 +318,41 @@ class HTTPStream:
         trailers = [(bytes(name).lower(), bytes(value)) for name, value in message["headers"]]
         self._sink.send_headers(self.stream_id, trailers, True)
         self._finish_response()
+
+    def _send_early_hint(self, message: Message) -> None:
+        """103 Early Hints (RFC 8297), one `link` field per link, ahead of the response."""
+        if self.status is not None:
+            raise RuntimeError("http.response.early_hint sent after http.response.start")
+        if self.client_gone:
+            raise _gone(self.stream_id)
+        hints: Headers = [(b":status", b"103")]
+        hints += [(b"link", bytes(link)) for link in message["links"]]
+        if len(hints) > 1:
+            self._sink.send_informational(self.stream_id, hints)
+
+    def _push(self, message: Message) -> None:
+        """Server push: the connection promises a GET of `path` with `headers` (under this
+        request's scheme and authority) and serves it as a request of its own. Ignored where
+        no push can be made: HTTP/1.1, a client that disabled push, a finished response."""
+        if self.client_gone:
+            raise _gone(self.stream_id)
+        path = message["path"]
+        if not path.startswith("/"):
+            raise RuntimeError(f"http.response.push path {path!r} does not start with '/'")
+        authority = next((v for name, v in self.scope["headers"] if name == b"host"), None)
+        if self._closed or authority is None:
+            return
+        request: Headers = [
+            (b":method", b"GET"),
+            (b":scheme", self.scope["scheme"].encode()),
+            (b":authority", authority),
+            (b":path", quote(path, safe=PATH_SAFE).encode()),
+        ]
+        for name, value in message.get("headers", ()):
+            name = bytes(name).lower()
+            if name[:1] != b":" and name not in CONNECTION_SPECIFIC:
+                request.append((name, bytes(value)))
+        self._sink.push(self.stream_id, request)
 
     def _finish_response(self) -> None:
         """The response is complete: for the app, that ends the exchange (ASGI http.disconnect)."""

@@ -49,6 +49,7 @@ def _protocol_flags(parser: argparse.ArgumentParser) -> None:
         ("--max-ignored-frames-per-second", "late or unknown frames (default 1000)"),
         ("--max-connection-output", "unsent bytes per connection (default 524288)"),
         ("--max-worker-output", "unsent bytes per worker (default 67108864)"),
+        ("--max-pushes-per-request", "server pushes one request may make (default 8; 0: off)"),
     ):
         group.add_argument(flag, type=int, default=None, metavar="N", help=help_text)
     for flag, help_text in (

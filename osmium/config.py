@@ -58,6 +58,9 @@ class Config:
     #: Application handlers a worker runs at once (0: no cap); further streams wait their turn,
     #: round robin over connections and by urgency within one (README: Handler admission).
     max_active_handlers: int = 0
+    #: HTTP/2 server pushes (ASGI http.response.push) one request may make (0: push off); the
+    #: client's SETTINGS_ENABLE_PUSH and SETTINGS_MAX_CONCURRENT_STREAMS still apply.
+    max_pushes_per_request: int = 8
     access_log: bool = False
     log_level: str = "info"
     #: Log every frame h2 sees and sends (debug level, logger "osmium.frames").
@@ -82,6 +85,8 @@ class Config:
             problems.append("max_requests and max_requests_jitter must not be negative")
         if self.max_active_handlers < 0:
             problems.append("max_active_handlers must be 0 (no cap) or a positive number")
+        if self.max_pushes_per_request < 0:
+            problems.append("max_pushes_per_request must be 0 (push off) or a positive number")
         if self.keep_alive_timeout <= 0:
             problems.append("keep_alive_timeout must be positive")
         if self.graceful_timeout < 0:

@@ -1,7 +1,8 @@
 """The built-in demo application that benchmarks and tests drive.
 
 Each route exercises one server path: tiny responses, large bodies, streaming both ways, delays,
-CPU work, trailers. Query parameters are validated so a bad value gets a 400, not a crash.
+CPU work, trailers, server push and early hints. Query parameters are validated so a bad value
+gets a 400, not a crash.
 """
 
 from __future__ import annotations
@@ -22,6 +23,21 @@ DEFAULT_BIG_SIZE = 1024 * 1024
 TEXT = [(b"content-type", b"text/plain")]
 OCTETS = [(b"content-type", b"application/octet-stream")]
 JSON = [(b"content-type", b"application/json")]
+HTML = [(b"content-type", b"text/html; charset=utf-8")]
+#: What `/push` pushes (and hints at), served by the app like any other route.
+PUSHED = {
+    "/push/style.css": (b"text/css", b"body { font-family: sans-serif }\n"),
+    "/push/app.js": (b"text/javascript", b"console.log('pushed');\n"),
+}
+PUSH_PAGE = (
+    b"<!doctype html>\n<title>osmium push</title>\n"
+    b'<link rel="stylesheet" href="/push/style.css">\n'
+    b'<script src="/push/app.js"></script>\n<p>pushed: style.css, app.js</p>\n'
+)
+PUSH_LINKS = [
+    b"</push/style.css>; rel=preload; as=style",
+    b"</push/app.js>; rel=preload; as=script",
+]
 ITEMS = [{"id": number, "name": f"item {number}", "price": number * 1.25} for number in range(5)]
 _FILLER = b"x" * CHUNK_SIZE
 #: Seconds of CPU `/cpu` burns between two yields to the event loop, as a handler that does
@@ -140,6 +156,24 @@ async def trailers(scope: Scope, receive: Receive, send: Send, query: dict[str, 
         )
 
 
+async def push(scope: Scope, receive: Receive, send: Send, query: dict[str, list[str]]) -> None:
+    """An HTML page that hints at its two resources (103 Early Hints) and pushes them (HTTP/2);
+    a client that takes neither fetches them as usual."""
+    extensions = scope.get("extensions", {})
+    if "http.response.early_hint" in extensions:
+        await send({"type": "http.response.early_hint", "links": PUSH_LINKS})
+    if "http.response.push" in extensions:
+        for path in PUSHED:
+            await send({"type": "http.response.push", "path": path, "headers": []})
+    await _respond(send, 200, PUSH_PAGE, HTML)
+
+
+async def pushed(scope: Scope, receive: Receive, send: Send, query: dict[str, list[str]]) -> None:
+    """One of `/push`'s resources, whether pushed or asked for."""
+    content_type, body = PUSHED[scope["path"]]
+    await _respond(send, 200, body, [(b"content-type", content_type)])
+
+
 ROUTES: dict[tuple[str, str], Callable[..., Awaitable[None]]] = {
     ("GET", "/"): hello,
     ("GET", "/items"): items,
@@ -149,6 +183,8 @@ ROUTES: dict[tuple[str, str], Callable[..., Awaitable[None]]] = {
     ("GET", "/slow"): slow,
     ("GET", "/cpu"): cpu,
     ("GET", "/trailers"): trailers,
+    ("GET", "/push"): push,
+    **{("GET", path): pushed for path in PUSHED},
 }
 
 

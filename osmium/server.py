@@ -123,6 +123,7 @@ class Server:
             max_requests=self.max_requests,
             on_max_requests=self._recycle,
             max_active_handlers=self.config.max_active_handlers,
+            max_pushes_per_request=self.config.max_pushes_per_request,
         )
         factory: ProtocolFactory = lambda: ProtocolNegotiator(context)  # noqa: E731
         if self.tls is not None:

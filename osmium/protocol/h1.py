@@ -137,6 +137,18 @@ class H1Connection:
         if self._h11.client_is_waiting_for_100_continue:
             self._output += self._h11.send(h11.InformationalResponse(status_code=100, headers=[]))
 
+    def send_informational(self, status: int, headers: Headers) -> None:
+        """A 1xx response ahead of the final one, such as 103 Early Hints (RFC 8297).
+
+        Not to an HTTP/1.0 client, which would take it for the final response (RFC 9110 §15.2),
+        and not once the final response has started.
+        """
+        if self._h11.their_http_version == b"1.1" and self._h11.our_state is h11.SEND_RESPONSE:
+            response = h11.InformationalResponse(
+                status_code=status, headers=headers, reason=_reason(status)
+            )
+            self._output += self._h11.send(response)
+
     def start_response(self, status: int, headers: Headers, close: bool = False) -> None:
         if close:
             headers = [*headers, (b"connection", b"close")]

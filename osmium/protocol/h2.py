@@ -31,6 +31,8 @@ from osmium.protocol.framing import ServerFrameBuffer
 from osmium.protocol.h2_internals import (
     FrameIgnored,
     ServerH2Connection,
+    final_headers_sent,
+    may_answer,
     server_config,
 )
 from osmium.protocol.limits import KIB, Limits, RateBudget
@@ -117,6 +119,7 @@ class ServerConnection:
                 h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: settings.initial_window_size,
                 h2.settings.SettingCodes.MAX_FRAME_SIZE: settings.max_frame_size,
                 h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: settings.max_header_list_size,
+                # The client may not push to us; whether we may push is its SETTINGS' say.
                 h2.settings.SettingCodes.ENABLE_PUSH: 0,
                 SETTINGS_NO_RFC7540_PRIORITIES: 1,
             },
@@ -329,16 +332,24 @@ class ServerConnection:
             self._priorities.pop(stream_id, None)
 
     def _on_priority_update(self, frame: object) -> ConnectionFailed | None:
-        """RFC 9218 §7.1: re-prioritise a stream, or remember it for a stream not open yet."""
+        """RFC 9218 §7.1: re-prioritise a stream (a request's or one we promised), or remember
+        it for a request stream not open yet."""
         try:
             update = parse_priority_update(frame.stream_id, frame.body)  # type: ignore[attr-defined]
         except PriorityUpdateError as error:
             self.close(error.error_code)
             return ConnectionFailed(error.error_code, str(error))
         stream_id = update.prioritized_stream_id
-        # Not by h2's stream table: a request read in the same batch is there already, though
-        # its Request (and its own priority field, which the update overrides) comes after.
-        if stream_id > self._last_request_id:
+        if not stream_id % 2:
+            if stream_id > self._h2.highest_outbound_stream_id:
+                # A push stream we never promised is idle: §7.1 makes that a connection error.
+                self.close(ErrorCodes.PROTOCOL_ERROR)
+                reason = "PRIORITY_UPDATE for an idle push stream"
+                return ConnectionFailed(int(ErrorCodes.PROTOCOL_ERROR), reason)
+        elif stream_id > self._last_request_id:
+            # Not by h2's stream table: a request read in the same batch is there already,
+            # though its Request (and its own priority field, which the update overrides) comes
+            # after.
             if len(self._early_priorities) >= self._settings.max_concurrent_streams:
                 # Bounded like the streams it may name: the oldest is forgotten first.
                 del self._early_priorities[next(iter(self._early_priorities))]
@@ -382,6 +393,55 @@ class ServerConnection:
             raise StreamGone(stream_id) from error
         if end_stream:
             self._forget_stream(stream_id)
+
+    def send_informational(self, stream_id: int, headers: Headers) -> None:
+        """A 1xx response (`headers` with its `:status`) ahead of the final one, such as 103
+        Early Hints (RFC 8297): HEADERS without END_STREAM, sent at once.
+
+        Ignored on a stream whose final response has started, and on a pushed stream: no
+        request of the client's waits on it (and h2 allows 1xx only on a client's stream).
+        """
+        if self.closed:
+            raise StreamGone(stream_id)
+        stream = self._h2.streams.get(stream_id)
+        if stream is None or stream.closed:
+            raise StreamGone(stream_id)
+        if stream_id % 2 and may_answer(stream) and not final_headers_sent(stream):
+            self._h2.send_headers(stream_id, headers, end_stream=False)
+
+    def push(self, stream_id: int, request_headers: Headers) -> int | None:
+        """RFC 9113 §8.4: PUSH_PROMISE on stream `stream_id` for `request_headers` (a complete
+        request: :method, :scheme, :authority, :path, fields); returns the promised stream's id.
+
+        The promised response then goes out on that stream like any other (`send_headers`,
+        `send_data`). None, and nothing sent, when no push can be made: the client disabled push
+        (its SETTINGS_ENABLE_PUSH, not ours), as many pushed streams are open as its
+        SETTINGS_MAX_CONCURRENT_STREAMS allows, the connection is going away, `stream_id` is a
+        pushed stream itself (§8.4: no push on a push) or we have ended it already.
+        """
+        h2_connection = self._h2
+        client_settings = h2_connection.remote_settings
+        if self.closing or self.closed or not client_settings.enable_push or not stream_id % 2:
+            return None
+        stream = h2_connection.streams.get(stream_id)
+        if stream is None or not may_answer(stream):
+            return None
+        if self._pushed_streams_open() >= client_settings.max_concurrent_streams:
+            return None
+        try:
+            promised_id = h2_connection.get_next_available_stream_id()
+        except h2.exceptions.NoAvailableStreamIDError:
+            return None  # 2^30 pushes on one connection: no even stream id is left
+        h2_connection.push_stream(stream_id, promised_id, request_headers)
+        return promised_id
+
+    def _pushed_streams_open(self) -> int:
+        """Pushed streams not closed yet, the reserved ones included (each opens as soon as its
+        response starts, and then counts against the client's limit, §5.1.2)."""
+        return sum(
+            1 for stream_id, stream in self._h2.streams.items()
+            if not stream_id % 2 and not stream.closed
+        )  # fmt: skip
 
     def send_data(self, stream_id: int, data: bytes | memoryview, end_stream: bool) -> bool:
         """Queue body bytes; they are framed by `data_to_send` when the scheduler picks the

@@ -15,7 +15,7 @@ import h2.connection
 import h2.events
 import h2.exceptions
 from h2.errors import ErrorCodes
-from h2.stream import StreamClosedBy
+from h2.stream import H2Stream, StreamClosedBy, StreamState
 from hpack.exceptions import HPACKError, OversizedHeaderListError
 from hyperframe.frame import (
     AltSvcFrame,
@@ -210,3 +210,19 @@ class ServerH2Connection(h2.connection.H2Connection):
         frame.last_stream_id = last_stream_id
         frame.error_code = ErrorCodes.NO_ERROR
         self._prepare_for_sending([frame])
+
+
+#: The states of a client's stream in which we may still send on it (RFC 9113 §5.1): a
+#: PUSH_PROMISE (§6.6) or a 1xx response before the final one (§8.1).
+ANSWERING_STATES = frozenset({StreamState.OPEN, StreamState.HALF_CLOSED_REMOTE})
+
+
+def may_answer(stream: H2Stream) -> bool:
+    """Whether we may still send on the stream: h2 closes a stream whose state machine is fed an
+    input it does not allow, so a PUSH_PROMISE or 1xx is checked against the state first."""
+    return stream.state_machine.state in ANSWERING_STATES
+
+
+def final_headers_sent(stream: H2Stream) -> bool:
+    """The response's final header block is out (1xx ones do not count)."""
+    return bool(stream.state_machine.headers_sent)

@@ -132,7 +132,8 @@ def parse_priority_update(stream_id: int, payload: bytes) -> PriorityUpdate:
     """An RFC 9218 §7.1 PRIORITY_UPDATE received on `stream_id`: R + 31-bit id, then the value.
 
     The field value is returned unparsed (see `PriorityUpdate.priority`). The rules on the
-    prioritized stream's state (closed, idle beyond MAX_CONCURRENT_STREAMS) are the caller's.
+    prioritized stream's state (closed, idle beyond MAX_CONCURRENT_STREAMS, a push stream not
+    promised yet) are the caller's, which knows the streams.
     """
     if stream_id != 0:
         raise PriorityUpdateError(ErrorCode.PROTOCOL_ERROR, "PRIORITY_UPDATE on a stream")
@@ -141,7 +142,4 @@ def parse_priority_update(stream_id: int, payload: bytes) -> PriorityUpdate:
     prioritized_stream_id = int.from_bytes(payload[:4], "big") & _STREAM_ID_MASK
     if prioritized_stream_id == 0:
         raise PriorityUpdateError(ErrorCode.PROTOCOL_ERROR, "PRIORITY_UPDATE for stream 0")
-    if prioritized_stream_id % 2 == 0:
-        # Even ids are server push streams; osmium never pushes, so this one is still idle.
-        raise PriorityUpdateError(ErrorCode.PROTOCOL_ERROR, "PRIORITY_UPDATE for an idle push")
     return PriorityUpdate(prioritized_stream_id, bytes(payload[4:]))

@@ -64,6 +64,8 @@ class ServerContext:
     on_max_requests: Callable[[], None] | None = None
     #: Application handlers run at once (0: no cap); see `admission`.
     max_active_handlers: int = 0
+    #: Server pushes one HTTP/2 request may make (0: push off, not offered to apps).
+    max_pushes_per_request: int = 0
     connections: set[Connection] = field(default_factory=set)
     date_header: DateHeader = field(default_factory=DateHeader)
     counters: Counters = field(default_factory=Counters)

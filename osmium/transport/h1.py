@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from osmium.asgi import ClientDisconnected, HTTPStream, build_scope, run_http
+from osmium.asgi import HTTP1_EXTENSIONS, ClientDisconnected, HTTPStream, build_scope, run_http
 from osmium.protocol.events import Body, ConnectionFailed, EndBody, Event, Headers, Request
 from osmium.protocol.h1 import H1Connection, h2c_upgrade_settings
 from osmium.protocol.h2 import UpgradeRefused
@@ -115,7 +115,13 @@ class H1ServerProtocol(ConnectionProtocol):
     def _start_stream(self, stream_id: int, headers: Headers) -> None:
         context = self._context
         scope = build_scope(
-            headers, self._scheme, self._client, self._server, context.lifespan_state, "1.1"
+            headers,
+            self._scheme,
+            self._client,
+            self._server,
+            context.lifespan_state,
+            "1.1",
+            HTTP1_EXTENSIONS,
         )
         self._stream = HTTPStream(self, stream_id, scope)
         self._counters.requests += 1
@@ -244,6 +250,15 @@ class H1ServerProtocol(ConnectionProtocol):
     def _check_open(self, stream_id: int) -> None:
         if self._closed:
             raise ClientDisconnected(f"request {stream_id}: connection closed")
+
+    def send_informational(self, stream_id: int, headers: Headers) -> None:
+        self._check_open(stream_id)
+        assert self._core is not None
+        self._core.send_informational(int(headers[0][1]), headers[1:])
+        self._flush()  # now: hints are worth most while the app is still busy with the response
+
+    def push(self, stream_id: int, request_headers: Headers) -> None:
+        """HTTP/1.1 has no server push: the message is ignored, as ASGI asks."""
 
     def end_stream(self, stream_id: int) -> None:
         self._check_open(stream_id)

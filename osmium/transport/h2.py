@@ -12,7 +12,14 @@ import asyncio
 import logging
 
 from osmium.admission import request_urgency
-from osmium.asgi import ClientDisconnected, HTTPStream, build_scope, run_http
+from osmium.asgi import (
+    HTTP1_EXTENSIONS,
+    HTTP2_EXTENSIONS,
+    ClientDisconnected,
+    HTTPStream,
+    build_scope,
+    run_http,
+)
 from osmium.protocol.events import (
     Body,
     ConnectionFailed,
@@ -60,6 +67,10 @@ class H2ServerProtocol(ConnectionProtocol):
         self._tasks: dict[int, asyncio.Task[None]] = {}
         #: Senders waiting for room in their stream's queue, by stream.
         self._room_waiters: dict[int, asyncio.Future[None]] = {}
+        #: Pushes made by requests still running, by stream (only those that pushed are here).
+        self._pushes: dict[int, int] = {}
+        #: With max_pushes_per_request 0, push is off: apps are not offered it at all.
+        self._extensions = HTTP2_EXTENSIONS if context.max_pushes_per_request else HTTP1_EXTENSIONS
         self._retiring = False
         self._idle_since = 0.0
         self._idle_timer: asyncio.TimerHandle | None = None
@@ -203,7 +214,13 @@ class H2ServerProtocol(ConnectionProtocol):
         stream_id = event.stream_id
         context = self._context
         scope = build_scope(
-            event.headers, self._scheme, self._client, self._server, context.lifespan_state
+            event.headers,
+            self._scheme,
+            self._client,
+            self._server,
+            context.lifespan_state,
+            "2",
+            self._extensions,
         )
         stream = HTTPStream(self, stream_id, scope)
         self._counters.requests += 1
@@ -265,6 +282,8 @@ class H2ServerProtocol(ConnectionProtocol):
                 self._context.admission.leave(queued)
             del self._streams[stream_id]
             del self._tasks[stream_id]
+            if self._pushes:
+                self._pushes.pop(stream_id, None)
             if not stream.request_complete:
                 # RFC 9113 §8.1: the response is done; the rest of the request is not needed.
                 self._core.reset_when_sent(stream_id, ErrorCode.NO_ERROR)
@@ -328,6 +347,27 @@ class H2ServerProtocol(ConnectionProtocol):
         for waiter in self._room_waiters.values():
             if not waiter.done():
                 waiter.set_result(None)
+
+    def send_informational(self, stream_id: int, headers: Headers) -> None:
+        try:
+            self._core.send_informational(stream_id, headers)
+        except StreamGone:
+            raise self._gone(stream_id, "stream closed") from None
+        self._flush()  # now: hints are worth most while the app is still busy with the response
+
+    def push(self, stream_id: int, request_headers: Headers) -> None:
+        """Promise `request_headers` and serve that request as if the client had sent it (same
+        scope, same admission), while this request has pushes left and the core can push."""
+        pushes = self._pushes.get(stream_id, 0)
+        if self._closed or pushes >= self._context.max_pushes_per_request:
+            return
+        promised_id = self._core.push(stream_id, request_headers)
+        if promised_id is None:
+            return
+        self._pushes[stream_id] = pushes + 1
+        self._on_request(Request(promised_id, request_headers))
+        self._streams[promised_id].feed_end()  # a promised request has no content (§8.4)
+        self._schedule_flush()
 
     def end_stream(self, stream_id: int) -> None:
         try:

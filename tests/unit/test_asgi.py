@@ -13,7 +13,14 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from osmium.asgi import ClientDisconnected, HTTPStream, Message, build_scope, run_http
+from osmium.asgi import (
+    HTTP1_EXTENSIONS,
+    ClientDisconnected,
+    HTTPStream,
+    Message,
+    build_scope,
+    run_http,
+)
 from osmium.protocol.events import Headers
 
 START = {"type": "http.response.start", "status": 200, "headers": [], "trailers": True}
@@ -45,6 +52,12 @@ class RecordingSink:
 
     def date_header(self) -> bytes:
         return b"Thu, 01 Jan 1970 00:00:00 GMT"
+
+    def send_informational(self, stream_id: int, headers: Headers) -> None:
+        self.sent.append(("informational", headers))
+
+    def push(self, stream_id: int, request_headers: Headers) -> None:
+        self.sent.append(("push", request_headers))
 
 
 def new_stream(http_version: str = "1.1", stream_id: int = 1) -> tuple[HTTPStream, RecordingSink]:
@@ -169,3 +182,81 @@ def test_real_app_error_keeps_its_traceback_and_names_the_request(
     assert record.getMessage() == '"GET /events HTTP/1.1": exception in ASGI application'
     assert record.exc_info is not None and record.exc_info[0] is ValueError
     assert sink.sent[0] == ("headers", False)  # the 500
+
+
+# -- server push and early hints -------------------------------------------------------------------
+
+
+def test_scope_extensions_by_protocol_each_scope_its_own_table() -> None:
+    request = [(b":method", b"GET"), (b":path", b"/"), (b":authority", b"example")]
+    http2 = build_scope(request, "https", None, None, None)
+    http1 = build_scope(request, "https", None, None, None, "1.1", HTTP1_EXTENSIONS)
+    assert set(http2["extensions"]) == {
+        "http.response.trailers",
+        "http.response.early_hint",
+        "http.response.push",
+    }
+    assert set(http1["extensions"]) == {"http.response.trailers", "http.response.early_hint"}
+    http1["extensions"]["x-app"] = {}  # an app that edits its own scope edits only that
+    again = build_scope(request, "https", None, None, None, "1.1", HTTP1_EXTENSIONS)
+    assert "x-app" not in again["extensions"]
+
+
+def test_push_promises_a_get_under_the_request_s_scheme_and_authority() -> None:
+    async def scenario() -> None:
+        stream, sink = new_stream("2")
+        await stream.send(
+            {
+                "type": "http.response.push",
+                "path": "/static/café 1.css",
+                "headers": [
+                    (b"Accept", b"text/css"),
+                    (b":path", b"/elsewhere"),  # pseudo-header fields are the server's
+                    (b"connection", b"close"),  # as are connection-specific ones
+                ],
+            }
+        )
+        assert sink.sent == [
+            (
+                "push",
+                [
+                    (b":method", b"GET"),
+                    (b":scheme", b"http"),
+                    (b":authority", b"example"),
+                    (b":path", b"/static/caf%C3%A9%201.css"),
+                    (b"accept", b"text/css"),
+                ],
+            )
+        ]
+        with pytest.raises(RuntimeError, match="does not start with '/'"):
+            await stream.send({"type": "http.response.push", "path": "style.css", "headers": []})
+        await stream.send({**START, "trailers": False})
+        await stream.send(LAST_BODY)
+        # After the response there is no stream to promise on: ignored, as ASGI has it.
+        await stream.send({"type": "http.response.push", "path": "/late.css", "headers": []})
+        assert [kind for kind, _ in sink.sent] == ["push", "headers", "body"]
+        stream.disconnect()
+        with pytest.raises(ClientDisconnected):
+            await stream.send({"type": "http.response.push", "path": "/x.css", "headers": []})
+
+    run(scenario())
+
+
+def test_early_hints_carry_one_link_field_per_link_before_the_response() -> None:
+    async def scenario() -> None:
+        stream, sink = new_stream()
+        links = [b"</a.css>; rel=preload; as=style", b"</b.js>; rel=preload; as=script"]
+        await stream.send({"type": "http.response.early_hint", "links": links})
+        await stream.send({"type": "http.response.early_hint", "links": []})  # nothing to send
+        assert sink.sent == [
+            ("informational", [(b":status", b"103"), (b"link", links[0]), (b"link", links[1])])
+        ]
+        await stream.send(START)
+        with pytest.raises(RuntimeError, match=r"early_hint sent after http\.response\.start"):
+            await stream.send({"type": "http.response.early_hint", "links": links})
+        late, _ = new_stream()
+        late.disconnect()
+        with pytest.raises(ClientDisconnected):
+            await late.send({"type": "http.response.early_hint", "links": links})
+
+    run(scenario())

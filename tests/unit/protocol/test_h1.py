@@ -110,3 +110,24 @@ def test_a_refusal_after_a_head_exchange_has_its_body() -> None:
     events = core.receive(b"\x02\x1c\x00!\r\n\r\n")
     assert isinstance(events[-1], ConnectionFailed) and events[-1].error_code == 400
     assert core.data_to_send().endswith(b"\r\n\r\nBad Request")
+
+
+def test_early_hints_precede_the_response_only_for_http11_clients() -> None:
+    """RFC 8297's 103 before the final response; never to an HTTP/1.0 client (RFC 9110 §15.2),
+    and not once the final response has started."""
+    link = [(b"link", b"</style.css>; rel=preload; as=style")]
+    core = H1Connection("http")
+    core.receive(GET)
+    core.send_informational(103, link)
+    core.start_response(200, [(b"content-length", b"0")])
+    core.send_informational(103, link)  # too late: ignored
+    core.end_response()
+    assert core.data_to_send() == (
+        b"HTTP/1.1 103 Early Hints\r\nlink: </style.css>; rel=preload; as=style\r\n\r\n"
+        b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n"
+    )
+
+    old_client = H1Connection("http")
+    old_client.receive(b"GET / HTTP/1.0\r\n\r\n")
+    old_client.send_informational(103, link)
+    assert old_client.data_to_send() == b""

@@ -13,7 +13,13 @@ import h2.connection
 import h2.stream
 import pytest
 
-from osmium.protocol.h2_internals import PlainConfig, ServerH2Connection, server_config
+from osmium.protocol.h2_internals import (
+    PlainConfig,
+    ServerH2Connection,
+    final_headers_sent,
+    may_answer,
+    server_config,
+)
 
 #: H2Connection methods ServerH2Connection overrides or calls, with their parameters.
 OVERRIDDEN_METHODS = {
@@ -44,6 +50,13 @@ def test_h2_still_reads_open_inbound_streams_as_a_property() -> None:
 def test_h2_streams_still_track_the_expected_content_length() -> None:
     stream = h2.stream.H2Stream(1, h2.config.H2Configuration(), 65_535, 65_535)
     assert stream._expected_content_length is None
+
+
+def test_h2_streams_still_expose_their_state_machine() -> None:
+    """may_answer and final_headers_sent read it before a PUSH_PROMISE or a 1xx."""
+    stream = h2.stream.H2Stream(1, h2.config.H2Configuration(), 65_535, 65_535)
+    assert stream.state_machine.state is h2.stream.StreamState.IDLE
+    assert not may_answer(stream) and not final_headers_sent(stream)
 
 
 def test_plain_config_shadows_every_option_h2_sets_in_its_constructor() -> None:
