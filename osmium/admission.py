@@ -13,9 +13,6 @@ import heapq
 from collections import deque
 from collections.abc import Hashable
 
-from osmium.protocol.events import Headers
-from osmium.protocol.priority import parse_priority
-
 #: A waiting stream: (urgency, stream id, what its task awaits). A connection's streams have
 #: distinct ids, so the heap never compares two futures.
 Waiter = tuple[int, int, "asyncio.Future[bool]"]
@@ -104,15 +101,6 @@ class Admission:
         self._ring.remove(connection)
         for _urgency, _stream_id, future in queue:
             _refuse(future)
-
-
-def request_urgency(headers: Headers) -> int:
-    """The urgency a request asks for in its `priority` field (RFC 9218 §4.1; default 3).
-
-    Asked only of a stream that has to wait, so a request admitted at once never pays for it.
-    """
-    values = [value for name, value in headers if name == b"priority"]
-    return parse_priority(b", ".join(values) if values else None).urgency
 
 
 def _refuse(future: asyncio.Future[bool]) -> None:

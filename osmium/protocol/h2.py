@@ -325,7 +325,7 @@ class ServerConnection:
     def _take_response_priority(self, stream_id: int, value: bytes) -> None:
         """RFC 9218 §8: the application's `priority` response field overrides the parameters it
         names; the client's signal keeps the others (a later PRIORITY_UPDATE overrides both)."""
-        priority = merge_response_priority(self._priority_of(stream_id), value)
+        priority = merge_response_priority(self.priority_of(stream_id), value)
         if priority != DEFAULT_PRIORITY:
             self._priorities[stream_id] = priority
         elif self._priorities:
@@ -355,7 +355,7 @@ class ServerConnection:
                 del self._early_priorities[next(iter(self._early_priorities))]
             self._early_priorities[stream_id] = update
             return None
-        priority = update.priority(self._priority_of(stream_id))
+        priority = update.priority(self.priority_of(stream_id))
         stream = self._h2.streams.get(stream_id)
         if stream is None or stream.closed:
             return None  # over already: nothing to re-prioritise
@@ -596,5 +596,6 @@ class ServerConnection:
             if output.size:
                 self._scheduler.push(stream_id, output.priority)
 
-    def _priority_of(self, stream_id: int) -> Priority:
+    def priority_of(self, stream_id: int) -> Priority:
+        """The stream's priority now: its request's field, PRIORITY_UPDATEs, the app's field."""
         return self._priorities.get(stream_id, DEFAULT_PRIORITY)

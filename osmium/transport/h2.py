@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from osmium.admission import request_urgency
 from osmium.asgi import (
     HTTP1_EXTENSIONS,
     HTTP2_EXTENSIONS,
@@ -230,7 +229,7 @@ class H2ServerProtocol(ConnectionProtocol):
         queued = None
         admission = context.admission
         if admission is not None and not admission.try_enter():
-            queued = admission.wait(self, stream_id, request_urgency(event.headers))
+            queued = admission.wait(self, stream_id, self._core.priority_of(stream_id).urgency)
         self._tasks[stream_id] = self._loop.create_task(self._run_stream(stream, queued))
 
     def _on_body(self, event: Body) -> None:

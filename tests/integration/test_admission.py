@@ -113,11 +113,10 @@ def test_an_urgent_request_overtakes_a_connections_backlog(server: ServerProcess
         assert before_urgent >= CROWD // 2, finished  # the control: it shares the CPU with all
 
 
+@pytest.mark.parametrize("server", [CAP], ids=["capped"], indirect=True)
 def test_waiting_streams_that_leave_keep_no_slot(server: ServerProcess) -> None:
     """Streams that waited and ran, streams reset while waiting and connections closed with
     streams waiting hold no slot afterwards: CAP handlers run at once again."""
-    if not capped(server):
-        pytest.skip("without a cap no stream waits")
     with H2Client(server.host, server.port) as holder:
         busy = [holder.request("GET", PATH) for _ in range(CAP + 2)]  # two wait, then run
         holder.ping()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 
-from osmium.admission import Admission, request_urgency
+from osmium.admission import Admission
 
 A, B, C = "connection A", "connection B", "connection C"
 
@@ -178,10 +178,3 @@ def test_many_waiters_come_and_go_without_leaking() -> None:
         assert last.result() is True
 
     run(scenario)
-
-
-def test_request_urgency_reads_the_priority_field() -> None:
-    assert request_urgency([(b":path", b"/")]) == 3
-    assert request_urgency([(b"priority", b"u=0")]) == 0
-    assert request_urgency([(b"priority", b"i"), (b"priority", b"u=6")]) == 6
-    assert request_urgency([(b"priority", b"u=9")]) == 3  # out of range: ignored
