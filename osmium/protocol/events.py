@@ -79,4 +79,13 @@ class ConnectionFailed:
     reason: str
 
 
-Event = Request | Body | EndBody | Reset | GoAway | ConnectionFailed
+@dataclass(frozen=True, slots=True)
+class TimedOut:
+    """`what` (the handshake, a header block) did not complete within `seconds`: GOAWAY is
+    queued (ENHANCE_YOUR_CALM); flush it, then close the transport."""
+
+    what: str
+    seconds: float
+
+
+Event = Request | Body | EndBody | Reset | GoAway | ConnectionFailed | TimedOut

@@ -26,6 +26,7 @@ from osmium.protocol.events import (
     Headers,
     Request,
     Reset,
+    TimedOut,
 )
 from osmium.protocol.framing import ServerFrameBuffer
 from osmium.protocol.h2_internals import (
@@ -91,6 +92,8 @@ STREAM_QUEUE_LIMIT = 64 * KIB
 SETTINGS_NO_RFC7540_PRIORITIES = 0x9
 #: Opaque data of the PING that times the two-step GOAWAY.
 GOAWAY_PING = b"osmGOAWY"
+#: Seconds a graceful close waits for the client's PING ACK before sending the final GOAWAY.
+FINAL_GOAWAY_DELAY = 1.0
 
 
 class UpgradeRefused(Exception):
@@ -112,6 +115,7 @@ class ServerConnection:
         debug_frames: bool = False,
     ) -> None:
         self._h2 = ServerH2Connection(config=server_config(debug_frames))
+        limits = limits or Limits()
         self._h2.local_settings = h2.settings.Settings(
             client=False,
             initial_values={
@@ -127,7 +131,6 @@ class ServerConnection:
         # h2 copied its default limits out of the settings we just replaced; apply ours.
         self._h2.max_inbound_frame_size = settings.max_frame_size
         self._h2.decoder.max_header_list_size = settings.max_header_list_size
-        limits = limits or Limits()
         self._frames = ServerFrameBuffer(limits.max_header_block_size)
         self._h2.incoming_buffer = self._frames
         self._settings = settings
@@ -147,13 +150,19 @@ class ServerConnection:
         #: Body bytes queued on all streams, and the most that may be (the output cap).
         self.queued_size = 0
         self._max_queued = limits.max_connection_output
+        self._limits = limits
+        #: When the preface, an open header block and the final GOAWAY are due (None: not due).
+        self._handshake_deadline: float | None = None
+        self._header_deadline: float | None = None
+        self._goaway_deadline: float | None = None
         self.closing = False
         self.closed = False
 
     # -- lifecycle -------------------------------------------------------------------------------
 
-    def start(self, upgrade_settings: bytes | None = None) -> None:
+    def start(self, upgrade_settings: bytes | None = None, now: float = 0.0) -> None:
         """Queue the server preface: SETTINGS, then the connection window beyond the default.
+        The client's preface is due within handshake_timeout of `now`.
 
         `upgrade_settings` is the HTTP2-Settings value of an `Upgrade: h2c` request (RFC 7540
         §3.2); stream 1 then stands for that request. Raises UpgradeRefused when it is invalid.
@@ -170,24 +179,74 @@ class ServerConnection:
         extra_window = self._settings.connection_window_size - DEFAULT_WINDOW_SIZE
         if extra_window > 0:
             self._h2.increment_flow_control_window(extra_window)
+        self._handshake_deadline = now + self._limits.handshake_timeout
 
-    def start_graceful_close(self) -> None:
+    def start_graceful_close(self, now: float = 0.0) -> None:
         """RFC 9113 §6.8's two-step GOAWAY, first step: no new streams, please.
 
         GOAWAY(2^31-1) and a PING go out now; streams the client opened before it saw them are
         still served. The final GOAWAY, naming the last stream served, follows the PING's ACK
-        (one round trip) or `finish_graceful_close()`, whichever comes first.
+        (one round trip), `finish_graceful_close()`, or FINAL_GOAWAY_DELAY after `now`, whichever
+        comes first.
         """
         if not self.closing and not self.closed:
             self.closing = True
             self._h2.send_graceful_goaway(MAX_STREAM_ID)
             self._h2.ping(GOAWAY_PING)
+            self._goaway_deadline = now + FINAL_GOAWAY_DELAY
 
     def finish_graceful_close(self) -> None:
         """Final GOAWAY: streams above the last one opened so far are refused from now on."""
+        self._goaway_deadline = None
         if self.closing and self._h2.goaway_last_stream_id is None and not self.closed:
             self._h2.goaway_last_stream_id = self._h2.highest_inbound_stream_id
             self._h2.send_graceful_goaway(self._h2.highest_inbound_stream_id)
+
+    # -- deadlines -------------------------------------------------------------------------------
+
+    def next_deadline(self) -> float | None:
+        """When `handle_timeout` next has something to do (None: nothing is due)."""
+        handshake, header, goaway = (
+            self._handshake_deadline,
+            self._header_deadline,
+            self._goaway_deadline,
+        )
+        if handshake is None and header is None and goaway is None:
+            return None
+        return min(d for d in (handshake, header, goaway) if d is not None)
+
+    def handle_timeout(self, now: float) -> list[Event]:
+        """What the deadlines due at `now` mean: a slow handshake or header block ends the
+        connection (TimedOut, GOAWAY(ENHANCE_YOUR_CALM) queued); a graceful close sends its final
+        GOAWAY."""
+        if self.closed:
+            return []
+        limits = self._limits
+        if self._handshake_deadline is not None and now >= self._handshake_deadline:
+            self._handshake_deadline = None
+            return [self._time_out("HTTP/2 preface", limits.handshake_timeout)]
+        if self._header_deadline is not None and now >= self._header_deadline:
+            self._header_deadline = None
+            return [self._time_out("request header block", limits.header_timeout)]
+        if self._goaway_deadline is not None and now >= self._goaway_deadline:
+            self.finish_graceful_close()
+        return []
+
+    def _time_out(self, what: str, seconds: float) -> TimedOut:
+        self.close(ErrorCodes.ENHANCE_YOUR_CALM)
+        return TimedOut(what, seconds)
+
+    def _watch_handshake_and_headers(self, now: float) -> None:
+        """After a read: the preface deadline ends once it is in; a header block still open must
+        end within header_timeout of the read that left it open."""
+        frames = self._frames
+        if self._handshake_deadline is not None and frames.preface_received:
+            self._handshake_deadline = None
+        if frames.header_block_pending:
+            if self._header_deadline is None:
+                self._header_deadline = now + self._limits.header_timeout
+        else:
+            self._header_deadline = None
 
     @property
     def preface_received(self) -> bool:
@@ -232,6 +291,7 @@ class ServerConnection:
         provoked = self._h2.provoked_resets - resets_before
         if provoked and not self._resets.spend(now, provoked):
             return [self._calm_down(f"over the {self._resets.name} budget")]
+        self._watch_handshake_and_headers(now)
         return self._translate(h2_events, now)
 
     def _receive_in_slices(self, data: bytes, now: float) -> list[Event]:

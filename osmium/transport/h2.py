@@ -4,6 +4,8 @@ The app's `send` queues body bytes in the core, stream by stream; the core frame
 order within the windows when this transport flushes (once per event-loop turn, and again when the
 socket drains). A send waits only while its own stream's queue is full. A reset, a GOAWAY with an
 error or a lost connection ends that wait at once: the app's `send` raises ClientDisconnected.
+The core's deadlines (handshake, header block, final GOAWAY) get one timer, armed at
+`next_deadline()`; the keep-alive timer and the send deadlines are still kept here.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from osmium.protocol.events import (
     Headers,
     Request,
     Reset,
+    TimedOut,
 )
 from osmium.protocol.h2 import ServerConnection, StreamGone
 from osmium.transport.base import ConnectionProtocol
@@ -38,8 +41,6 @@ log = logging.getLogger("osmium.connection")
 
 #: A retiring worker's connection gets GOAWAY after this many seconds without a stream.
 RETIRE_IDLE_TIMEOUT = 0.5
-#: Seconds a graceful close waits for the client's PING ACK before sending the final GOAWAY.
-FINAL_GOAWAY_DELAY = 1.0
 
 
 def acceptable_tls(version: str | None, cipher: tuple[str, str, int] | None) -> bool:
@@ -73,13 +74,15 @@ class H2ServerProtocol(ConnectionProtocol):
         self._retiring = False
         self._idle_since = 0.0
         self._idle_timer: asyncio.TimerHandle | None = None
-        self._handshake_timer: asyncio.TimerHandle | None = None
-        self._header_timer: asyncio.TimerHandle | None = None
+        #: The one timer for the core's deadlines (handshake, header block, final GOAWAY), and
+        #: the moment it is armed for.
+        self._core_timer: asyncio.TimerHandle | None = None
+        self._core_timer_at: float | None = None
 
     # -- asyncio.Protocol ------------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._core.start()
+        self._core.start(now=self._loop.time())
         self._attach(transport)
         tls = transport.get_extra_info("ssl_object")
         if tls is not None and not acceptable_tls(tls.version(), tls.cipher()):
@@ -92,7 +95,7 @@ class H2ServerProtocol(ConnectionProtocol):
 
         Raises UpgradeRefused for a value RFC 7540 §3.2.1 does not allow.
         """
-        self._core.start(upgrade_settings=settings)
+        self._core.start(upgrade_settings=settings, now=self._loop.time())
 
     def take_over(
         self, transport: asyncio.BaseTransport, headers: Headers, body: bytes, trailing: bytes
@@ -113,10 +116,7 @@ class H2ServerProtocol(ConnectionProtocol):
         self._flush()
         self._idle_since = self._loop.time()
         self._arm_idle_timer(self._context.keep_alive_timeout)
-        if not self._core.preface_received:
-            self._handshake_timer = self._loop.call_later(
-                self._limits.handshake_timeout, self._check_handshake
-            )
+        self._arm_core_timer()
 
     def data_received(self, data: bytes) -> None:
         self._counters.bytes_received += len(data)
@@ -133,10 +133,11 @@ class H2ServerProtocol(ConnectionProtocol):
         self._flush()
         if self._closing:
             self._close_if_done()
-        self._watch_handshake_and_headers()
+        if self._core.next_deadline() != self._core_timer_at:
+            self._arm_core_timer()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        for timer in (self._idle_timer, self._handshake_timer, self._header_timer):
+        for timer in (self._idle_timer, self._core_timer):
             if timer is not None:
                 timer.cancel()
         self._disconnect_streams()
@@ -157,38 +158,26 @@ class H2ServerProtocol(ConnectionProtocol):
         super().resume_writing()
         self._schedule_flush()  # room again: the core frames more of the queued bodies
 
-    # -- deadlines for slow peers ----------------------------------------------------------------
+    # -- the core's deadlines --------------------------------------------------------------------
 
-    def _watch_handshake_and_headers(self) -> None:
-        """Per read: the preface deadline ends once it is in; a header block still open after
-        this read must end within header_timeout."""
-        core = self._core
-        if self._handshake_timer is not None and core.preface_received:
-            self._handshake_timer.cancel()
-            self._handshake_timer = None
-        if core.header_block_pending:
-            if self._header_timer is None:
-                self._header_timer = self._loop.call_later(
-                    self._limits.header_timeout, self._check_header_block
-                )
-        elif self._header_timer is not None:
-            self._header_timer.cancel()
-            self._header_timer = None
+    def _arm_core_timer(self) -> None:
+        """One timer, at the core's next deadline (or none)."""
+        if self._core_timer is not None:
+            self._core_timer.cancel()
+            self._core_timer = None
+        deadline = self._core_timer_at = self._core.next_deadline()
+        if deadline is not None and not self._closed:
+            self._core_timer = self._loop.call_at(deadline, self._on_core_deadline)
 
-    def _check_handshake(self) -> None:
-        self._handshake_timer = None
-        if not self._core.preface_received:
-            self._time_out("HTTP/2 preface", self._limits.handshake_timeout)
-
-    def _check_header_block(self) -> None:
-        self._header_timer = None
-        if self._core.header_block_pending:
-            self._time_out("request header block", self._limits.header_timeout)
-
-    def _time_out(self, what: str, seconds: float) -> None:
-        if not self._closed:
-            self._core.close(ErrorCode.ENHANCE_YOUR_CALM)  # the GOAWAY goes out with the close
-        super()._time_out(what, seconds)
+    def _on_core_deadline(self) -> None:
+        self._core_timer = None
+        for event in self._core.handle_timeout(self._loop.time()):
+            self._dispatch(event)
+        if self._closed:
+            return
+        self._flush()
+        self._close_if_done()
+        self._arm_core_timer()
 
     # -- events from the core --------------------------------------------------------------------
 
@@ -208,6 +197,8 @@ class H2ServerProtocol(ConnectionProtocol):
             self._on_goaway(event)  # type: ignore[arg-type]
         elif kind is ConnectionFailed:
             self._on_connection_failed(event)  # type: ignore[arg-type]
+        elif kind is TimedOut:
+            self._time_out(event.what, event.seconds)  # type: ignore[union-attr]
 
     def _on_request(self, event: Request) -> None:
         stream_id = event.stream_id
@@ -444,17 +435,10 @@ class H2ServerProtocol(ConnectionProtocol):
         if self._closed or self._closing:
             return
         self._closing = True
-        self._core.start_graceful_close()
+        # The final GOAWAY follows the client's PING ACK, or the core's deadline for it.
+        self._core.start_graceful_close(self._loop.time())
         self._flush()
-        # Normally the client's PING ACK completes the GOAWAY sooner than this.
-        self._loop.call_later(FINAL_GOAWAY_DELAY, self._finish_goaway)
-
-    def _finish_goaway(self) -> None:
-        if self._closed:
-            return
-        self._core.finish_graceful_close()
-        self._flush()
-        self._close_if_done()
+        self._arm_core_timer()
 
     def retire(self) -> None:
         """Serve on, but GOAWAY as soon as no stream has been open for RETIRE_IDLE_TIMEOUT."""

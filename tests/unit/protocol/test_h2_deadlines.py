@@ -1,0 +1,83 @@
+"""The core's deadlines: it says when it next needs the time (`next_deadline`) and what a passed
+deadline means (`handle_timeout`); the transport only arms one timer for it."""
+
+from __future__ import annotations
+
+from h2.errors import ErrorCodes
+from hyperframe.frame import GoAwayFrame, PingFrame
+
+from osmium.protocol.events import TimedOut
+from osmium.protocol.h2 import FINAL_GOAWAY_DELAY, ServerConnection
+from osmium.protocol.limits import Limits
+from osmium.protocol.settings import ProtocolSettings
+from tests.conformance.frames import PREFACE, FrameType, raw_frame
+from tests.support.h2_peer import GET, Peer, frames_in
+
+LIMITS = Limits(handshake_timeout=2.0, header_timeout=3.0)
+
+
+def goaways(server: ServerConnection) -> list[tuple[int, int]]:
+    frames = frames_in(server.data_to_send())
+    return [(f.last_stream_id, f.error_code) for f in frames if isinstance(f, GoAwayFrame)]
+
+
+def test_the_preface_is_due_within_the_handshake_timeout() -> None:
+    server = ServerConnection(ProtocolSettings(), limits=LIMITS)
+    server.start(now=100.0)
+    server.data_to_send()
+    assert server.next_deadline() == 102.0
+    assert server.handle_timeout(101.9) == []
+    server.receive(PREFACE, now=101.0)  # the preface without its SETTINGS is not the handshake
+    assert server.handle_timeout(102.0) == [TimedOut("HTTP/2 preface", 2.0)]
+    assert [code for _, code in goaways(server)] == [ErrorCodes.ENHANCE_YOUR_CALM]
+    assert server.closed
+
+
+def test_a_complete_handshake_leaves_nothing_due() -> None:
+    server = ServerConnection(ProtocolSettings(), limits=LIMITS)
+    server.start(now=100.0)
+    server.receive(PREFACE + raw_frame(FrameType.SETTINGS, 0, 0, b""), now=100.5)
+    assert server.next_deadline() is None
+    assert server.handle_timeout(1000.0) == []
+
+
+def test_an_open_header_block_is_due_within_the_header_timeout() -> None:
+    peer = Peer(limits=LIMITS)
+    block = peer.client.encoder.encode(GET)
+    half = len(block) // 2
+    peer.server.receive(raw_frame(FrameType.HEADERS, 0x1, 1, block[:half]), now=10.0)
+    assert peer.server.next_deadline() == 13.0
+    peer.server.receive(raw_frame(FrameType.CONTINUATION, 0, 1, b""), now=12.0)  # still open
+    assert peer.server.next_deadline() == 13.0
+    assert peer.server.handle_timeout(13.0) == [TimedOut("request header block", 3.0)]
+    assert peer.server.closed
+
+
+def test_a_completed_header_block_leaves_nothing_due() -> None:
+    peer = Peer(limits=LIMITS)
+    block = peer.client.encoder.encode(GET)
+    half = len(block) // 2
+    peer.server.receive(raw_frame(FrameType.HEADERS, 0x1, 1, block[:half]), now=10.0)
+    peer.server.receive(raw_frame(FrameType.CONTINUATION, 0x4, 1, block[half:]), now=11.0)
+    assert peer.server.next_deadline() is None
+
+
+def test_the_final_goaway_follows_the_ping_ack_or_its_deadline() -> None:
+    peer = Peer()
+    peer.server.data_to_send()
+    peer.server.start_graceful_close(now=50.0)
+    assert goaways(peer.server) == [(2**31 - 1, ErrorCodes.NO_ERROR)]
+    assert peer.server.next_deadline() == 50.0 + FINAL_GOAWAY_DELAY
+    assert peer.server.handle_timeout(50.0 + FINAL_GOAWAY_DELAY) == []
+    assert goaways(peer.server) == [(0, ErrorCodes.NO_ERROR)]
+    assert peer.server.goaway_complete and peer.server.next_deadline() is None
+
+
+def test_a_ping_ack_ends_the_final_goaway_deadline() -> None:
+    peer = Peer()
+    peer.server.start_graceful_close(now=50.0)
+    ping = next(f for f in frames_in(peer.server.data_to_send()) if isinstance(f, PingFrame))
+    ack = PingFrame(0, flags=["ACK"])
+    ack.opaque_data = ping.opaque_data
+    peer.server.receive(ack.serialize(), now=50.1)
+    assert peer.server.goaway_complete and peer.server.next_deadline() is None
