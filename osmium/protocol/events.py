@@ -88,4 +88,13 @@ class TimedOut:
     seconds: float
 
 
-Event = Request | Body | EndBody | Reset | GoAway | ConnectionFailed | TimedOut
+@dataclass(frozen=True, slots=True)
+class SendTimedOut:
+    """The stream's queued response made no progress (no window, or no room) for `seconds`:
+    it is reset (CANCEL), and its sender must give up."""
+
+    stream_id: int
+    seconds: float
+
+
+Event = Request | Body | EndBody | Reset | GoAway | ConnectionFailed | TimedOut | SendTimedOut

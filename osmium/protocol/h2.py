@@ -26,6 +26,7 @@ from osmium.protocol.events import (
     Headers,
     Request,
     Reset,
+    SendTimedOut,
     TimedOut,
 )
 from osmium.protocol.framing import ServerFrameBuffer
@@ -155,6 +156,10 @@ class ServerConnection:
         self._handshake_deadline: float | None = None
         self._header_deadline: float | None = None
         self._goaway_deadline: float | None = None
+        #: The earliest moment a queued response has gone send_timeout without progress.
+        self._send_deadline: float | None = None
+        #: A deadline moved since the transport last armed its timer (`next_deadline`).
+        self.deadline_moved = False
         self.closing = False
         self.closed = False
 
@@ -180,6 +185,7 @@ class ServerConnection:
         if extra_window > 0:
             self._h2.increment_flow_control_window(extra_window)
         self._handshake_deadline = now + self._limits.handshake_timeout
+        self.deadline_moved = True
 
     def start_graceful_close(self, now: float = 0.0) -> None:
         """RFC 9113 §6.8's two-step GOAWAY, first step: no new streams, please.
@@ -194,10 +200,13 @@ class ServerConnection:
             self._h2.send_graceful_goaway(MAX_STREAM_ID)
             self._h2.ping(GOAWAY_PING)
             self._goaway_deadline = now + FINAL_GOAWAY_DELAY
+            self.deadline_moved = True
 
     def finish_graceful_close(self) -> None:
         """Final GOAWAY: streams above the last one opened so far are refused from now on."""
-        self._goaway_deadline = None
+        if self._goaway_deadline is not None:
+            self._goaway_deadline = None
+            self.deadline_moved = True
         if self.closing and self._h2.goaway_last_stream_id is None and not self.closed:
             self._h2.goaway_last_stream_id = self._h2.highest_inbound_stream_id
             self._h2.send_graceful_goaway(self._h2.highest_inbound_stream_id)
@@ -206,21 +215,24 @@ class ServerConnection:
 
     def next_deadline(self) -> float | None:
         """When `handle_timeout` next has something to do (None: nothing is due)."""
-        handshake, header, goaway = (
+        self.deadline_moved = False
+        deadlines = (
             self._handshake_deadline,
             self._header_deadline,
             self._goaway_deadline,
+            self._send_deadline,
         )
-        if handshake is None and header is None and goaway is None:
-            return None
-        return min(d for d in (handshake, header, goaway) if d is not None)
+        due = [deadline for deadline in deadlines if deadline is not None]
+        return min(due) if due else None
 
     def handle_timeout(self, now: float) -> list[Event]:
         """What the deadlines due at `now` mean: a slow handshake or header block ends the
-        connection (TimedOut, GOAWAY(ENHANCE_YOUR_CALM) queued); a graceful close sends its final
-        GOAWAY."""
+        connection (TimedOut, GOAWAY(ENHANCE_YOUR_CALM) queued); a response that made no progress
+        for send_timeout is reset (SendTimedOut, RST_STREAM(CANCEL)); a graceful close sends its
+        final GOAWAY."""
         if self.closed:
             return []
+        self.deadline_moved = True
         limits = self._limits
         if self._handshake_deadline is not None and now >= self._handshake_deadline:
             self._handshake_deadline = None
@@ -230,7 +242,38 @@ class ServerConnection:
             return [self._time_out("request header block", limits.header_timeout)]
         if self._goaway_deadline is not None and now >= self._goaway_deadline:
             self.finish_graceful_close()
+        if self._send_deadline is not None and now >= self._send_deadline:
+            return self._reset_stalled_sends(now)
         return []
+
+    def _reset_stalled_sends(self, now: float) -> list[Event]:
+        timeout = self._limits.send_timeout
+        stalled = [
+            stream_id
+            for stream_id, output in self._outputs.items()
+            if output.size
+            and output.progress_at is not None
+            and output.progress_at + timeout <= now
+        ]
+        for stream_id in stalled:
+            self.reset(stream_id, ErrorCodes.CANCEL)
+        self._watch_sends(now)
+        return [SendTimedOut(stream_id, timeout) for stream_id in stalled]
+
+    def _watch_sends(self, now: float) -> None:
+        """After framing: each response still queued runs to send_timeout from its last
+        progress (from now, for one seen queued for the first time)."""
+        earliest = None
+        for output in self._outputs.values():
+            if output.size:
+                if output.progress_at is None:
+                    output.progress_at = now
+                if earliest is None or output.progress_at < earliest:
+                    earliest = output.progress_at
+        deadline = None if earliest is None else earliest + self._limits.send_timeout
+        if deadline != self._send_deadline:
+            self._send_deadline = deadline
+            self.deadline_moved = True
 
     def _time_out(self, what: str, seconds: float) -> TimedOut:
         self.close(ErrorCodes.ENHANCE_YOUR_CALM)
@@ -242,11 +285,14 @@ class ServerConnection:
         frames = self._frames
         if self._handshake_deadline is not None and frames.preface_received:
             self._handshake_deadline = None
+            self.deadline_moved = True
         if frames.header_block_pending:
             if self._header_deadline is None:
                 self._header_deadline = now + self._limits.header_timeout
-        else:
+                self.deadline_moved = True
+        elif self._header_deadline is not None:
             self._header_deadline = None
+            self.deadline_moved = True
 
     @property
     def preface_received(self) -> bool:
@@ -513,6 +559,8 @@ class ServerConnection:
             priority = self._priorities.get(stream_id, DEFAULT_PRIORITY)
             output = self._outputs[stream_id] = StreamOutput(priority)
         if data:
+            if not output.size:
+                output.progress_at = None  # a queue that refills starts its send_timeout afresh
             output.append(data)
             self.queued_size += len(data)
             self._scheduler.push(stream_id, output.priority)
@@ -573,14 +621,16 @@ class ServerConnection:
         if size and not self.closed:
             self._h2.acknowledge_received_data(size, stream_id)
 
-    def data_to_send(self, max_bytes: int = MAX_WINDOW_SIZE) -> bytes:
-        """The bytes to write now: frames already due, then DATA in scheduler order within both
-        send windows and at most `max_bytes` of it (the room the transport has)."""
+    def data_to_send(self, max_bytes: int = MAX_WINDOW_SIZE, now: float = 0.0) -> bytes:
+        """The bytes to write at `now`: frames already due, then DATA in scheduler order within
+        both send windows and at most `max_bytes` of it (the room the transport has)."""
         if self._scheduler.occupied and not self.closed:
-            self._frame_body(max_bytes)
+            self._frame_body(max_bytes, now)
+        if self._outputs or self._send_deadline is not None:
+            self._watch_sends(now)
         return self._h2.data_to_send()
 
-    def _frame_body(self, budget: int) -> None:
+    def _frame_body(self, budget: int, now: float) -> None:
         """DATA frames from the streams the scheduler picks, until the budget, the connection
         window or the ready streams run out. A stream without window leaves the scheduler until
         WINDOW_UPDATE: it never holds up the others."""
@@ -612,6 +662,7 @@ class ServerConnection:
                 self._drop_output(stream_id)  # closed under it (h2 saw the end first)
                 continue
             if output.size:
+                output.progress_at = now
                 scheduler.sent(stream_id, size)
                 continue
             scheduler.discard(stream_id)

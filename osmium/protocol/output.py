@@ -16,7 +16,15 @@ from osmium.protocol.priority import DEFAULT_PRIORITY, Priority
 class StreamOutput:
     """Body chunks in order (kept as the app gave them: no copies), and how the stream ends."""
 
-    __slots__ = ("_chunks", "end_stream", "priority", "reset_when_sent", "size", "trailers")
+    __slots__ = (
+        "_chunks",
+        "end_stream",
+        "priority",
+        "progress_at",
+        "reset_when_sent",
+        "size",
+        "trailers",
+    )
 
     def __init__(self, priority: Priority = DEFAULT_PRIORITY) -> None:
         self._chunks: deque[bytes | memoryview] = deque()
@@ -29,6 +37,9 @@ class StreamOutput:
         #: answered without reading the whole request).
         self.reset_when_sent: int | None = None
         self.priority = priority
+        #: When the queue last moved (a frame went out, or it filled up after being empty);
+        #: None until the core first sees it queued. send_timeout runs from here.
+        self.progress_at: float | None = None
 
     def append(self, data: bytes | memoryview) -> None:
         self._chunks.append(data)

@@ -4,8 +4,8 @@ The app's `send` queues body bytes in the core, stream by stream; the core frame
 order within the windows when this transport flushes (once per event-loop turn, and again when the
 socket drains). A send waits only while its own stream's queue is full. A reset, a GOAWAY with an
 error or a lost connection ends that wait at once: the app's `send` raises ClientDisconnected.
-The core's deadlines (handshake, header block, final GOAWAY) get one timer, armed at
-`next_deadline()`; the keep-alive timer and the send deadlines are still kept here.
+The core's deadlines (handshake, header block, final GOAWAY, sends without progress) get one
+timer, armed at `next_deadline()`; the keep-alive/retire timer is still kept here.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from osmium.protocol.events import (
     Headers,
     Request,
     Reset,
+    SendTimedOut,
     TimedOut,
 )
 from osmium.protocol.h2 import ServerConnection, StreamGone
@@ -133,8 +134,6 @@ class H2ServerProtocol(ConnectionProtocol):
         self._flush()
         if self._closing:
             self._close_if_done()
-        if self._core.next_deadline() != self._core_timer_at:
-            self._arm_core_timer()
 
     def connection_lost(self, exc: Exception | None) -> None:
         for timer in (self._idle_timer, self._core_timer):
@@ -162,10 +161,13 @@ class H2ServerProtocol(ConnectionProtocol):
 
     def _arm_core_timer(self) -> None:
         """One timer, at the core's next deadline (or none)."""
+        deadline = self._core.next_deadline()
+        if deadline == self._core_timer_at and (deadline is None or self._core_timer is not None):
+            return
         if self._core_timer is not None:
             self._core_timer.cancel()
             self._core_timer = None
-        deadline = self._core_timer_at = self._core.next_deadline()
+        self._core_timer_at = deadline
         if deadline is not None and not self._closed:
             self._core_timer = self._loop.call_at(deadline, self._on_core_deadline)
 
@@ -199,6 +201,8 @@ class H2ServerProtocol(ConnectionProtocol):
             self._on_connection_failed(event)  # type: ignore[arg-type]
         elif kind is TimedOut:
             self._time_out(event.what, event.seconds)  # type: ignore[union-attr]
+        elif kind is SendTimedOut:
+            self._on_send_timed_out(event)  # type: ignore[arg-type]
 
     def _on_request(self, event: Request) -> None:
         stream_id = event.stream_id
@@ -237,6 +241,15 @@ class H2ServerProtocol(ConnectionProtocol):
         if stream is not None:
             stream.disconnect()
         self._wake_sender(stream_id)
+
+    def _on_send_timed_out(self, event: SendTimedOut) -> None:
+        log.info(
+            "stream %d of %s: no progress sending for %.0f s; resetting it",
+            event.stream_id,
+            self.peer_host,
+            event.seconds,
+        )
+        self._on_reset(event.stream_id)
 
     def _on_goaway(self, event: GoAway) -> None:
         if event.error_code == ErrorCode.NO_ERROR:
@@ -376,23 +389,12 @@ class H2ServerProtocol(ConnectionProtocol):
         self._schedule_flush()
 
     async def _wait_for_room(self, stream_id: int) -> None:
-        """Until the stream's queue drains a little; after send_timeout without that (no window,
-        or a peer that does not read) the stream is reset (CANCEL)."""
+        """Until the stream's queue drains a little, or the stream is gone (the core resets it
+        after send_timeout without progress: no window, or a peer that does not read)."""
         waiter = self._loop.create_future()
         self._room_waiters[stream_id] = waiter
         try:
-            async with asyncio.timeout(self._limits.send_timeout):
-                await waiter
-        except TimeoutError:
-            log.info(
-                "stream %d of %s: no progress sending for %.0f s; resetting it",
-                stream_id,
-                self.peer_host,
-                self._limits.send_timeout,
-            )
-            self._core.reset(stream_id, ErrorCode.CANCEL)
-            self._schedule_flush()
-            raise self._gone(stream_id, "no progress sending") from None
+            await waiter
         finally:
             del self._room_waiters[stream_id]
 
@@ -409,13 +411,15 @@ class H2ServerProtocol(ConnectionProtocol):
         assert self._transport is not None
         room = self._limits.max_connection_output - self._transport.get_write_buffer_size()
         core = self._core
-        data = core.data_to_send(room)
+        data = core.data_to_send(room, self._loop.time())
         if self._room_waiters:
             for stream_id, waiter in self._room_waiters.items():
                 if not waiter.done() and core.has_room(stream_id):
                     waiter.set_result(None)
         if self._closing and not self._streams and not core.queued_size:
             self._loop.call_soon(self._close_if_done)  # the last queued body just went out
+        if core.deadline_moved:
+            self._arm_core_timer()
         return data
 
     def _close_if_done(self) -> None:

@@ -235,10 +235,12 @@ def test_slow_tls_handshake(tls_files: TLSFiles, backend: str) -> None:
 # -- responses the peer does not take (CVE-2019-9517) -------------------------------------------
 
 
-def test_zero_window_across_streams_and_connections(server: ServerProcess) -> None:
-    """10 connections x 100 streams download 10 MB each through a stream window of 0 that never
-    opens: the responses' headers arrive, no data can, and after the 2 s send deadline every
-    stream is reset with CANCEL; memory stays flat meanwhile."""
+@pytest.mark.parametrize("path", ["/big?size=10000000", "/"], ids=["10MB", "hello"])
+def test_zero_window_across_streams_and_connections(server: ServerProcess, path: str) -> None:
+    """10 connections x 100 streams download 10 MB each (or 11 bytes, which the app hands over at
+    once and forgets) through a stream window of 0 that never opens: the responses' headers
+    arrive, no data can, and after the 2 s send deadline every stream is reset with CANCEL;
+    memory stays flat meanwhile."""
     count, streams = 10, 100
     start_line = len(server.lines)
     clients = [RawClient(server.host, server.port) for _ in range(count)]
@@ -248,7 +250,7 @@ def test_zero_window_across_streams_and_connections(server: ServerProcess) -> No
             for client in clients:
                 client.handshake({Setting.INITIAL_WINDOW_SIZE: 0})
                 for _ in range(streams):
-                    client.request("/big?size=10000000")
+                    client.request(path)
             deadline = started + DEADLINE + GRACE + 2.0  # + the time to open 1,000 streams
             pending = set(clients)
             while pending and time.monotonic() < deadline:
@@ -264,7 +266,11 @@ def test_zero_window_across_streams_and_connections(server: ServerProcess) -> No
         for client in clients:
             client.close()
     cancelled = sum(state.reset_code == ErrorCode.CANCEL for state in states)
-    report("zero window", f"{cancelled}/{len(states)} streams CANCELled in {elapsed:.2f} s", probe)
+    report(
+        f"zero window ({path})",
+        f"{cancelled}/{len(states)} streams CANCELled in {elapsed:.2f} s",
+        probe,
+    )
     assert len(states) == count * streams
     assert all(state.header_blocks for state in states), "a response's headers never came"
     assert not any(state.data for state in states), "DATA sent through a zero window"

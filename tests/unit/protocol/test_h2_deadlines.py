@@ -4,9 +4,9 @@ deadline means (`handle_timeout`); the transport only arms one timer for it."""
 from __future__ import annotations
 
 from h2.errors import ErrorCodes
-from hyperframe.frame import GoAwayFrame, PingFrame
+from hyperframe.frame import GoAwayFrame, PingFrame, RstStreamFrame
 
-from osmium.protocol.events import TimedOut
+from osmium.protocol.events import SendTimedOut, TimedOut
 from osmium.protocol.h2 import FINAL_GOAWAY_DELAY, ServerConnection
 from osmium.protocol.limits import Limits
 from osmium.protocol.settings import ProtocolSettings
@@ -81,3 +81,52 @@ def test_a_ping_ack_ends_the_final_goaway_deadline() -> None:
     ack.opaque_data = ping.opaque_data
     peer.server.receive(ack.serialize(), now=50.1)
     assert peer.server.goaway_complete and peer.server.next_deadline() is None
+
+
+def queued_response(peer: Peer, size: int) -> int:
+    stream_id = peer.request(GET)
+    peer.client_to_server()
+    peer.server.send_headers(stream_id, [(b":status", b"200")], end_stream=False)
+    peer.server.send_data(stream_id, b"x" * size, end_stream=True)
+    return stream_id
+
+
+def test_a_response_stuck_behind_a_closed_window_is_reset_at_the_send_deadline() -> None:
+    """The app handed over the whole body and moved on; the client never opens its window."""
+    peer = Peer(initial_window_size=0, limits=Limits(send_timeout=5.0))
+    stream_id = queued_response(peer, 11)
+    peer.server.data_to_send(now=20.0)
+    assert peer.server.next_deadline() == 25.0
+    assert peer.server.handle_timeout(24.9) == []
+    assert peer.server.handle_timeout(25.0) == [SendTimedOut(stream_id, 5.0)]
+    resets = [
+        f for f in frames_in(peer.server.data_to_send(now=25.0)) if isinstance(f, RstStreamFrame)
+    ]
+    assert [(f.stream_id, f.error_code) for f in resets] == [(stream_id, ErrorCodes.CANCEL)]
+    assert peer.server.queued_size == 0 and peer.server.next_deadline() is None
+
+
+def test_progress_moves_the_send_deadline() -> None:
+    peer = Peer(initial_window_size=10, limits=Limits(send_timeout=5.0))
+    stream_id = queued_response(peer, 25)
+    peer.server.data_to_send(now=20.0)  # 10 bytes go out
+    assert peer.server.next_deadline() == 25.0
+    peer.client.increment_flow_control_window(10, stream_id)
+    peer.server.receive(peer.client.data_to_send(), now=23.0)
+    peer.server.data_to_send(now=23.0)  # 10 more
+    assert peer.server.next_deadline() == 28.0
+    peer.client.increment_flow_control_window(10, stream_id)
+    peer.server.receive(peer.client.data_to_send(), now=24.0)
+    peer.server.data_to_send(now=24.0)  # the last 5: nothing queued, nothing due
+    assert peer.server.next_deadline() is None
+
+
+def test_a_queue_that_refills_after_a_pause_starts_its_deadline_afresh() -> None:
+    peer = Peer(initial_window_size=0, limits=Limits(send_timeout=5.0))
+    stream_id = peer.request(GET)
+    peer.client_to_server()
+    peer.server.send_headers(stream_id, [(b":status", b"200")], end_stream=False)
+    peer.server.data_to_send(now=0.0)
+    peer.server.send_data(stream_id, b"late", end_stream=True)  # the app took 60 s for it
+    peer.server.data_to_send(now=60.0)
+    assert peer.server.next_deadline() == 65.0
