@@ -97,4 +97,19 @@ class SendTimedOut:
     seconds: float
 
 
-Event = Request | Body | EndBody | Reset | GoAway | ConnectionFailed | TimedOut | SendTimedOut
+@dataclass(frozen=True, slots=True)
+class IdleTimedOut:
+    """No stream ran for the keep-alive timeout (less when retiring): close gracefully."""
+
+
+Event = (
+    Request
+    | Body
+    | EndBody
+    | Reset
+    | GoAway
+    | ConnectionFailed
+    | TimedOut
+    | SendTimedOut
+    | IdleTimedOut
+)

@@ -24,6 +24,7 @@ from osmium.protocol.events import (
     Event,
     GoAway,
     Headers,
+    IdleTimedOut,
     Request,
     Reset,
     SendTimedOut,
@@ -95,6 +96,8 @@ SETTINGS_NO_RFC7540_PRIORITIES = 0x9
 GOAWAY_PING = b"osmGOAWY"
 #: Seconds a graceful close waits for the client's PING ACK before sending the final GOAWAY.
 FINAL_GOAWAY_DELAY = 1.0
+#: A retiring worker's connection closes after this many seconds without a stream.
+RETIRE_IDLE_TIMEOUT = 0.5
 
 
 class UpgradeRefused(Exception):
@@ -114,6 +117,7 @@ class ServerConnection:
         *,
         limits: Limits | None = None,
         debug_frames: bool = False,
+        keep_alive_timeout: float | None = None,
     ) -> None:
         self._h2 = ServerH2Connection(config=server_config(debug_frames))
         limits = limits or Limits()
@@ -158,8 +162,15 @@ class ServerConnection:
         self._goaway_deadline: float | None = None
         #: The earliest moment a queued response has gone send_timeout without progress.
         self._send_deadline: float | None = None
-        #: A deadline moved since the transport last armed its timer (`next_deadline`).
-        self.deadline_moved = False
+        #: Since when no stream runs (None: one does), and when that closes the connection.
+        self._keep_alive_timeout = keep_alive_timeout
+        self._retiring = False
+        self._idle_since: float | None = None
+        self._idle_deadline: float | None = None
+        #: The earliest deadline set since the transport last took this (it sets None): its
+        #: timer must go off by then. A deadline that goes away needs no word: a timer that
+        #: fires early finds nothing due, and the transport asks `next_deadline` again.
+        self.new_deadline: float | None = None
         self.closing = False
         self.closed = False
 
@@ -185,7 +196,7 @@ class ServerConnection:
         if extra_window > 0:
             self._h2.increment_flow_control_window(extra_window)
         self._handshake_deadline = now + self._limits.handshake_timeout
-        self.deadline_moved = True
+        self._announce(self._handshake_deadline)
 
     def start_graceful_close(self, now: float = 0.0) -> None:
         """RFC 9113 §6.8's two-step GOAWAY, first step: no new streams, please.
@@ -197,30 +208,57 @@ class ServerConnection:
         """
         if not self.closing and not self.closed:
             self.closing = True
+            self._idle_deadline = None
             self._h2.send_graceful_goaway(MAX_STREAM_ID)
             self._h2.ping(GOAWAY_PING)
             self._goaway_deadline = now + FINAL_GOAWAY_DELAY
-            self.deadline_moved = True
+            self._announce(self._goaway_deadline)
 
     def finish_graceful_close(self) -> None:
         """Final GOAWAY: streams above the last one opened so far are refused from now on."""
-        if self._goaway_deadline is not None:
-            self._goaway_deadline = None
-            self.deadline_moved = True
+        self._goaway_deadline = None
         if self.closing and self._h2.goaway_last_stream_id is None and not self.closed:
             self._h2.goaway_last_stream_id = self._h2.highest_inbound_stream_id
             self._h2.send_graceful_goaway(self._h2.highest_inbound_stream_id)
 
     # -- deadlines -------------------------------------------------------------------------------
 
+    def idle(self, now: float) -> None:
+        """No stream runs from `now` (the last one's handler finished): after keep_alive_timeout
+        of that, `handle_timeout` says IdleTimedOut. A request that arrives ends the wait."""
+        self._idle_since = now
+        timeout = self._keep_alive_timeout
+        if timeout is None or self.closing:
+            return
+        if self._retiring:
+            timeout = min(timeout, RETIRE_IDLE_TIMEOUT)
+        deadline = self._idle_deadline = now + timeout
+        new = self.new_deadline
+        if new is None or deadline < new:
+            self.new_deadline = deadline
+
+    def busy(self) -> None:
+        """A stream runs that did not arrive as a request here (the h2c upgrade's stream 1)."""
+        self._idle_since = self._idle_deadline = None
+
+    def retire(self) -> None:
+        """The worker is retiring: idle for RETIRE_IDLE_TIMEOUT is enough to close."""
+        self._retiring = True
+        if self._idle_since is not None:
+            self.idle(self._idle_since)
+
+    def _announce(self, deadline: float) -> None:
+        if self.new_deadline is None or deadline < self.new_deadline:
+            self.new_deadline = deadline
+
     def next_deadline(self) -> float | None:
         """When `handle_timeout` next has something to do (None: nothing is due)."""
-        self.deadline_moved = False
         deadlines = (
             self._handshake_deadline,
             self._header_deadline,
             self._goaway_deadline,
             self._send_deadline,
+            self._idle_deadline,
         )
         due = [deadline for deadline in deadlines if deadline is not None]
         return min(due) if due else None
@@ -232,7 +270,6 @@ class ServerConnection:
         final GOAWAY."""
         if self.closed:
             return []
-        self.deadline_moved = True
         limits = self._limits
         if self._handshake_deadline is not None and now >= self._handshake_deadline:
             self._handshake_deadline = None
@@ -244,6 +281,9 @@ class ServerConnection:
             self.finish_graceful_close()
         if self._send_deadline is not None and now >= self._send_deadline:
             return self._reset_stalled_sends(now)
+        if self._idle_deadline is not None and now >= self._idle_deadline:
+            self._idle_deadline = None
+            return [IdleTimedOut()]
         return []
 
     def _reset_stalled_sends(self, now: float) -> list[Event]:
@@ -273,7 +313,8 @@ class ServerConnection:
         deadline = None if earliest is None else earliest + self._limits.send_timeout
         if deadline != self._send_deadline:
             self._send_deadline = deadline
-            self.deadline_moved = True
+            if deadline is not None:
+                self._announce(deadline)
 
     def _time_out(self, what: str, seconds: float) -> TimedOut:
         self.close(ErrorCodes.ENHANCE_YOUR_CALM)
@@ -285,14 +326,12 @@ class ServerConnection:
         frames = self._frames
         if self._handshake_deadline is not None and frames.preface_received:
             self._handshake_deadline = None
-            self.deadline_moved = True
         if frames.header_block_pending:
             if self._header_deadline is None:
                 self._header_deadline = now + self._limits.header_timeout
-                self.deadline_moved = True
-        elif self._header_deadline is not None:
+                self._announce(self._header_deadline)
+        else:
             self._header_deadline = None
-            self.deadline_moved = True
 
     @property
     def preface_received(self) -> bool:
@@ -361,6 +400,8 @@ class ServerConnection:
                 events.append(Body(event.stream_id, event.data, event.flow_controlled_length))
             elif kind is h2.events.RequestReceived:
                 self._last_request_id = event.stream_id
+                if self._idle_since is not None:
+                    self._idle_since = self._idle_deadline = None
                 for name, _ in event.headers:
                     if name == b"priority":
                         self._take_priority(event.stream_id, event.headers)

@@ -4,8 +4,9 @@ The app's `send` queues body bytes in the core, stream by stream; the core frame
 order within the windows when this transport flushes (once per event-loop turn, and again when the
 socket drains). A send waits only while its own stream's queue is full. A reset, a GOAWAY with an
 error or a lost connection ends that wait at once: the app's `send` raises ClientDisconnected.
-The core's deadlines (handshake, header block, final GOAWAY, sends without progress) get one
-timer, armed at `next_deadline()`; the keep-alive/retire timer is still kept here.
+Every protocol deadline is the core's (handshake, header block, final GOAWAY, sends without
+progress, keep-alive): one timer, armed at `next_deadline()`. What only the socket shows, output
+it does not take (the base class's stall timer), stays here.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from osmium.protocol.events import (
     Event,
     GoAway,
     Headers,
+    IdleTimedOut,
     Request,
     Reset,
     SendTimedOut,
@@ -39,9 +41,6 @@ from osmium.transport.base import ConnectionProtocol
 from osmium.transport.context import ServerContext
 
 log = logging.getLogger("osmium.connection")
-
-#: A retiring worker's connection gets GOAWAY after this many seconds without a stream.
-RETIRE_IDLE_TIMEOUT = 0.5
 
 
 def acceptable_tls(version: str | None, cipher: tuple[str, str, int] | None) -> bool:
@@ -62,7 +61,10 @@ class H2ServerProtocol(ConnectionProtocol):
     def __init__(self, context: ServerContext) -> None:
         super().__init__(context)
         self._core = ServerConnection(
-            context.protocol, limits=context.limits, debug_frames=context.debug_frames
+            context.protocol,
+            limits=context.limits,
+            debug_frames=context.debug_frames,
+            keep_alive_timeout=context.keep_alive_timeout,
         )
         self._streams: dict[int, HTTPStream] = {}
         self._tasks: dict[int, asyncio.Task[None]] = {}
@@ -73,8 +75,6 @@ class H2ServerProtocol(ConnectionProtocol):
         #: With max_pushes_per_request 0, push is off: apps are not offered it at all.
         self._extensions = HTTP2_EXTENSIONS if context.max_pushes_per_request else HTTP1_EXTENSIONS
         self._retiring = False
-        self._idle_since = 0.0
-        self._idle_timer: asyncio.TimerHandle | None = None
         #: The one timer for the core's deadlines (handshake, header block, final GOAWAY), and
         #: the moment it is armed for.
         self._core_timer: asyncio.TimerHandle | None = None
@@ -104,6 +104,7 @@ class H2ServerProtocol(ConnectionProtocol):
         """h2c upgrade, second half: the connection is ours; stream 1 is the upgraded request."""
         transport.set_protocol(self)
         self._attach(transport)
+        self._core.busy()
         self._on_request(Request(1, headers))
         stream = self._streams[1]
         if body:
@@ -115,8 +116,7 @@ class H2ServerProtocol(ConnectionProtocol):
     def _attach(self, transport: asyncio.BaseTransport) -> None:
         self._adopt(transport)
         self._flush()
-        self._idle_since = self._loop.time()
-        self._arm_idle_timer(self._context.keep_alive_timeout)
+        self._core.idle(self._loop.time())
         self._arm_core_timer()
 
     def data_received(self, data: bytes) -> None:
@@ -136,9 +136,8 @@ class H2ServerProtocol(ConnectionProtocol):
             self._close_if_done()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        for timer in (self._idle_timer, self._core_timer):
-            if timer is not None:
-                timer.cancel()
+        if self._core_timer is not None:
+            self._core_timer.cancel()
         self._disconnect_streams()
         if self._context.admission is not None:
             self._context.admission.forget(self)
@@ -160,25 +159,31 @@ class H2ServerProtocol(ConnectionProtocol):
     # -- the core's deadlines --------------------------------------------------------------------
 
     def _arm_core_timer(self) -> None:
-        """One timer, at the core's next deadline (or none)."""
-        deadline = self._core.next_deadline()
-        if deadline == self._core_timer_at and (deadline is None or self._core_timer is not None):
+        """One timer, at the core's next deadline or before it. A new deadline later than the
+        timer keeps it (it fires, finds nothing due, re-arms), so deadlines that move later with
+        every request (the keep-alive) cost no timer each."""
+        core = self._core
+        deadline, core.new_deadline = core.new_deadline, None
+        if deadline is None or self._closed:
             return
         if self._core_timer is not None:
+            if self._core_timer_at is not None and self._core_timer_at <= deadline:
+                return
             self._core_timer.cancel()
-            self._core_timer = None
         self._core_timer_at = deadline
-        if deadline is not None and not self._closed:
-            self._core_timer = self._loop.call_at(deadline, self._on_core_deadline)
+        self._core_timer = self._loop.call_at(deadline, self._on_core_deadline)
 
     def _on_core_deadline(self) -> None:
         self._core_timer = None
-        for event in self._core.handle_timeout(self._loop.time()):
+        core = self._core
+        for event in core.handle_timeout(self._loop.time()):
             self._dispatch(event)
         if self._closed:
             return
         self._flush()
         self._close_if_done()
+        # Whatever is due next, including deadlines that moved later since this timer was set.
+        core.new_deadline = core.next_deadline()
         self._arm_core_timer()
 
     # -- events from the core --------------------------------------------------------------------
@@ -203,6 +208,8 @@ class H2ServerProtocol(ConnectionProtocol):
             self._time_out(event.what, event.seconds)  # type: ignore[union-attr]
         elif kind is SendTimedOut:
             self._on_send_timed_out(event)  # type: ignore[arg-type]
+        elif kind is IdleTimedOut:
+            self.shutdown()
 
     def _on_request(self, event: Request) -> None:
         stream_id = event.stream_id
@@ -293,7 +300,7 @@ class H2ServerProtocol(ConnectionProtocol):
             stream.close()
             self._schedule_flush()
             if not self._streams:
-                self._idle_since = self._loop.time()
+                self._core.idle(self._loop.time())
                 if self._closing:
                     self._close_if_done()
 
@@ -418,7 +425,7 @@ class H2ServerProtocol(ConnectionProtocol):
                     waiter.set_result(None)
         if self._closing and not self._streams and not core.queued_size:
             self._loop.call_soon(self._close_if_done)  # the last queued body just went out
-        if core.deadline_moved:
+        if core.new_deadline is not None:
             self._arm_core_timer()
         return data
 
@@ -445,26 +452,9 @@ class H2ServerProtocol(ConnectionProtocol):
         self._arm_core_timer()
 
     def retire(self) -> None:
-        """Serve on, but GOAWAY as soon as no stream has been open for RETIRE_IDLE_TIMEOUT."""
+        """Serve on, but GOAWAY as soon as no stream has run for the core's retire timeout."""
         if self._closed or self._closing or self._retiring:
             return
         self._retiring = True
-        if self._idle_timer is not None:
-            self._idle_timer.cancel()
-        self._check_idle()
-
-    def _arm_idle_timer(self, delay: float) -> None:
-        self._idle_timer = self._loop.call_later(delay, self._check_idle)
-
-    def _check_idle(self) -> None:
-        """Close a connection with no stream for keep_alive_timeout; otherwise check again later."""
-        if self._closed:
-            return
-        timeout = self._context.keep_alive_timeout
-        if self._retiring:
-            timeout = min(timeout, RETIRE_IDLE_TIMEOUT)
-        idle_for = self._loop.time() - self._idle_since
-        if not self._streams and idle_for >= timeout:
-            self.shutdown()
-            return
-        self._arm_idle_timer(timeout - idle_for if not self._streams else timeout)
+        self._core.retire()
+        self._arm_core_timer()

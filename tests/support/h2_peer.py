@@ -25,8 +25,11 @@ class Peer:
         initial_window_size: int | None = None,
         heed_server_settings: bool = True,
         limits: Limits | None = None,
+        keep_alive_timeout: float | None = None,
     ) -> None:
-        self.server = ServerConnection(settings or ProtocolSettings(), limits=limits)
+        self.server = ServerConnection(
+            settings or ProtocolSettings(), limits=limits, keep_alive_timeout=keep_alive_timeout
+        )
         config = h2.config.H2Configuration(
             client_side=True, validate_outbound_headers=False, normalize_outbound_headers=False
         )

@@ -6,8 +6,8 @@ from __future__ import annotations
 from h2.errors import ErrorCodes
 from hyperframe.frame import GoAwayFrame, PingFrame, RstStreamFrame
 
-from osmium.protocol.events import SendTimedOut, TimedOut
-from osmium.protocol.h2 import FINAL_GOAWAY_DELAY, ServerConnection
+from osmium.protocol.events import IdleTimedOut, SendTimedOut, TimedOut
+from osmium.protocol.h2 import FINAL_GOAWAY_DELAY, RETIRE_IDLE_TIMEOUT, ServerConnection
 from osmium.protocol.limits import Limits
 from osmium.protocol.settings import ProtocolSettings
 from tests.conformance.frames import PREFACE, FrameType, raw_frame
@@ -130,3 +130,41 @@ def test_a_queue_that_refills_after_a_pause_starts_its_deadline_afresh() -> None
     peer.server.send_data(stream_id, b"late", end_stream=True)  # the app took 60 s for it
     peer.server.data_to_send(now=60.0)
     assert peer.server.next_deadline() == 65.0
+
+
+def idle_server(keep_alive: float = 5.0) -> Peer:
+    """A connection past its handshake, with a keep-alive timeout."""
+    peer = Peer(keep_alive_timeout=keep_alive)
+    assert peer.server.next_deadline() is None
+    return peer
+
+
+def test_a_connection_without_streams_times_out_after_the_keep_alive() -> None:
+    peer = idle_server()
+    peer.server.idle(10.0)
+    assert peer.server.next_deadline() == 15.0
+    assert peer.server.handle_timeout(14.9) == []
+    assert peer.server.handle_timeout(15.0) == [IdleTimedOut()]
+
+
+def test_a_request_ends_the_idle_wait() -> None:
+    peer = idle_server()
+    peer.server.idle(10.0)
+    peer.request(GET)
+    peer.server.receive(peer.client.data_to_send(), now=12.0)
+    assert peer.server.next_deadline() is None
+    assert peer.server.handle_timeout(100.0) == []
+
+
+def test_retiring_shortens_the_idle_wait() -> None:
+    peer = idle_server()
+    peer.server.idle(10.0)
+    peer.server.retire()
+    assert peer.server.next_deadline() == 10.0 + RETIRE_IDLE_TIMEOUT
+
+
+def test_a_graceful_close_ends_the_idle_wait() -> None:
+    peer = idle_server()
+    peer.server.idle(10.0)
+    peer.server.start_graceful_close(now=11.0)
+    assert peer.server.next_deadline() == 11.0 + FINAL_GOAWAY_DELAY
