@@ -98,6 +98,13 @@ class SendTimedOut:
 
 
 @dataclass(frozen=True, slots=True)
+class OutputStalled:
+    """The socket took none of our output for `seconds`: the peer is not reading; drop it."""
+
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
 class IdleTimedOut:
     """No stream ran for the keep-alive timeout (less when retiring): close gracefully."""
 
@@ -111,5 +118,6 @@ Event = (
     | ConnectionFailed
     | TimedOut
     | SendTimedOut
+    | OutputStalled
     | IdleTimedOut
 )

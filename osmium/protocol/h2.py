@@ -25,14 +25,15 @@ from osmium.protocol.events import (
     GoAway,
     Headers,
     IdleTimedOut,
+    OutputStalled,
     Request,
     Reset,
     SendTimedOut,
     TimedOut,
 )
-from osmium.protocol.framing import ServerFrameBuffer
 from osmium.protocol.h2_internals import (
     FrameIgnored,
+    ServerFrameBuffer,
     ServerH2Connection,
     final_headers_sent,
     may_answer,
@@ -167,6 +168,8 @@ class ServerConnection:
         self._retiring = False
         self._idle_since: float | None = None
         self._idle_deadline: float | None = None
+        #: When a socket that stopped taking our output has had send_timeout to drain.
+        self._stall_deadline: float | None = None
         #: The earliest deadline set since the transport last took this (it sets None): its
         #: timer must go off by then. A deadline that goes away needs no word: a timer that
         #: fires early finds nothing due, and the transport asks `next_deadline` again.
@@ -237,6 +240,15 @@ class ServerConnection:
         if new is None or deadline < new:
             self.new_deadline = deadline
 
+    def output_paused(self, now: float) -> None:
+        """The transport's socket takes no more output from `now`: nothing is framed past the
+        room it reports, and after send_timeout of this `handle_timeout` says OutputStalled."""
+        self._stall_deadline = now + self._limits.send_timeout
+        self._announce(self._stall_deadline)
+
+    def output_resumed(self) -> None:
+        self._stall_deadline = None
+
     def busy(self) -> None:
         """A stream runs that did not arrive as a request here (the h2c upgrade's stream 1)."""
         self._idle_since = self._idle_deadline = None
@@ -259,6 +271,7 @@ class ServerConnection:
             self._goaway_deadline,
             self._send_deadline,
             self._idle_deadline,
+            self._stall_deadline,
         )
         due = [deadline for deadline in deadlines if deadline is not None]
         return min(due) if due else None
@@ -266,8 +279,9 @@ class ServerConnection:
     def handle_timeout(self, now: float) -> list[Event]:
         """What the deadlines due at `now` mean: a slow handshake or header block ends the
         connection (TimedOut, GOAWAY(ENHANCE_YOUR_CALM) queued); a response that made no progress
-        for send_timeout is reset (SendTimedOut, RST_STREAM(CANCEL)); a graceful close sends its
-        final GOAWAY."""
+        for send_timeout is reset (SendTimedOut, RST_STREAM(CANCEL)); a socket that took nothing
+        for send_timeout is given up (OutputStalled); a graceful close sends its final GOAWAY; a
+        connection idle for the keep-alive is closed (IdleTimedOut)."""
         if self.closed:
             return []
         limits = self._limits
@@ -281,6 +295,9 @@ class ServerConnection:
             self.finish_graceful_close()
         if self._send_deadline is not None and now >= self._send_deadline:
             return self._reset_stalled_sends(now)
+        if self._stall_deadline is not None and now >= self._stall_deadline:
+            self._stall_deadline = None
+            return [OutputStalled(limits.send_timeout)]
         if self._idle_deadline is not None and now >= self._idle_deadline:
             self._idle_deadline = None
             return [IdleTimedOut()]

@@ -4,9 +4,9 @@ The app's `send` queues body bytes in the core, stream by stream; the core frame
 order within the windows when this transport flushes (once per event-loop turn, and again when the
 socket drains). A send waits only while its own stream's queue is full. A reset, a GOAWAY with an
 error or a lost connection ends that wait at once: the app's `send` raises ClientDisconnected.
-Every protocol deadline is the core's (handshake, header block, final GOAWAY, sends without
-progress, keep-alive): one timer, armed at `next_deadline()`. What only the socket shows, output
-it does not take (the base class's stall timer), stays here.
+Every deadline is the core's (handshake, header block, final GOAWAY, sends without progress, a
+socket that takes nothing, keep-alive): one timer, armed at `next_deadline()`. Only a connection
+already closed with bytes still unsent gets the base class's timer, to abort it.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from osmium.protocol.events import (
     GoAway,
     Headers,
     IdleTimedOut,
+    OutputStalled,
     Request,
     Reset,
     SendTimedOut,
@@ -144,16 +145,19 @@ class H2ServerProtocol(ConnectionProtocol):
         self._forget()
 
     def pause_writing(self) -> None:
-        # Replies to what we would read next would pile up unsent: stop reading too.
-        super().pause_writing()
+        # The core gives the peer send_timeout to read (its deadline); replies to what we would
+        # read next would pile up unsent meanwhile: stop reading too.
+        self._core.output_paused(self._loop.time())
+        self._arm_core_timer()
         assert self._transport is not None
         self._transport.pause_reading()
 
     def resume_writing(self) -> None:
         assert self._transport is not None
+        self._core.output_resumed()
         if not self._closed:
             self._transport.resume_reading()
-        super().resume_writing()
+        self._context.track_output(self, self.output_buffered)  # type: ignore[arg-type]
         self._schedule_flush()  # room again: the core frames more of the queued bodies
 
     # -- the core's deadlines --------------------------------------------------------------------
@@ -210,6 +214,8 @@ class H2ServerProtocol(ConnectionProtocol):
             self._on_send_timed_out(event)  # type: ignore[arg-type]
         elif kind is IdleTimedOut:
             self.shutdown()
+        elif kind is OutputStalled:
+            self._stalled()
 
     def _on_request(self, event: Request) -> None:
         stream_id = event.stream_id

@@ -6,7 +6,7 @@ from __future__ import annotations
 from h2.errors import ErrorCodes
 from hyperframe.frame import GoAwayFrame, PingFrame, RstStreamFrame
 
-from osmium.protocol.events import IdleTimedOut, SendTimedOut, TimedOut
+from osmium.protocol.events import IdleTimedOut, OutputStalled, SendTimedOut, TimedOut
 from osmium.protocol.h2 import FINAL_GOAWAY_DELAY, RETIRE_IDLE_TIMEOUT, ServerConnection
 from osmium.protocol.limits import Limits
 from osmium.protocol.settings import ProtocolSettings
@@ -168,3 +168,18 @@ def test_a_graceful_close_ends_the_idle_wait() -> None:
     peer.server.idle(10.0)
     peer.server.start_graceful_close(now=11.0)
     assert peer.server.next_deadline() == 11.0 + FINAL_GOAWAY_DELAY
+
+
+def test_a_socket_that_takes_nothing_for_the_send_timeout_is_given_up() -> None:
+    peer = Peer(limits=Limits(send_timeout=5.0))
+    peer.server.output_paused(30.0)
+    assert peer.server.next_deadline() == 35.0
+    assert peer.server.handle_timeout(35.0) == [OutputStalled(5.0)]
+
+
+def test_a_socket_that_drains_again_owes_nothing() -> None:
+    peer = Peer(limits=Limits(send_timeout=5.0))
+    peer.server.output_paused(30.0)
+    peer.server.output_resumed()
+    assert peer.server.next_deadline() is None
+    assert peer.server.handle_timeout(35.0) == []

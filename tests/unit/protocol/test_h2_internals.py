@@ -10,6 +10,7 @@ import inspect
 
 import h2.config
 import h2.connection
+import h2.frame_buffer
 import h2.stream
 import pytest
 
@@ -57,6 +58,15 @@ def test_h2_streams_still_expose_their_state_machine() -> None:
     stream = h2.stream.H2Stream(1, h2.config.H2Configuration(), 65_535, 65_535)
     assert stream.state_machine.state is h2.stream.StreamState.IDLE
     assert not may_answer(stream) and not final_headers_sent(stream)
+
+
+def test_h2_frame_buffer_still_keeps_the_state_our_buffer_peeks_at() -> None:
+    """ServerFrameBuffer reads the unparsed bytes, the preface count and the open header block."""
+    buffer = h2.frame_buffer.FrameBuffer(server=True)
+    assert isinstance(buffer._data, bytearray)
+    assert isinstance(buffer._preamble_len, int)
+    assert buffer._headers_buffer == []
+    assert callable(h2.frame_buffer.FrameBuffer.__next__)
 
 
 def test_plain_config_shadows_every_option_h2_sets_in_its_constructor() -> None:
