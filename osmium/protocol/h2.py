@@ -153,16 +153,16 @@ class ServerConnection:
         self._early_priorities: dict[int, PriorityUpdate] = {}
         #: The newest stream reported as a Request (ids only grow, RFC 9113 §5.1.1).
         self._last_request_id = 0
-        #: Body bytes queued on all streams, and the most that may be (the output cap).
+        #: Body bytes queued on all streams (at most about limits.max_connection_output).
         self.queued_size = 0
-        self._max_queued = limits.max_connection_output
         self._limits = limits
         #: When the preface, an open header block and the final GOAWAY are due (None: not due).
         self._handshake_deadline: float | None = None
         self._header_deadline: float | None = None
         self._goaway_deadline: float | None = None
-        #: The earliest moment a queued response has gone send_timeout without progress.
-        self._send_deadline: float | None = None
+        #: The earliest moment a queued response has gone send_timeout without progress (None
+        #: while no body is queued: then `data_to_send` needs no time).
+        self.send_deadline: float | None = None
         #: Since when no stream runs (None: one does), and when that closes the connection.
         self._keep_alive_timeout = keep_alive_timeout
         self._retiring = False
@@ -269,7 +269,7 @@ class ServerConnection:
             self._handshake_deadline,
             self._header_deadline,
             self._goaway_deadline,
-            self._send_deadline,
+            self.send_deadline,
             self._idle_deadline,
             self._stall_deadline,
         )
@@ -293,7 +293,7 @@ class ServerConnection:
             return [self._time_out("request header block", limits.header_timeout)]
         if self._goaway_deadline is not None and now >= self._goaway_deadline:
             self.finish_graceful_close()
-        if self._send_deadline is not None and now >= self._send_deadline:
+        if self.send_deadline is not None and now >= self.send_deadline:
             return self._reset_stalled_sends(now)
         if self._stall_deadline is not None and now >= self._stall_deadline:
             self._stall_deadline = None
@@ -328,8 +328,8 @@ class ServerConnection:
                 if earliest is None or output.progress_at < earliest:
                     earliest = output.progress_at
         deadline = None if earliest is None else earliest + self._limits.send_timeout
-        if deadline != self._send_deadline:
-            self._send_deadline = deadline
+        if deadline != self.send_deadline:
+            self.send_deadline = deadline
             if deadline is not None:
                 self._announce(deadline)
 
@@ -474,11 +474,8 @@ class ServerConnection:
     def _take_priority(self, stream_id: int, headers: Headers) -> None:
         """The request's `priority` header (its field lines joined, RFC 9651 §4.2), overridden by
         a PRIORITY_UPDATE that came before the stream opened (RFC 9218 §7)."""
-        lines = None
-        for name, value in headers:
-            if name == b"priority":
-                lines = [value] if lines is None else [*lines, value]
-        priority = DEFAULT_PRIORITY if lines is None else parse_priority(b", ".join(lines))
+        lines = [value for name, value in headers if name == b"priority"]
+        priority = parse_priority(b", ".join(lines)) if lines else DEFAULT_PRIORITY
         if self._early_priorities:
             update = self._early_priorities.pop(stream_id, None)
             if update is not None:
@@ -626,8 +623,7 @@ class ServerConnection:
             output.end_stream = True
             if not output.size:
                 self._finish_output(stream_id, output, end_sent=False)
-        size = output.size
-        return size <= STREAM_QUEUE_LIMIT and (not size or self.queued_size <= self._max_queued)
+        return self._has_room(output)
 
     def end_stream(self, stream_id: int) -> None:
         """END_STREAM after whatever body is still queued."""
@@ -647,9 +643,13 @@ class ServerConnection:
         """Whether the stream may queue more: its queue is short, and the connection's total is
         under the output cap (a stream with nothing queued may always queue, so all progress)."""
         output = self._outputs.get(stream_id)
-        if output is None or not output.size:
-            return True
-        return output.size <= STREAM_QUEUE_LIMIT and self.queued_size <= self._max_queued
+        return output is None or self._has_room(output)
+
+    def _has_room(self, output: StreamOutput) -> bool:
+        size = output.size
+        return not size or (
+            size <= STREAM_QUEUE_LIMIT and self.queued_size <= self._limits.max_connection_output
+        )
 
     def queued(self, stream_id: int) -> int:
         """Body bytes of the stream queued and not yet framed."""
@@ -681,10 +681,11 @@ class ServerConnection:
 
     def data_to_send(self, max_bytes: int = MAX_WINDOW_SIZE, now: float = 0.0) -> bytes:
         """The bytes to write at `now`: frames already due, then DATA in scheduler order within
-        both send windows and at most `max_bytes` of it (the room the transport has)."""
+        both send windows and at most `max_bytes` of it (the room the transport has). `now` is
+        read only while a body is queued or `send_deadline` is set."""
         if self._scheduler.occupied and not self.closed:
             self._frame_body(max_bytes, now)
-        if self._outputs or self._send_deadline is not None:
+        if self._outputs or self.send_deadline is not None:
             self._watch_sends(now)
         return self._h2.data_to_send()
 
@@ -694,14 +695,18 @@ class ServerConnection:
         WINDOW_UPDATE: it never holds up the others."""
         h2_connection = self._h2
         scheduler = self._scheduler
+        ready = scheduler.ready
         streams = h2_connection.streams
         frame_size = h2_connection.max_outbound_frame_size
-        while budget > 0 and scheduler.occupied:
+        while budget > 0 and ready:
             connection_window = h2_connection.outbound_flow_control_window
             if connection_window <= 0:
                 return
-            stream_id: int = scheduler.next()  # type: ignore[assignment]
-            allowance = scheduler.allowance() if len(scheduler.ready) > 1 else frame_size
+            if len(ready) > 1:
+                stream_id: int = scheduler.next()  # type: ignore[assignment]
+                allowance = scheduler.allowance()
+            else:  # the one stream ready: nobody to share the turn with
+                stream_id, allowance = next(iter(ready)), frame_size
             output = self._outputs[stream_id]
             stream = streams.get(stream_id)
             window = stream.outbound_flow_control_window if stream is not None else 0
@@ -725,9 +730,7 @@ class ServerConnection:
                 continue
             scheduler.discard(stream_id)
             if ends and output.reset_when_sent is None:
-                del self._outputs[stream_id]  # the common end: no trailers, no reset
-                if self._priorities:
-                    self._priorities.pop(stream_id, None)
+                self._forget_stream(stream_id)  # the common end: no trailers, no reset
             elif output.finishing:
                 self._finish_output(stream_id, output, end_sent=ends)
 

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Protocol
+from collections.abc import Callable, Coroutine
+from typing import Any, Protocol
 
+from osmium.asgi import HTTPStream
+from osmium.protocol.priority import DEFAULT_PRIORITY
 from osmium.transport.context import ServerContext
 from osmium.transport.drain import WriteGate
 
@@ -32,6 +35,8 @@ class ConnectionProtocol(asyncio.Protocol):
     """
 
     _core: OutputCore | None
+    #: The subclass's handler run for one stream, once `queued` (None: at once) admits it.
+    _run_stream: Callable[[HTTPStream, asyncio.Future[bool] | None], Coroutine[Any, Any, None]]
 
     def __init__(self, context: ServerContext) -> None:
         self._context = context
@@ -61,6 +66,24 @@ class ConnectionProtocol(asyncio.Protocol):
         self._client = address(transport.get_extra_info("peername"))
         self._server = address(transport.get_extra_info("sockname"))
         self._context.register(self)  # type: ignore[arg-type]
+
+    def _start_handler(self, stream: HTTPStream) -> asyncio.Task[None]:
+        """Count the request, then run its handler (`_run_stream`) once admission lets it: at
+        once below the worker's cap, else when a slot frees (the future `_run_stream` awaits)."""
+        context = self._context
+        counters = self._counters
+        counters.requests += 1
+        if counters.requests == context.max_requests and context.on_max_requests:
+            context.on_max_requests()
+        queued = None
+        admission = context.admission
+        if admission is not None and not admission.try_enter():
+            queued = admission.wait(self, stream.stream_id, self._urgency(stream.stream_id))
+        return self._loop.create_task(self._run_stream(stream, queued))
+
+    def _urgency(self, stream_id: int) -> int:
+        """Where a waiting stream goes among its connection's others (RFC 9218 urgency)."""
+        return DEFAULT_PRIORITY.urgency
 
     def _schedule_flush(self) -> None:
         """Write at the end of this loop turn: what the app sends in one turn (a response's head

@@ -15,7 +15,6 @@ from osmium.asgi import HTTP1_EXTENSIONS, ClientDisconnected, HTTPStream, build_
 from osmium.protocol.events import Body, ConnectionFailed, EndBody, Event, Headers, Request
 from osmium.protocol.h1 import H1Connection, h2c_upgrade_settings
 from osmium.protocol.h2 import UpgradeRefused
-from osmium.protocol.priority import DEFAULT_PRIORITY
 from osmium.transport.base import ConnectionProtocol
 from osmium.transport.context import ServerContext
 from osmium.transport.h2 import H2ServerProtocol
@@ -124,15 +123,8 @@ class H1ServerProtocol(ConnectionProtocol):
             HTTP1_EXTENSIONS,
         )
         self._stream = HTTPStream(self, stream_id, scope)
-        self._counters.requests += 1
-        if self._counters.requests == context.max_requests and context.on_max_requests:
-            context.on_max_requests()
-        queued = None
-        admission = context.admission
-        if admission is not None and not admission.try_enter():
-            # One request at a time on this connection: there is no other to put it before.
-            queued = admission.wait(self, stream_id, DEFAULT_PRIORITY.urgency)
-        self._task = self._loop.create_task(self._run_stream(self._stream, queued))
+        # One request at a time on this connection: the default urgency, none to put it before.
+        self._task = self._start_handler(self._stream)
 
     def _on_body(self, event: Body) -> None:
         if self._upgrade is not None:

@@ -76,8 +76,7 @@ class H2ServerProtocol(ConnectionProtocol):
         #: With max_pushes_per_request 0, push is off: apps are not offered it at all.
         self._extensions = HTTP2_EXTENSIONS if context.max_pushes_per_request else HTTP1_EXTENSIONS
         self._retiring = False
-        #: The one timer for the core's deadlines (handshake, header block, final GOAWAY), and
-        #: the moment it is armed for.
+        #: The one timer for the core's deadlines, and the moment it is armed for.
         self._core_timer: asyncio.TimerHandle | None = None
         self._core_timer_at: float | None = None
 
@@ -157,7 +156,7 @@ class H2ServerProtocol(ConnectionProtocol):
         self._core.output_resumed()
         if not self._closed:
             self._transport.resume_reading()
-        self._context.track_output(self, self.output_buffered)  # type: ignore[arg-type]
+        super().resume_writing()
         self._schedule_flush()  # room again: the core frames more of the queued bodies
 
     # -- the core's deadlines --------------------------------------------------------------------
@@ -230,15 +229,11 @@ class H2ServerProtocol(ConnectionProtocol):
             self._extensions,
         )
         stream = HTTPStream(self, stream_id, scope)
-        self._counters.requests += 1
-        if self._counters.requests == context.max_requests and context.on_max_requests:
-            context.on_max_requests()
         self._streams[stream_id] = stream
-        queued = None
-        admission = context.admission
-        if admission is not None and not admission.try_enter():
-            queued = admission.wait(self, stream_id, self._core.priority_of(stream_id).urgency)
-        self._tasks[stream_id] = self._loop.create_task(self._run_stream(stream, queued))
+        self._tasks[stream_id] = self._start_handler(stream)
+
+    def _urgency(self, stream_id: int) -> int:
+        return self._core.priority_of(stream_id).urgency
 
     def _on_body(self, event: Body) -> None:
         stream = self._streams.get(event.stream_id)
@@ -424,7 +419,9 @@ class H2ServerProtocol(ConnectionProtocol):
         assert self._transport is not None
         room = self._limits.max_connection_output - self._transport.get_write_buffer_size()
         core = self._core
-        data = core.data_to_send(room, self._loop.time())
+        # The time matters only to bodies queued (their send deadline): skip asking when none is.
+        tracking = core.queued_size or core.send_deadline is not None
+        data = core.data_to_send(room, self._loop.time() if tracking else 0.0)
         if self._room_waiters:
             for stream_id, waiter in self._room_waiters.items():
                 if not waiter.done() and core.has_room(stream_id):
