@@ -19,6 +19,8 @@ PYTHON = "3.11"
 PYPROJECT = nox.project.load_toml("pyproject.toml")
 TLS_BACKENDS = ("stdlib", "pyopenssl")
 CLIENT_TOOLS = {"h2load": "nghttp2-client", "nghttp": "nghttp2-client", "curl": "curl"}
+#: The admin tests drive the dashboard in a browser and `osmium top` in a terminal.
+TEST_TOOLS = {**CLIENT_TOOLS, "chromium": "chromium", "tmux": "tmux"}
 
 
 def ensure_client_tools(session: nox.Session) -> None:
@@ -47,7 +49,7 @@ def install_project(session: nox.Session, *groups: str) -> None:
 @nox.session(python=PYTHON)
 def tests(session: nox.Session) -> None:
     """The test suite: unit, conformance (raw frames) and integration (real clients)."""
-    ensure_client_tools(session)
+    ensure_tools(session, TEST_TOOLS)
     install_project(session, "test")
     # pytest exits 5 when it collected nothing; nox fails on any non-zero status, so that fails too.
     session.run("pytest", *session.posargs)

@@ -39,6 +39,10 @@ class Admission:
         """Streams waiting for a slot."""
         return sum(len(queue) for queue in self._queues.values())
 
+    def is_waiting(self, connection: Hashable, stream_id: int) -> bool:
+        """Whether that stream waits for a slot (for the admin plane's view)."""
+        return any(waiter[1] == stream_id for waiter in self._queues.get(connection, ()))
+
     def try_enter(self) -> bool:
         """Take a slot if one is free. Streams wait only while all slots are taken, because
         `leave` hands a freed slot straight to a waiter: a free slot means nobody waits."""

@@ -127,9 +127,12 @@ class HTTPStream:
         "_response_headers",
         "_sink",
         "_unacknowledged",
+        "bytes_in",
+        "bytes_out",
         "client_gone",
         "headers_sent",
         "scope",
+        "started_at",
         "status",
         "stream_id",
     )
@@ -153,6 +156,11 @@ class HTTPStream:
         self._expects_trailers = False
         self._body_finished = False
         self.headers_sent = False
+        #: For the admin plane: body bytes each way, and when the handler started (0.0 while
+        #: the admin plane is off: nothing asks).
+        self.bytes_in = 0
+        self.bytes_out = 0
+        self.started_at = 0.0
 
     # -- fed by the connection -------------------------------------------------------------------
 
@@ -161,6 +169,7 @@ class HTTPStream:
             self._sink.acknowledge(self.stream_id, flow_controlled_length)
             return
         self._body_chunks.append((data, flow_controlled_length))
+        self.bytes_in += len(data)
         self._unacknowledged += flow_controlled_length
         self._wake_receiver()
 
@@ -300,6 +309,7 @@ class HTTPStream:
                 self._finish_response()
                 return
         if body:
+            self.bytes_out += len(body)
             await self._sink.send_body(self.stream_id, body, ends_stream)
         elif ends_stream:
             self._sink.end_stream(self.stream_id)

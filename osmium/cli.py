@@ -12,6 +12,7 @@ import sys
 from typing import Any
 
 from osmium import __version__
+from osmium.admin import top
 from osmium.config import DEMO_APP, ConfigError, build_config, load_file
 
 EXIT_CONFIG = 2
@@ -56,6 +57,8 @@ def _protocol_flags(parser: argparse.ArgumentParser) -> None:
         ("--handshake-timeout", "TLS handshake and HTTP/2 preface (default 10)"),
         ("--header-timeout", "one request's header section (default 10)"),
         ("--send-timeout", "response blocked by an unread socket or closed window (default 30)"),
+        ("--idle-ping", "silence from the peer before a PING (default 30; 0: off)"),
+        ("--ping-timeout", "wait for a PING's ACK before closing (default 10)"),
     ):
         group.add_argument(flag, type=float, default=None, metavar="SECONDS", help=help_text)
 
@@ -100,11 +103,25 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-active-handlers", type=int, default=None, metavar="N",
         help="app handlers a worker runs at once; the rest wait their turn (default 0: no cap)",
     )  # fmt: skip
+    admin = serve.add_argument_group("admin plane (README: Admin plane)")
+    admin.add_argument(
+        "--admin-bind", default=None, metavar="HOST:PORT|unix:PATH",
+        help="serve the admin API, /metrics and the dashboard there (default: off)",
+    )  # fmt: skip
+    admin.add_argument(
+        "--admin-token", default=None, metavar="TOKEN",
+        help="bearer token of the admin API (default: generated and logged at start-up)",
+    )  # fmt: skip
+    admin.add_argument(
+        "--admin-history", type=int, default=None, metavar="SECONDS",
+        help="seconds of per-second history kept (default 3600)",
+    )  # fmt: skip
     serve.add_argument("--loop", choices=("auto", "asyncio", "uvloop"), default=None)
     serve.add_argument("--access-log", action="store_true", default=None, help="log every request")
     serve.add_argument("--log-level", default=None, help="debug, info, warning, error")
     serve.add_argument("--debug-frames", action="store_true", default=None, help="log every frame")
     _protocol_flags(serve)
+    top.add_parser(commands)
     return parser
 
 
@@ -134,6 +151,8 @@ def _configure_logging(level: str, access_log: bool, debug_frames: bool) -> None
 
 def main(argv: list[str] | None = None) -> int:
     arguments = build_parser().parse_args(argv)
+    if arguments.command == "top":
+        return top.run(arguments)
     try:
         config = build_config(_settings_from(arguments))
         _configure_logging(config.log_level, config.access_log, config.debug_frames)

@@ -6,6 +6,7 @@ The CLI and `osmium.toml` set the same names; a bad value is a `ConfigError` wit
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import tomllib
 from dataclasses import dataclass, field
@@ -18,6 +19,9 @@ from osmium.tls import TLS12_CIPHERS
 DEMO_APP = "osmium.demo:app"
 LOOPS = ("auto", "asyncio", "uvloop")
 MAX_WORKERS = 1024
+#: A day of per-second history at most (about 1.4 MiB an hour for one worker, 0.5 MiB more for
+#: each other worker; README: Admin plane).
+MAX_ADMIN_HISTORY = 24 * 3600
 
 
 class ConfigError(Exception):
@@ -61,6 +65,13 @@ class Config:
     #: HTTP/2 server pushes (ASGI http.response.push) one request may make (0: push off); the
     #: client's SETTINGS_ENABLE_PUSH and SETTINGS_MAX_CONCURRENT_STREAMS still apply.
     max_pushes_per_request: int = 8
+    #: The admin plane's listener, "HOST:PORT" or "unix:PATH" (None: no admin plane).
+    admin_bind: str | None = None
+    #: Bearer token of the admin API; without one a loopback listener gets a generated token
+    #: (printed at start-up) and any other TCP address is refused.
+    admin_token: str | None = None
+    #: Seconds of per-second history the admin plane keeps.
+    admin_history: int = 3600
     access_log: bool = False
     log_level: str = "info"
     #: Log every frame h2 sees and sends (debug level, logger "osmium.frames").
@@ -91,6 +102,7 @@ class Config:
             problems.append("keep_alive_timeout must be positive")
         if self.graceful_timeout < 0:
             problems.append("graceful_timeout must not be negative")
+        problems += self._admin_problems()
         if self.loop not in LOOPS:
             problems.append(f"loop must be one of {', '.join(LOOPS)}")
         if self.log_level.lower() not in ("critical", "error", "warning", "info", "debug"):
@@ -99,11 +111,39 @@ class Config:
             raise ConfigError("; ".join(problems))
         return self
 
+    def _admin_problems(self) -> list[str]:
+        if not 1 <= self.admin_history <= MAX_ADMIN_HISTORY:
+            return [f"admin_history must be between 1 and {MAX_ADMIN_HISTORY} seconds"]
+        if self.admin_bind is None:
+            return []
+        if self.admin_bind.startswith("unix:"):
+            return [] if self.admin_bind[5:] else ["--admin-bind unix: needs a path"]
+        try:
+            host, _port = parse_bind(self.admin_bind)
+        except ConfigError as error:
+            return [f"--admin-bind: {error}"]
+        if self.admin_token is None and not is_loopback(host):
+            return [
+                f"--admin-bind {self.admin_bind} is reachable from other hosts: "
+                "give it an --admin-token (or bind it to 127.0.0.1 or a unix socket)"
+            ]
+        return []
+
+
+def is_loopback(host: str) -> bool:
+    """Only this machine can reach `host` (a name counts only as "localhost")."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
 
 _PROTOCOL_FIELDS = {f.name for f in dataclasses.fields(ProtocolSettings)}
 _LIMIT_FIELDS = {f.name for f in dataclasses.fields(Limits)}
 _SERVER_FIELDS = {f.name for f in dataclasses.fields(Config)} - {"protocol", "limits"}
-_OPTIONAL_STRINGS = {"certfile", "keyfile", "keyfile_password"}
+_OPTIONAL_STRINGS = {"certfile", "keyfile", "keyfile_password", "admin_bind", "admin_token"}
 
 
 def _expected_type(name: str) -> type:

@@ -7,9 +7,11 @@ its own queue. Binding happens once, in the acceptor, before any fork: its error
 from __future__ import annotations
 
 import errno
+import os
 import socket
+import stat
 
-from osmium.config import ConfigError
+from osmium.config import ConfigError, parse_bind
 
 
 def _family(host: str) -> socket.AddressFamily:
@@ -61,3 +63,53 @@ def listening_url(sock: socket.socket, tls: bool) -> str:
     if ":" in host:
         host = f"[{host}]"
     return f"{'https' if tls else 'http'}://{host}:{port}"
+
+
+def bind_admin_listener(bind: str) -> socket.socket:
+    """The admin plane's one listening socket: "HOST:PORT", or "unix:PATH" made owner-only (0600;
+    a stale socket file nobody listens on is replaced, any other file is left alone)."""
+    if not bind.startswith("unix:"):
+        host, port = parse_bind(bind)
+        try:
+            return socket.create_server((host, port), family=_family(host), backlog=64)
+        except (OSError, OverflowError) as error:
+            raise _bind_error(host, port, error) from None
+    path = bind[5:]
+    _remove_stale_socket(path)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    previous_umask = os.umask(0o177)  # created 0600: no moment where others may connect
+    try:
+        sock.bind(path)
+        sock.listen(64)
+    except OSError as error:
+        sock.close()
+        raise ConfigError(f"cannot listen on {bind}: {error.strerror or error}") from None
+    finally:
+        os.umask(previous_umask)
+    return sock
+
+
+def _remove_stale_socket(path: str) -> None:
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return
+    except OSError as error:
+        raise ConfigError(f"cannot listen on unix:{path}: {error.strerror}") from None
+    if not stat.S_ISSOCK(mode):
+        raise ConfigError(f"cannot listen on unix:{path}: a file that is not a socket is there")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        try:
+            probe.connect(path)
+        except ConnectionRefusedError:
+            os.unlink(path)
+            return
+        except OSError:
+            return
+    raise ConfigError(f"cannot listen on unix:{path}: another server is listening there")
+
+
+def admin_url(sock: socket.socket) -> str:
+    if sock.family == socket.AF_UNIX:
+        return f"unix:{sock.getsockname()}"
+    return listening_url(sock, tls=False)

@@ -13,6 +13,7 @@ import signal
 import socket
 from collections.abc import Callable
 
+from osmium.admin.commands import WorkerAdmin
 from osmium.asgi import ASGIApp
 from osmium.channel import ReportWriter
 from osmium.config import Config, ConfigError
@@ -77,6 +78,8 @@ class Server:
         tls: Listener | None,
         reports: ReportWriter,
         max_requests: int = 0,
+        slot: int = 0,
+        command_fd: int | None = None,
     ) -> None:
         self.config = config
         self.app = app
@@ -84,6 +87,10 @@ class Server:
         self.tls = tls
         self.reports = reports
         self.max_requests = max_requests
+        self.slot = slot
+        #: The admin plane's command pipe (None: the admin plane is off).
+        self.command_fd = command_fd
+        self._admin: WorkerAdmin | None = None
         self._acceptor_pid = os.getppid()
         #: Leave serving: set by retiring (acceptor's USR2, max-requests) and by stopping.
         self._stop = asyncio.Event()
@@ -125,6 +132,11 @@ class Server:
             max_active_handlers=self.config.max_active_handlers,
             max_pushes_per_request=self.config.max_pushes_per_request,
         )
+        if self.command_fd is not None:
+            self._admin = WorkerAdmin(
+                context, self.reports, self.command_fd, self.slot, self.request_retire
+            )
+            self._admin.start()
         factory: ProtocolFactory = lambda: ProtocolNegotiator(context)  # noqa: E731
         if self.tls is not None:
             factory = self.tls.wrap(factory)
@@ -143,7 +155,9 @@ class Server:
         server.close()
         await self._drain(context)
         self._heartbeat_handle.cancel()
-        self.reports.send_stats(context.snapshot())
+        self._report(context)
+        if self._admin is not None:
+            self._admin.stop()
         try:
             await lifespan.shutdown()
         except LifespanFailure as failure:
@@ -154,11 +168,15 @@ class Server:
         """Report to the acceptor: its proof of life, also while draining."""
         loop = asyncio.get_running_loop()
         self._heartbeat_handle = loop.call_later(HEARTBEAT_INTERVAL, self._heartbeat, context)
-        self.reports.send_stats(context.snapshot())
+        self._report(context)
         if os.getppid() != self._acceptor_pid and not self._goaway_all.is_set():
             # The acceptor was killed (SIGKILL skips its shutdown): no orphan keeps serving.
             log.warning("acceptor %d is gone; stopping", self._acceptor_pid)
             self.request_stop()
+
+    def _report(self, context: ServerContext) -> None:
+        extra = self._admin.report_fields() if self._admin is not None else {}
+        self.reports.send_stats(context.snapshot(), **extra)
 
     def _recycle(self) -> None:
         """max-requests reached: the acceptor starts a replacement, this worker retires."""

@@ -20,12 +20,14 @@ import logging
 import os
 import select
 import signal
+import socket
 import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from osmium.channel import ReportReader
+from osmium.admin.plane import AdminPlane
+from osmium.channel import CommandWriter, ReportReader
 from osmium.config import Config
 from osmium.listeners import bind_listener, claim_port, listening_url
 from osmium.server import loop_factory, tls_listener
@@ -52,6 +54,8 @@ SUMMED_COUNTERS = (
     "requests", "connections_total", "bytes_received", "bytes_sent",
     "protocol_errors", "timeouts", "connections_dropped",
 )  # fmt: skip
+#: Why a worker was replaced (README: Admin plane).
+RESPAWN_CAUSES = ("crash", "timeout", "max-requests", "reload", "drain")
 #: Counters of the defences at work, named in the final log line when not zero.
 DEFENCE_COUNTERS = {
     "protocol_errors": "closed for protocol errors",
@@ -67,8 +71,13 @@ class WorkerHandle:
     generation: int
     reader: ReportReader
     last_seen: float
+    #: The admin plane's command pipe to this worker (None while the admin plane is off).
+    commands: CommandWriter | None = None
+    started_at: float = field(default_factory=time.time)
     ready: bool = False
     retiring: bool = False
+    #: Why it left, once known: max-requests, reload, drain, removed, timeout.
+    leaving_for: str | None = None
     stats: dict[str, Any] = field(default_factory=dict)
 
 
@@ -83,6 +92,13 @@ class Supervisor:
             bind_listener(config.host, self.port, config.backlog) for _ in range(config.workers)
         ]
         self.url = listening_url(self.sockets[0], config.tls)
+        self.started_at = time.time()
+        #: Replacement workers started, by why the one before left (README: Admin plane).
+        self.respawns: dict[str, int] = dict.fromkeys(RESPAWN_CAUSES, 0)
+        self.reloads = self.slots_added = self.slots_removed = 0
+        self.admin: AdminPlane | None = None
+        if config.admin_bind is not None:
+            self.admin = AdminPlane(config, self)
         self.workers: dict[int, WorkerHandle] = {}
         self.generation = 0
         self.reload_slots: list[int] = []
@@ -102,11 +118,15 @@ class Supervisor:
     def run(self) -> int:
         self._install_signals()
         try:
+            if self.admin is not None:
+                self.admin.start(self._prepare_child)
             self._manage()
             while not (self.stopping and not self.workers):
                 self._wait_and_read_reports()
                 self._handle_signals()
                 self._reap()
+                if self.admin is not None:
+                    self.admin.tick(time.monotonic())
                 if self.stopping:
                     self._kill_stragglers()
                     continue
@@ -114,6 +134,8 @@ class Supervisor:
                 self._manage()
         finally:
             self._close_sockets()
+            if self.admin is not None:
+                self.admin.stop()
         if self.exit_code == 0:
             defences = "".join(
                 f"; {self.served[name]} {what}"
@@ -140,19 +162,26 @@ class Supervisor:
 
     def _wait_and_read_reports(self) -> None:
         readers = {worker.reader.fd: worker for worker in self.workers.values()}
+        admin_fds = self.admin.fds() if self.admin is not None else []
         try:
-            ready, _, _ = select.select([self._wakeup_read, *readers], [], [], self._timeout())
+            ready, _, _ = select.select(
+                [self._wakeup_read, *readers, *admin_fds], [], [], self._timeout()
+            )
         except InterruptedError:
             return
         for fd in ready:
             if fd == self._wakeup_read:
                 os.read(self._wakeup_read, 4096)
-            else:
+            elif fd in readers:
                 self._read_reports(readers[fd])
+            elif self.admin is not None:
+                self.admin.on_readable(fd)
 
     def _timeout(self) -> float:
         now = time.monotonic()
         due = [at - now for at in self.restart_at.values()]
+        if self.admin is not None:
+            due.append(self.admin.next_deadline() - now)
         return max(0.0, min([LOOP_TICK, *due]))
 
     def _read_reports(self, worker: WorkerHandle) -> None:
@@ -164,15 +193,47 @@ class Supervisor:
         kind = message["type"]
         if kind == "stats":
             worker.stats = message
+        elif kind == "reply":
+            if self.admin is not None:
+                self.admin.hub.on_reply(worker.pid, message, time.monotonic())
         elif kind == "ready":
             worker.ready = True
             self.crashes_in_a_row.pop(worker.slot, None)
             log.debug("worker %d (slot %d) ready", worker.pid, worker.slot)
+            self._event("worker-ready", f"worker {worker.pid} ready (slot {worker.slot})", worker)
         elif kind == "retiring":
+            reason = str(message.get("reason", "?"))
             worker.retiring = True
-            log.info("worker %d retiring (%s)", worker.pid, message.get("reason", "?"))
+            worker.leaving_for = reason
+            if reason in self.respawns:
+                self.respawns[reason] += 1
+            log.info("worker %d retiring (%s)", worker.pid, reason)
+            self._event("worker-retiring", f"worker {worker.pid} retiring ({reason})", worker)
+        elif kind == "event":
+            self._on_worker_event(worker, message)
         elif kind == "fatal":
             self._on_fatal(worker, message)
+
+    def _on_worker_event(self, worker: WorkerHandle, message: dict[str, Any]) -> None:
+        """A defence fired or a policy closed a connection, as the worker tells it."""
+        kind = str(message.get("kind"))
+        if self.admin is None or kind not in ("defence", "connection-closed"):
+            return
+        what = str(message.get("what"))
+        fields = {"defence": what} if kind == "defence" else {"by": what}
+        self.admin.hub.record(
+            kind, str(message.get("message")), pid=worker.pid, peer=message.get("peer"), **fields
+        )
+
+    def _event(
+        self, kind: str, message: str, worker: WorkerHandle | None = None, **fields: Any
+    ) -> None:
+        """An entry in the admin plane's event log (when it is on)."""
+        if self.admin is None:
+            return
+        if worker is not None:
+            fields = {"pid": worker.pid, "slot": worker.slot, **fields}
+        self.admin.hub.record(kind, message, **fields)
 
     def _on_fatal(self, worker: WorkerHandle, message: dict[str, Any]) -> None:
         """Before the server ever served: stop it with the message. After: keep what serves."""
@@ -203,11 +264,11 @@ class Supervisor:
             elif self.stopping:
                 continue
             elif signum == signal.SIGHUP:
-                self._reload()
+                self.reload()
             elif signum == signal.SIGTTIN:
-                self._add_slot()
+                self.add_slot()
             elif signum == signal.SIGTTOU:
-                self._remove_slot()
+                self.remove_slot()
 
     def _announce_stop(self, signum: int) -> None:
         """Say what the stop waits for (as the workers last reported) and how to cut it short."""
@@ -232,25 +293,59 @@ class Supervisor:
             # Not a second TERM/INT: the workers may have had those from the process group.
             self._signal_workers(signal.SIGQUIT)
 
-    def _reload(self) -> None:
+    def reload(self) -> None:
+        """HUP (or the admin API): replace every worker, one slot at a time."""
         log.info("reloading: replacing %d worker(s) one by one", len(self.sockets))
         self.generation += 1
+        self.reloads += 1
         self.reload_slots = list(range(len(self.sockets)))
+        self._event("reload-started", f"reload {self.reloads}: {len(self.sockets)} slot(s)")
 
-    def _add_slot(self) -> None:
+    def add_slot(self) -> None:
+        """TTIN (or the admin API): one worker more."""
         self.sockets.append(bind_listener(self.config.host, self.port, self.config.backlog))
+        self.slots_added += 1
         log.info("adding a worker: %d slot(s)", len(self.sockets))
+        self._event("worker-added", f"one worker more: {len(self.sockets)} slot(s)")
 
-    def _remove_slot(self) -> None:
+    def remove_slot(self) -> bool:
+        """TTOU (or the admin API): one worker less, never the last."""
         if len(self.sockets) <= 1:
             log.info("not removing the last worker")
-            return
+            return False
         slot = len(self.sockets) - 1
         self.sockets.pop().close()
         self.reload_slots = [s for s in self.reload_slots if s != slot]
         for worker in self._workers_in(slot):
-            self._retire(worker)
+            self._retire(worker, "removed")
+        self.slots_removed += 1
         log.info("removing a worker: %d slot(s)", len(self.sockets))
+        self._event("worker-removed", f"one worker less: {len(self.sockets)} slot(s)")
+        return True
+
+    def drain_worker(self, pid: int) -> bool:
+        """The admin API: retire this worker (it finishes its streams); a new one takes its slot."""
+        worker = self.workers.get(pid)
+        if worker is None or worker.retiring:
+            return False
+        self.respawns["drain"] += 1
+        worker.retiring = True
+        worker.leaving_for = "drain"
+        if worker.commands is None or not worker.commands.send(0, "drain"):
+            self._kill(pid, signal.SIGUSR2)
+        self._event("worker-drained", f"worker {pid} drained by an operator", worker)
+        return True
+
+    @property
+    def slots(self) -> int:
+        return len(self.sockets)
+
+    def live_workers(self) -> list[WorkerHandle]:
+        return list(self.workers.values())
+
+    def served_requests(self) -> int:
+        """Requests of the workers that have exited."""
+        return self.served["requests"]
 
     # -- reap, murder, manage --------------------------------------------------------------------
 
@@ -262,6 +357,8 @@ class Supervisor:
                 return
             if pid == 0:
                 return
+            if self.admin is not None and self.admin.reaped(pid):
+                continue
             worker = self.workers.pop(pid, None)
             if worker is not None:
                 self._on_worker_exit(worker, os.waitstatus_to_exitcode(status))
@@ -269,12 +366,20 @@ class Supervisor:
     def _on_worker_exit(self, worker: WorkerHandle, code: int) -> None:
         self._read_reports(worker)  # a last report (fatal, final stats) may still be in the pipe
         worker.reader.close()
+        if worker.commands is not None:
+            worker.commands.close()
         for name in SUMMED_COUNTERS:
             self.served[name] += worker.stats.get(name, 0)
+        how = f"signal {-code}" if code < 0 else f"exit status {code}"
+        cause = "stop" if self.stopping else worker.leaving_for or "crash"
+        self._event(
+            "worker-exited", f"worker {worker.pid} (slot {worker.slot}) exited: {cause}, {how}",
+            worker, cause=cause,
+        )  # fmt: skip
         if self.stopping or worker.retiring:
             return
-        how = f"signal {-code}" if code < 0 else f"exit status {code}"
         if worker.ready:
+            self.respawns[cause if cause == "timeout" else "crash"] += 1
             log.warning("worker %d (slot %d) died (%s); restarting", worker.pid, worker.slot, how)
             return
         if self._workers_in(worker.slot):
@@ -301,6 +406,7 @@ class Supervisor:
             silent_for = now - worker.last_seen
             if silent_for > self.config.worker_timeout:
                 log.error("worker %d silent for %.1f s; killing it", worker.pid, silent_for)
+                worker.leaving_for = "timeout"
                 self._kill(worker.pid, signal.SIGKILL)
                 worker.last_seen = now  # one kill per timeout; reaping takes it from here
 
@@ -316,6 +422,8 @@ class Supervisor:
         ):
             self.announced = True
             log.info("listening on %s (%d worker(s))", self.url, len(self.sockets))
+            if self.admin is not None:
+                self.admin.announce()
 
     def _continue_reload(self) -> None:
         """Replace the first slot still on the old code: spawn, wait until ready, retire the old."""
@@ -325,54 +433,78 @@ class Supervisor:
             if not current:
                 if self.restart_at.get(slot, 0.0) <= time.monotonic():
                     self.restart_at.pop(slot, None)
+                    self.respawns["reload"] += 1
                     self._spawn(slot)
                 return
             if not any(w.ready for w in current):
                 return
             for worker in self._workers_in(slot):
                 if worker.generation < self.generation:
-                    self._retire(worker)
+                    self._retire(worker, "reload")
             self.reload_slots.pop(0)
+            self._event("reload-step", f"slot {slot} replaced", slot=slot)
+            if not self.reload_slots:
+                self._event("reload-done", f"reload {self.reloads} done")
 
     def _workers_in(self, slot: int) -> list[WorkerHandle]:
         return [w for w in self.workers.values() if w.slot == slot and not w.retiring]
 
-    def _retire(self, worker: WorkerHandle) -> None:
+    def _retire(self, worker: WorkerHandle, reason: str) -> None:
         """USR2: the worker stops accepting and leaves once its connections went idle."""
         worker.retiring = True
+        worker.leaving_for = reason
         self._kill(worker.pid, signal.SIGUSR2)
 
     # -- processes -------------------------------------------------------------------------------
 
     def _spawn(self, slot: int) -> None:
         report_read, report_write = os.pipe()
+        command_read, command_write = os.pipe() if self.admin is not None else (None, None)
         # Until the child has its own handlers, a signal for it (a stop) would run a copy of the
-        # acceptor's handler and be lost; blocked, it waits for them (see _become_worker).
+        # acceptor's handler and be lost; blocked, it waits for them (see _prepare_child).
         signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED_SIGNALS)
         pid = os.fork()
         if pid == 0:
             os.close(report_read)
-            self._become_worker(slot, report_write)
+            if command_write is not None:
+                os.close(command_write)
+            self._become_worker(slot, report_write, command_read)
         signal.pthread_sigmask(signal.SIG_UNBLOCK, HANDLED_SIGNALS)
         os.close(report_write)
+        commands = None
+        if command_read is not None and command_write is not None:
+            os.close(command_read)
+            commands = CommandWriter(command_write)
         now = time.monotonic()
-        self.workers[pid] = WorkerHandle(pid, slot, self.generation, ReportReader(report_read), now)
+        self.workers[pid] = WorkerHandle(
+            pid, slot, self.generation, ReportReader(report_read), now, commands
+        )
         log.debug("worker %d started for slot %d", pid, slot)
+        self._event("worker-spawned", f"worker {pid} started (slot {slot})", self.workers[pid])
 
-    def _become_worker(self, slot: int, report_write: int) -> None:
+    def _prepare_child(self, keep_socket: socket.socket | None = None) -> None:
+        """In a forked child: the signals a worker handles its own way, and none of the acceptor's
+        descriptors but `keep_socket`."""
+        reset_signals()
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, HANDLED_SIGNALS)
+        os.close(self._wakeup_read)
+        os.close(self._wakeup_write)
+        for worker in self.workers.values():
+            os.close(worker.reader.fd)
+            if worker.commands is not None:
+                os.close(worker.commands.fd)
+        for sock in self.sockets:
+            if sock is not keep_socket:
+                sock.close()
+        if self.admin is not None and keep_socket is not None:
+            self.admin.close_in_child()
+
+    def _become_worker(self, slot: int, report_write: int, command_read: int | None) -> None:
         """In the forked child: drop the acceptor's resources, serve, and never return."""
         status = 1
         try:
-            reset_signals()
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, HANDLED_SIGNALS)
-            os.close(self._wakeup_read)
-            os.close(self._wakeup_write)
-            for worker in self.workers.values():
-                os.close(worker.reader.fd)
-            for index, sock in enumerate(self.sockets):
-                if index != slot:
-                    sock.close()
-            status = run_worker(self.config, self.sockets[slot], report_write)
+            self._prepare_child(self.sockets[slot])
+            status = run_worker(self.config, self.sockets[slot], report_write, slot, command_read)
         except BaseException:
             log.exception("worker crashed")
         finally:

@@ -33,8 +33,11 @@ def reset_signals() -> None:
         signal.signal(signum, signal.SIG_DFL)
 
 
-def run_worker(config: Config, sock: socket.socket, report_fd: int) -> int:
-    """The whole life of a worker; returns its exit status."""
+def run_worker(
+    config: Config, sock: socket.socket, report_fd: int, slot: int, command_fd: int | None
+) -> int:
+    """The whole life of a worker; returns its exit status. `command_fd`: the admin plane's
+    commands (None while it is off)."""
     reports = ReportWriter(report_fd)
     try:
         app = import_app(config.app, factory=config.factory)
@@ -47,6 +50,6 @@ def run_worker(config: Config, sock: socket.socket, report_fd: int) -> int:
         # Jitter keeps workers started together from all recycling at the same moment.
         max_requests += random.randint(0, config.max_requests_jitter)
     try:
-        return Server(config, app, sock, tls, reports, max_requests).run()
+        return Server(config, app, sock, tls, reports, max_requests, slot, command_fd).run()
     finally:
         reports.close()

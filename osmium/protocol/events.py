@@ -109,6 +109,21 @@ class IdleTimedOut:
     """No stream ran for the keep-alive timeout (less when retiring): close gracefully."""
 
 
+@dataclass(frozen=True, slots=True)
+class PingAcknowledged:
+    """The peer answered our PING (an idle one or an operator's) after `rtt` seconds."""
+
+    rtt: float
+
+
+@dataclass(frozen=True, slots=True)
+class PingTimedOut:
+    """No ACK to our PING within `seconds`: the peer is dead. GOAWAY(NO_ERROR) is queued;
+    close the transport."""
+
+    seconds: float
+
+
 Event = (
     Request
     | Body
@@ -120,4 +135,6 @@ Event = (
     | SendTimedOut
     | OutputStalled
     | IdleTimedOut
+    | PingAcknowledged
+    | PingTimedOut
 )

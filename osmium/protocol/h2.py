@@ -26,6 +26,8 @@ from osmium.protocol.events import (
     Headers,
     IdleTimedOut,
     OutputStalled,
+    PingAcknowledged,
+    PingTimedOut,
     Request,
     Reset,
     SendTimedOut,
@@ -37,6 +39,7 @@ from osmium.protocol.h2_internals import (
     ServerH2Connection,
     final_headers_sent,
     may_answer,
+    request_open,
     server_config,
 )
 from osmium.protocol.limits import KIB, Limits, RateBudget
@@ -95,6 +98,8 @@ STREAM_QUEUE_LIMIT = 64 * KIB
 SETTINGS_NO_RFC7540_PRIORITIES = 0x9
 #: Opaque data of the PING that times the two-step GOAWAY.
 GOAWAY_PING = b"osmGOAWY"
+#: Opaque data of the PINGs that check the peer is alive (after idle_ping, or an operator's).
+LIVENESS_PING = b"osmALIVE"
 #: Seconds a graceful close waits for the client's PING ACK before sending the final GOAWAY.
 FINAL_GOAWAY_DELAY = 1.0
 #: A retiring worker's connection closes after this many seconds without a stream.
@@ -170,6 +175,12 @@ class ServerConnection:
         self._idle_deadline: float | None = None
         #: When a socket that stopped taking our output has had send_timeout to drain.
         self._stall_deadline: float | None = None
+        #: When the peer's last bytes arrived: idle_ping of silence after them earns it a PING.
+        self.last_received_at = 0.0
+        #: When our PING still waiting for its ACK went out (None: none is), and the round trip
+        #: of the last one answered (seconds).
+        self._ping_sent_at: float | None = None
+        self.ping_rtt: float | None = None
         #: The earliest deadline set since the transport last took this (it sets None): its
         #: timer must go off by then. A deadline that goes away needs no word: a timer that
         #: fires early finds nothing due, and the transport asks `next_deadline` again.
@@ -200,6 +211,7 @@ class ServerConnection:
             self._h2.increment_flow_control_window(extra_window)
         self._handshake_deadline = now + self._limits.handshake_timeout
         self._announce(self._handshake_deadline)
+        self.last_received_at = now
 
     def start_graceful_close(self, now: float = 0.0) -> None:
         """RFC 9113 §6.8's two-step GOAWAY, first step: no new streams, please.
@@ -272,16 +284,32 @@ class ServerConnection:
             self.send_deadline,
             self._idle_deadline,
             self._stall_deadline,
+            self._ping_deadline(),
         )
         due = [deadline for deadline in deadlines if deadline is not None]
         return min(due) if due else None
+
+    def _ping_deadline(self) -> float | None:
+        """When our PING's ACK is due; with none out, when the peer's silence earns a PING
+        (computed, not stored: the bytes that move it later cost one attribute store each)."""
+        if self._ping_sent_at is not None:
+            return self._ping_sent_at + self._limits.ping_timeout
+        if self._idle_ping_due():
+            return self.last_received_at + self._limits.idle_ping
+        return None
+
+    def _idle_ping_due(self) -> bool:
+        """Idle PINGs are on, the handshake is done and the connection is not going away."""
+        going = self.closing or self.closed
+        return bool(self._limits.idle_ping) and self.preface_received and not going
 
     def handle_timeout(self, now: float) -> list[Event]:
         """What the deadlines due at `now` mean: a slow handshake or header block ends the
         connection (TimedOut, GOAWAY(ENHANCE_YOUR_CALM) queued); a response that made no progress
         for send_timeout is reset (SendTimedOut, RST_STREAM(CANCEL)); a socket that took nothing
         for send_timeout is given up (OutputStalled); a graceful close sends its final GOAWAY; a
-        connection idle for the keep-alive is closed (IdleTimedOut)."""
+        connection idle for the keep-alive is closed (IdleTimedOut); a peer silent for idle_ping
+        gets a PING, and one that leaves it unanswered for ping_timeout is dead (PingTimedOut)."""
         if self.closed:
             return []
         limits = self._limits
@@ -301,7 +329,28 @@ class ServerConnection:
         if self._idle_deadline is not None and now >= self._idle_deadline:
             self._idle_deadline = None
             return [IdleTimedOut()]
+        if self._ping_sent_at is not None:
+            if now >= self._ping_sent_at + limits.ping_timeout:
+                self._ping_sent_at = None
+                self.close(ErrorCodes.NO_ERROR)
+                return [PingTimedOut(limits.ping_timeout)]
+        elif self._idle_ping_due() and now >= self.last_received_at + limits.idle_ping:
+            self._send_ping(now)
         return []
+
+    def ping(self, now: float) -> bool:
+        """An operator's PING, sent at `now`: its ACK sets `ping_rtt` (PingAcknowledged), and
+        none within ping_timeout ends the connection like an idle PING's (PingTimedOut). False,
+        and nothing sent, while a PING of ours is unanswered or once the connection is closed."""
+        if self._ping_sent_at is not None or self.closed:
+            return False
+        self._send_ping(now)
+        return True
+
+    def _send_ping(self, now: float) -> None:
+        self._h2.ping(LIVENESS_PING)
+        self._ping_sent_at = now
+        self._announce(now + self._limits.ping_timeout)
 
     def _reset_stalled_sends(self, now: float) -> list[Event]:
         timeout = self._limits.send_timeout
@@ -343,6 +392,8 @@ class ServerConnection:
         frames = self._frames
         if self._handshake_deadline is not None and frames.preface_received:
             self._handshake_deadline = None
+            if self._idle_ping_due():
+                self._announce(now + self._limits.idle_ping)
         if frames.header_block_pending:
             if self._header_deadline is None:
                 self._header_deadline = now + self._limits.header_timeout
@@ -378,6 +429,7 @@ class ServerConnection:
         """Feed bytes from the socket (read at `now`, seconds); returns what they mean, in order."""
         if self.closed:
             return []
+        self.last_received_at = now
         if len(data) > RECEIVE_SLICE:
             return self._receive_in_slices(data, now)
         resets_before = self._h2.provoked_resets
@@ -449,6 +501,10 @@ class ServerConnection:
             elif kind is h2.events.PingAckReceived:
                 if event.ping_data == GOAWAY_PING:
                     self.finish_graceful_close()
+                elif event.ping_data == LIVENESS_PING and self._ping_sent_at is not None:
+                    rtt = self.ping_rtt = now - self._ping_sent_at
+                    self._ping_sent_at = None
+                    events.append(PingAcknowledged(rtt))
             elif kind is h2.events.ConnectionTerminated:
                 events.append(GoAway(int(event.error_code), event.last_stream_id))
         return events
@@ -771,3 +827,19 @@ class ServerConnection:
     def priority_of(self, stream_id: int) -> Priority:
         """The stream's priority now: its request's field, PRIORITY_UPDATEs, the app's field."""
         return self._priorities.get(stream_id, DEFAULT_PRIORITY)
+
+    # -- what the admin plane shows ---------------------------------------------------------------
+
+    def windows(self) -> tuple[int, int]:
+        """The connection's flow-control windows: what we may send, what the peer may send."""
+        h2_connection = self._h2
+        return h2_connection.outbound_flow_control_window, h2_connection.inbound_flow_control_window
+
+    def stream_view(self, stream_id: int) -> tuple[str, int | None]:
+        """The stream's state ("open", "half-closed": the request is in, "closed") and the window
+        it may send in (None once closed)."""
+        stream = self._h2.streams.get(stream_id)
+        if stream is None or stream.closed:
+            return "closed", None
+        state = "open" if request_open(stream) else "half-closed"
+        return state, self._h2.local_flow_control_window(stream_id)

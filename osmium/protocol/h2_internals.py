@@ -226,6 +226,11 @@ def may_answer(stream: H2Stream) -> bool:
     return stream.state_machine.state in ANSWERING_STATES
 
 
+def request_open(stream: H2Stream) -> bool:
+    """The client may still send on the stream (its request is not complete)."""
+    return stream.state_machine.state == StreamState.OPEN
+
+
 def final_headers_sent(stream: H2Stream) -> bool:
     """The response's final header block is out (1xx ones do not count)."""
     return bool(stream.state_machine.headers_sent)

@@ -45,10 +45,18 @@ class Limits:
     #: Seconds a response may stay blocked by the peer: a stream waiting for flow-control
     #: window is reset (CANCEL), a connection whose socket is not read is closed.
     send_timeout: float = 30.0
+    #: Seconds without a frame from the peer before the server sends it a PING (0: never): a
+    #: peer gone silent, streams open or not (a NAT that dropped the flow, a crashed host).
+    idle_ping: float = 30.0
+    #: Seconds a PING of the server's may wait for its ACK: without one the peer is dead and
+    #: the connection is closed (counted with the timeouts).
+    ping_timeout: float = 10.0
 
     def problems(self) -> list[str]:
-        names = self.__slots__
+        names = [name for name in self.__slots__ if name != "idle_ping"]
         problems = [f"{name} must be positive" for name in names if getattr(self, name) <= 0]
+        if self.idle_ping < 0:
+            problems.append("idle_ping must be positive, or 0 (off)")
         if 0 < self.max_connection_output < MIN_OUTPUT:
             problems.append(f"max_connection_output must be at least {MIN_OUTPUT} (one frame)")
         return problems

@@ -3,7 +3,8 @@
 A back-end returns a `Listener`: either an `ssl.SSLContext` for asyncio's own TLS (stdlib), or a
 wrapper around the connection protocol factory that terminates TLS itself (pyOpenSSL), or both.
 Whatever terminates TLS exposes `transport.get_extra_info("ssl_object")` with three methods the
-server uses: `selected_alpn_protocol()`, `version()` and `cipher()` (as `ssl.SSLObject` has them).
+server uses: `selected_alpn_protocol()`, `version()` and `cipher()` (as `ssl.SSLObject` has them),
+and for the admin plane, where known, `server_name_indicated` (the client's SNI).
 A third-party back-end is named by dotted path: `--tls-backend package.module:Class`.
 """
 

@@ -108,9 +108,11 @@ def _reason(error: SSL.Error) -> str:
 class TLSInfo:
     """What `get_extra_info("ssl_object")` gives: the `ssl.SSLObject` methods the server uses."""
 
-    __slots__ = ("_alpn", "_cipher", "_version")
+    __slots__ = ("_alpn", "_cipher", "_version", "server_name_indicated")
 
     def __init__(self, connection: SSL.Connection) -> None:
+        server_name = connection.get_servername()
+        self.server_name_indicated = server_name.decode() if server_name else None
         alpn = connection.get_alpn_proto_negotiated()
         self._alpn = alpn.decode() if alpn else None
         self._version = connection.get_protocol_version_name()

@@ -29,14 +29,15 @@ class StdlibTLS:
             host.lower(): self._context(settings, certfile, keyfile)
             for host, (certfile, keyfile) in settings.sni.items()
         }
-        if by_name:
 
-            def choose(sock: ssl.SSLObject, server_name: str | None, _: ssl.SSLContext) -> None:
-                chosen = by_name.get((server_name or "").lower())
-                if chosen is not None:
-                    sock.context = chosen
+        def choose(sock: ssl.SSLObject, server_name: str | None, _: ssl.SSLContext) -> None:
+            # Kept for the admin plane: a server-side SSLObject does not remember it.
+            sock.server_name_indicated = server_name  # type: ignore[attr-defined]
+            chosen = by_name.get((server_name or "").lower())
+            if chosen is not None:
+                sock.context = chosen
 
-            default.sni_callback = choose
+        default.sni_callback = choose
         return Listener(ssl_context=default)
 
     @staticmethod

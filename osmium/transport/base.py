@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Coroutine
 from typing import Any, Protocol
 
 from osmium.asgi import HTTPStream
 from osmium.protocol.priority import DEFAULT_PRIORITY
-from osmium.transport.context import ServerContext
+from osmium.transport.context import ConnectionTally, ServerContext
 from osmium.transport.drain import WriteGate
 
 log = logging.getLogger("osmium.connection")
@@ -18,6 +19,37 @@ log = logging.getLogger("osmium.connection")
 
 class OutputCore(Protocol):
     def data_to_send(self) -> bytes: ...
+
+
+def tls_view(tls: Any) -> dict[str, Any]:
+    """The TLS facts of a connection (any back-end's `ssl_object`) for the admin API."""
+    cipher = tls.cipher()
+    return {
+        "version": tls.version(),
+        "cipher": cipher[0] if cipher else None,
+        "alpn": tls.selected_alpn_protocol(),
+        "sni": getattr(tls, "server_name_indicated", None),
+    }
+
+
+def stream_snapshot(
+    stream: HTTPStream, state: str, now: float, waiting: str | None
+) -> dict[str, Any]:
+    """One stream as the admin API shows it: the path without its query, never a body."""
+    scope = stream.scope
+    return {
+        "id": stream.stream_id,
+        "method": scope["method"],
+        "path": scope["path"],
+        "state": state,
+        "urgency": None,
+        "incremental": None,
+        "bytes_in": stream.bytes_in,
+        "bytes_out": stream.bytes_out,
+        "age": now - stream.started_at if stream.started_at else None,
+        "waiting": waiting,
+        "send_window": None,
+    }
 
 
 def address(info: object) -> tuple[str, int] | None:
@@ -52,6 +84,7 @@ class ConnectionProtocol(asyncio.Protocol):
         self._stall_timer: asyncio.TimerHandle | None = None
         #: This connection's share of the worker's output tally (ServerContext.track_output).
         self.reported_output = 0
+        self.tally = ConnectionTally()
         self._closing = False
         self._closed = False
         self._dropped = False
@@ -65,6 +98,7 @@ class ConnectionProtocol(asyncio.Protocol):
             self._scheme = "https"
         self._client = address(transport.get_extra_info("peername"))
         self._server = address(transport.get_extra_info("sockname"))
+        self.tally.opened_at = self._loop.time()
         self._context.register(self)  # type: ignore[arg-type]
 
     def _start_handler(self, stream: HTTPStream) -> asyncio.Task[None]:
@@ -73,6 +107,9 @@ class ConnectionProtocol(asyncio.Protocol):
         context = self._context
         counters = self._counters
         counters.requests += 1
+        self.tally.requests += 1
+        if context.request_stats is not None:
+            stream.started_at = time.monotonic()
         if counters.requests == context.max_requests and context.on_max_requests:
             context.on_max_requests()
         queued = None
@@ -80,6 +117,12 @@ class ConnectionProtocol(asyncio.Protocol):
         if admission is not None and not admission.try_enter():
             queued = admission.wait(self, stream.stream_id, self._urgency(stream.stream_id))
         return self._loop.create_task(self._run_stream(stream, queued))
+
+    def _count_request(self, stream: HTTPStream) -> None:
+        """The admin plane is on: the request's status and time from arrival to its end."""
+        stats = self._context.request_stats
+        assert stats is not None
+        stats.record(stream.status, time.monotonic() - stream.started_at)
 
     def _urgency(self, stream_id: int) -> int:
         """Where a waiting stream goes among its connection's others (RFC 9218 urgency)."""
@@ -100,7 +143,7 @@ class ConnectionProtocol(asyncio.Protocol):
             transport = self._transport
             assert transport is not None
             transport.write(data)
-            self._counters.bytes_sent += len(data)
+            self.tally.bytes_out += len(data)
             buffered = transport.get_write_buffer_size()
             if buffered or self.reported_output:
                 self._context.track_output(self, buffered)  # type: ignore[arg-type]
@@ -108,6 +151,44 @@ class ConnectionProtocol(asyncio.Protocol):
     def _output(self) -> bytes:
         assert self._core is not None
         return self._core.data_to_send()
+
+    # -- what the admin plane shows ---------------------------------------------------------------
+
+    #: "h2", "h2c" or "http/1.1"
+    protocol_name = "http/1.1"
+
+    @property
+    def last_received_at(self) -> float:
+        """When the peer last sent bytes (loop time)."""
+        raise NotImplementedError
+
+    def snapshot(self, now: float) -> dict[str, Any]:
+        """This connection as the admin API shows it (times in loop time: `now` is loop time)."""
+        transport = self._transport
+        tls = transport.get_extra_info("ssl_object") if transport is not None else None
+        tally = self.tally
+        return {
+            "peer": f"{self._client[0]}:{self._client[1]}" if self._client else None,
+            "protocol": self.protocol_name,
+            "tls": None if tls is None else tls_view(tls),
+            "age": now - tally.opened_at,
+            "idle": now - self.last_received_at,
+            "requests": tally.requests,
+            "streams_open": self.open_streams,
+            "bytes_in": tally.bytes_in,
+            "bytes_out": tally.bytes_out,
+            "windows": None,
+            "output_queued": self.output_buffered,
+            "ping_rtt_ms": None,
+        }
+
+    def stream_snapshots(self, now: float) -> list[dict[str, Any]]:
+        """The streams open now, as the admin API shows them."""
+        raise NotImplementedError
+
+    @property
+    def open_streams(self) -> int:
+        raise NotImplementedError
 
     @property
     def peer_host(self) -> str:
@@ -148,7 +229,7 @@ class ConnectionProtocol(asyncio.Protocol):
         if self._closed:
             return
         log.info(
-            "closing connection from %s: %s not complete within %.0f s",
+            "closing connection from %s: %s not complete within %g s",
             self.peer_host,
             what,
             seconds,

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from email.utils import formatdate
 from typing import Any, Protocol
 
+from osmium.admin.stats import RequestStats
 from osmium.admission import Admission
 from osmium.asgi import ASGIApp
 from osmium.channel import Counters
@@ -23,8 +24,25 @@ log = logging.getLogger("osmium.connection")
 RECOUNT_INTERVAL = 0.1
 
 
+class ConnectionTally:
+    """What a connection moved and served, for the worker's counters and the admin plane. One
+    attribute of the connection, not five: a protocol object with 30 attributes or more loses
+    CPython's split instance dict, and every attribute access on the hot path gets slower."""
+
+    __slots__ = ("bytes_in", "bytes_out", "opened_at", "requests", "serial")
+
+    def __init__(self) -> None:
+        #: The connection's number in its worker (ServerContext.register): its admin id.
+        self.serial = 0
+        self.opened_at = 0.0
+        self.bytes_in = 0
+        self.bytes_out = 0
+        self.requests = 0
+
+
 class Connection(Protocol):
     reported_output: int
+    tally: ConnectionTally
 
     @property
     def open_streams(self) -> int: ...
@@ -75,6 +93,16 @@ class ServerContext:
     _last_recount: float = -RECOUNT_INTERVAL
     _recount_pending: bool = False
     _all_closed: asyncio.Event = field(default_factory=asyncio.Event)
+    #: Per-request counts for the admin plane; None while it is off, so nothing is counted.
+    request_stats: RequestStats | None = None
+    #: Told of defences fired and policy closes: (kind, message, what fired, peer), for the
+    #: admin plane's event log; None while it is off.
+    on_event: Callable[[str, str, str, str], None] | None = None
+    #: Bytes moved by the connections already closed (live ones keep their own count).
+    _closed_bytes_in: int = 0
+    _closed_bytes_out: int = 0
+    #: The last connection number given out (ids for the admin plane).
+    _serial: int = 0
     #: The worker's handler slots, shared by its connections; None without a cap, so that a
     #: server without one spends nothing on admission.
     admission: Admission | None = field(init=False, default=None)
@@ -85,11 +113,17 @@ class ServerContext:
 
     def register(self, connection: Connection) -> None:
         self.connections.add(connection)
+        self._serial += 1
+        connection.tally.serial = self._serial
         self.counters.connections_total += 1
         self._all_closed.clear()
 
     def unregister(self, connection: Connection) -> None:
-        self.connections.discard(connection)
+        if connection in self.connections:
+            self.connections.discard(connection)
+            # Bytes are counted per connection only (one addition per read or write, not two).
+            self._closed_bytes_in += connection.tally.bytes_in
+            self._closed_bytes_out += connection.tally.bytes_out
         if not self.connections:
             self._all_closed.set()
 
@@ -140,11 +174,27 @@ class ServerContext:
         if self.output_buffered > self.limits.max_worker_output:
             self._shed_output()
 
+    def defence_fired(self, defence: str, peer: str) -> None:
+        """A budget closed a connection: counted, and told to the admin plane when it is on."""
+        defences = self.counters.defences
+        defences[defence] = defences.get(defence, 0) + 1
+        if self.on_event is not None:
+            self.on_event("defence", f"{defence}: closed a connection from {peer}", defence, peer)
+
+    def closed_by_policy(self, policy: str, peer: str) -> None:
+        """A connection closed by a policy (idle-ping): told to the admin plane when it is on."""
+        if self.on_event is not None:
+            message = f"connection from {peer} closed by the {policy} policy"
+            self.on_event("connection-closed", message, policy, peer)
+
     def snapshot(self) -> Counters:
         """The counters with the open connections and streams filled in, for a report."""
         counters = self.counters
-        counters.connections = len(self.connections)
-        counters.streams = sum(connection.open_streams for connection in self.connections)
+        connections = self.connections
+        counters.connections = len(connections)
+        counters.streams = sum(connection.open_streams for connection in connections)
+        counters.bytes_received = self._closed_bytes_in + sum(c.tally.bytes_in for c in connections)
+        counters.bytes_sent = self._closed_bytes_out + sum(c.tally.bytes_out for c in connections)
         return counters
 
     async def wait_all_closed(self) -> None:

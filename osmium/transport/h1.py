@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
 from osmium.asgi import HTTP1_EXTENSIONS, ClientDisconnected, HTTPStream, build_scope, run_http
 from osmium.protocol.events import Body, ConnectionFailed, EndBody, Event, Headers, Request
 from osmium.protocol.h1 import H1Connection, h2c_upgrade_settings
 from osmium.protocol.h2 import UpgradeRefused
-from osmium.transport.base import ConnectionProtocol
+from osmium.transport.base import ConnectionProtocol, stream_snapshot
 from osmium.transport.context import ServerContext
 from osmium.transport.h2 import H2ServerProtocol
 
@@ -47,6 +48,7 @@ class H1ServerProtocol(ConnectionProtocol):
         self._reading_paused = False
         self._idle_timer: asyncio.TimerHandle | None = None
         self._header_timer: asyncio.TimerHandle | None = None
+        self._last_received_at = self._loop.time()
 
     # -- asyncio.Protocol ------------------------------------------------------------------------
 
@@ -57,7 +59,8 @@ class H1ServerProtocol(ConnectionProtocol):
 
     def data_received(self, data: bytes) -> None:
         assert self._core is not None
-        self._counters.bytes_received += len(data)
+        self.tally.bytes_in += len(data)
+        self._last_received_at = self._loop.time()
         if self._stream is None and self._upgrade is None and self._header_timer is None:
             # The first bytes of a request: its head must be complete within header_timeout.
             self._header_timer = self._loop.call_later(
@@ -193,6 +196,8 @@ class H1ServerProtocol(ConnectionProtocol):
         finally:
             if self._context.admission is not None:
                 self._context.admission.leave(queued)
+            if self._context.request_stats is not None:
+                self._count_request(stream)
             stream.close()
             self._stream = None
             self._task = None
@@ -278,6 +283,29 @@ class H1ServerProtocol(ConnectionProtocol):
     # -- connection lifecycle (ServerContext's Connection) ---------------------------------------
 
     @property
+    def last_received_at(self) -> float:
+        return self._last_received_at
+
+    def stream_snapshots(self, now: float) -> list[dict[str, Any]]:
+        stream = self._stream
+        if stream is None:
+            return []
+        admission = self._context.admission
+        waiting = None
+        if admission is not None and admission.is_waiting(self, stream.stream_id):
+            waiting = "admission"
+        elif not stream.response_finished:
+            waiting = "socket" if self._write_gate.paused else "app"
+        return [
+            stream_snapshot(
+                stream,
+                "half-closed" if stream.request_complete else "open",
+                now,
+                waiting,
+            )
+        ]
+
+    @property
     def open_streams(self) -> int:
         return 1 if self._stream is not None else 0
 
@@ -288,6 +316,13 @@ class H1ServerProtocol(ConnectionProtocol):
             self._close_transport()
 
     retire = shutdown
+
+    def close_by_operator(self, graceful: bool) -> None:
+        """The admin plane closes this connection: after the response in flight, or at once."""
+        if graceful:
+            self.shutdown()
+        else:
+            self._close_transport()
 
     def _arm_idle_timer(self) -> None:
         self._idle_timer = self._loop.call_later(

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
 from osmium.asgi import (
     HTTP1_EXTENSIONS,
@@ -32,13 +33,15 @@ from osmium.protocol.events import (
     Headers,
     IdleTimedOut,
     OutputStalled,
+    PingAcknowledged,
+    PingTimedOut,
     Request,
     Reset,
     SendTimedOut,
     TimedOut,
 )
 from osmium.protocol.h2 import ServerConnection, StreamGone
-from osmium.transport.base import ConnectionProtocol
+from osmium.transport.base import ConnectionProtocol, stream_snapshot
 from osmium.transport.context import ServerContext
 
 log = logging.getLogger("osmium.connection")
@@ -79,6 +82,8 @@ class H2ServerProtocol(ConnectionProtocol):
         #: The one timer for the core's deadlines, and the moment it is armed for.
         self._core_timer: asyncio.TimerHandle | None = None
         self._core_timer_at: float | None = None
+        #: What operators' `ping()` calls wait on: the next ACK of the core's PING.
+        self._ping_answer: asyncio.Future[float | None] | None = None
 
     # -- asyncio.Protocol ------------------------------------------------------------------------
 
@@ -120,7 +125,7 @@ class H2ServerProtocol(ConnectionProtocol):
         self._arm_core_timer()
 
     def data_received(self, data: bytes) -> None:
-        self._counters.bytes_received += len(data)
+        self.tally.bytes_in += len(data)
         try:
             events = self._core.receive(data, self._loop.time())
         except Exception:
@@ -138,6 +143,7 @@ class H2ServerProtocol(ConnectionProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         if self._core_timer is not None:
             self._core_timer.cancel()
+        self._answer_ping(None)
         self._disconnect_streams()
         if self._context.admission is not None:
             self._context.admission.forget(self)
@@ -215,6 +221,33 @@ class H2ServerProtocol(ConnectionProtocol):
             self.shutdown()
         elif kind is OutputStalled:
             self._stalled()
+        elif kind is PingAcknowledged:
+            self._answer_ping(event.rtt)  # type: ignore[union-attr]
+        elif kind is PingTimedOut:
+            self._answer_ping(None)
+            self._context.closed_by_policy("idle-ping", self.peer_host)
+            self._time_out("PING ACK", event.seconds)  # type: ignore[union-attr]
+
+    async def ping(self) -> float | None:
+        """An operator's PING: its round trip in seconds, or None when the connection closes or
+        no ACK comes within ping_timeout (the core then closes it as dead). While a PING of the
+        core's is unanswered already, this waits for that one's ACK."""
+        if self._closed or self._core.closed:
+            return None
+        if self._ping_answer is None:
+            self._ping_answer = self._loop.create_future()
+            self._core.ping(self._loop.time())
+            self._flush()
+        answer = asyncio.shield(self._ping_answer)
+        try:
+            return await asyncio.wait_for(answer, self._limits.ping_timeout)
+        except TimeoutError:
+            return None
+
+    def _answer_ping(self, rtt: float | None) -> None:
+        answer, self._ping_answer = self._ping_answer, None
+        if answer is not None and not answer.done():
+            answer.set_result(rtt)
 
     def _on_request(self, event: Request) -> None:
         stream_id = event.stream_id
@@ -250,7 +283,16 @@ class H2ServerProtocol(ConnectionProtocol):
             stream.disconnect()
         self._wake_sender(stream_id)
 
+    def _count_error(self, error_code: int) -> None:
+        errors = self._counters.errors
+        try:
+            name = ErrorCode(error_code).name
+        except ValueError:
+            name = str(error_code)
+        errors[name] = errors.get(name, 0) + 1
+
     def _on_send_timed_out(self, event: SendTimedOut) -> None:
+        self._count_error(ErrorCode.CANCEL)
         log.info(
             "stream %d of %s: no progress sending for %.0f s; resetting it",
             event.stream_id,
@@ -268,6 +310,9 @@ class H2ServerProtocol(ConnectionProtocol):
 
     def _on_connection_failed(self, event: ConnectionFailed) -> None:
         self._counters.protocol_errors += 1
+        self._count_error(event.error_code)
+        if event.error_code == ErrorCode.ENHANCE_YOUR_CALM:
+            self._context.defence_fired(event.reason, self.peer_host)
         log.info(
             "connection error from %s: %s (error code %d)",
             self.peer_host,
@@ -291,6 +336,8 @@ class H2ServerProtocol(ConnectionProtocol):
         finally:
             if self._context.admission is not None:
                 self._context.admission.leave(queued)
+            if self._context.request_stats is not None:
+                self._count_request(stream)
             del self._streams[stream_id]
             del self._tasks[stream_id]
             if self._pushes:
@@ -308,6 +355,65 @@ class H2ServerProtocol(ConnectionProtocol):
     @property
     def open_streams(self) -> int:
         return len(self._streams)
+
+    # -- what the admin plane shows and does -----------------------------------------------------
+
+    @property
+    def protocol_name(self) -> str:  # type: ignore[override]
+        return "h2" if self._scheme == "https" else "h2c"
+
+    @property
+    def last_received_at(self) -> float:
+        return self._core.last_received_at
+
+    def snapshot(self, now: float) -> dict[str, Any]:
+        view = super().snapshot(now)
+        send, receive = self._core.windows()
+        view["windows"] = {"send": send, "receive": receive}
+        view["output_queued"] += self._core.queued_size
+        rtt = self._core.ping_rtt
+        view["ping_rtt_ms"] = None if rtt is None else rtt * 1000
+        return view
+
+    def stream_snapshots(self, now: float) -> list[dict[str, Any]]:
+        core = self._core
+        admission = self._context.admission
+        connection_window = core.windows()[0]
+        views = []
+        for stream_id, stream in self._streams.items():
+            state, window = core.stream_view(stream_id)
+            if admission is not None and admission.is_waiting(self, stream_id):
+                waiting: str | None = "admission"
+            elif core.queued(stream_id):
+                blocked = not window or connection_window <= 0
+                waiting = "window" if blocked else "socket" if self._write_gate.paused else None
+            else:
+                waiting = None if stream.response_finished else "app"
+            view = stream_snapshot(stream, state, now, waiting)
+            priority = core.priority_of(stream_id)
+            view["urgency"] = priority.urgency
+            view["incremental"] = priority.incremental
+            view["send_window"] = window
+            views.append(view)
+        return views
+
+    def close_by_operator(self, graceful: bool) -> None:
+        """The admin plane closes this connection: GOAWAY and let streams finish, or at once."""
+        if graceful:
+            self.shutdown()
+            return
+        self._core.close(ErrorCode.NO_ERROR)
+        self._close_transport()
+
+    def reset_by_operator(self, stream_id: int) -> bool:
+        """The admin plane resets one stream: RST_STREAM(CANCEL) to the client, the app's sends
+        raise. False if there is no such stream."""
+        if stream_id not in self._streams:
+            return False
+        self._core.reset(stream_id, ErrorCode.CANCEL)
+        self._on_reset(stream_id)
+        self._schedule_flush()
+        return True
 
     # -- StreamSink ------------------------------------------------------------------------------
 

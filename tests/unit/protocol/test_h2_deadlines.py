@@ -13,7 +13,9 @@ from osmium.protocol.settings import ProtocolSettings
 from tests.conformance.frames import PREFACE, FrameType, raw_frame
 from tests.support.h2_peer import GET, Peer, frames_in
 
-LIMITS = Limits(handshake_timeout=2.0, header_timeout=3.0)
+#: Idle PINGs off (idle_ping=0) in this module: their deadline is tested in test_idle_ping.py,
+#: and here each test asserts one deadline with nothing else due.
+LIMITS = Limits(handshake_timeout=2.0, header_timeout=3.0, idle_ping=0)
 
 
 def goaways(server: ServerConnection) -> list[tuple[int, int]]:
@@ -93,7 +95,7 @@ def queued_response(peer: Peer, size: int) -> int:
 
 def test_a_response_stuck_behind_a_closed_window_is_reset_at_the_send_deadline() -> None:
     """The app handed over the whole body and moved on; the client never opens its window."""
-    peer = Peer(initial_window_size=0, limits=Limits(send_timeout=5.0))
+    peer = Peer(initial_window_size=0, limits=Limits(send_timeout=5.0, idle_ping=0))
     stream_id = queued_response(peer, 11)
     peer.server.data_to_send(now=20.0)
     assert peer.server.next_deadline() == 25.0
@@ -107,7 +109,7 @@ def test_a_response_stuck_behind_a_closed_window_is_reset_at_the_send_deadline()
 
 
 def test_progress_moves_the_send_deadline() -> None:
-    peer = Peer(initial_window_size=10, limits=Limits(send_timeout=5.0))
+    peer = Peer(initial_window_size=10, limits=Limits(send_timeout=5.0, idle_ping=0))
     stream_id = queued_response(peer, 25)
     peer.server.data_to_send(now=20.0)  # 10 bytes go out
     assert peer.server.next_deadline() == 25.0
@@ -122,7 +124,7 @@ def test_progress_moves_the_send_deadline() -> None:
 
 
 def test_a_queue_that_refills_after_a_pause_starts_its_deadline_afresh() -> None:
-    peer = Peer(initial_window_size=0, limits=Limits(send_timeout=5.0))
+    peer = Peer(initial_window_size=0, limits=Limits(send_timeout=5.0, idle_ping=0))
     stream_id = peer.request(GET)
     peer.client_to_server()
     peer.server.send_headers(stream_id, [(b":status", b"200")], end_stream=False)
@@ -134,7 +136,7 @@ def test_a_queue_that_refills_after_a_pause_starts_its_deadline_afresh() -> None
 
 def idle_server(keep_alive: float = 5.0) -> Peer:
     """A connection past its handshake, with a keep-alive timeout."""
-    peer = Peer(keep_alive_timeout=keep_alive)
+    peer = Peer(keep_alive_timeout=keep_alive, limits=Limits(idle_ping=0))
     assert peer.server.next_deadline() is None
     return peer
 
@@ -171,14 +173,14 @@ def test_a_graceful_close_ends_the_idle_wait() -> None:
 
 
 def test_a_socket_that_takes_nothing_for_the_send_timeout_is_given_up() -> None:
-    peer = Peer(limits=Limits(send_timeout=5.0))
+    peer = Peer(limits=Limits(send_timeout=5.0, idle_ping=0))
     peer.server.output_paused(30.0)
     assert peer.server.next_deadline() == 35.0
     assert peer.server.handle_timeout(35.0) == [OutputStalled(5.0)]
 
 
 def test_a_socket_that_drains_again_owes_nothing() -> None:
-    peer = Peer(limits=Limits(send_timeout=5.0))
+    peer = Peer(limits=Limits(send_timeout=5.0, idle_ping=0))
     peer.server.output_paused(30.0)
     peer.server.output_resumed()
     assert peer.server.next_deadline() is None

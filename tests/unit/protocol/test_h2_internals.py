@@ -19,6 +19,7 @@ from osmium.protocol.h2_internals import (
     ServerH2Connection,
     final_headers_sent,
     may_answer,
+    request_open,
     server_config,
 )
 
@@ -58,6 +59,7 @@ def test_h2_streams_still_expose_their_state_machine() -> None:
     stream = h2.stream.H2Stream(1, h2.config.H2Configuration(), 65_535, 65_535)
     assert stream.state_machine.state is h2.stream.StreamState.IDLE
     assert not may_answer(stream) and not final_headers_sent(stream)
+    assert not request_open(stream)
 
 
 def test_h2_frame_buffer_still_keeps_the_state_our_buffer_peeks_at() -> None:
