@@ -30,6 +30,8 @@ ANSWER_TIMEOUT = 2.0
 #: Seconds between restarts of an admin process that keeps dying.
 RESTART_DELAY = 1.0
 MAX_QUERY_LINE = 1024 * 1024
+#: Seconds the admin process gets to exit at a stop before it is killed.
+STOP_TIMEOUT = 5.0
 
 
 class AdminPlane:
@@ -109,16 +111,29 @@ class AdminPlane:
         """The server stops: the admin process goes, the listener and its socket file too."""
         self._stopping = True
         if self._pid:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self._pid, signal.SIGTERM)
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(self._pid, 0)
+            self._end_admin_process()
         if self._link is not None:
             self._link.close()
         self._listener.close()
         if self._unix_path is not None:
             with contextlib.suppress(OSError):
                 os.unlink(self._unix_path)
+
+    def _end_admin_process(self) -> None:
+        """TERM, then KILL if it has not exited within STOP_TIMEOUT: a stop never hangs on it."""
+        deadline = time.monotonic() + STOP_TIMEOUT
+        signum = signal.SIGTERM
+        while True:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self._pid, signum)
+            while time.monotonic() < deadline:
+                try:
+                    if os.waitpid(self._pid, os.WNOHANG)[0]:
+                        return
+                except ChildProcessError:
+                    return
+                time.sleep(0.01)
+            signum, deadline = signal.SIGKILL, float("inf")
 
     def close_in_child(self) -> None:
         """In a forked worker: none of the admin plane's descriptors."""

@@ -7,12 +7,16 @@ error or a lost connection ends that wait at once: the app's `send` raises Clien
 Every deadline is the core's (handshake, header block, final GOAWAY, sends without progress, a
 socket that takes nothing, keep-alive): one timer, armed at `next_deadline()`. Only a connection
 already closed with bytes still unsent gets the base class's timer, to abort it.
+The core's clock is time.monotonic(), not loop.time(): uvloop's is cached to the millisecond,
+too coarse for a PING's round trip; timers set with call_at still fire in time (loop time never
+runs ahead of it).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from time import monotonic
 from typing import Any
 
 from osmium.asgi import (
@@ -88,7 +92,7 @@ class H2ServerProtocol(ConnectionProtocol):
     # -- asyncio.Protocol ------------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._core.start(now=self._loop.time())
+        self._core.start(now=monotonic())
         self._attach(transport)
         tls = transport.get_extra_info("ssl_object")
         if tls is not None and not acceptable_tls(tls.version(), tls.cipher()):
@@ -101,7 +105,7 @@ class H2ServerProtocol(ConnectionProtocol):
 
         Raises UpgradeRefused for a value RFC 7540 §3.2.1 does not allow.
         """
-        self._core.start(upgrade_settings=settings, now=self._loop.time())
+        self._core.start(upgrade_settings=settings, now=monotonic())
 
     def take_over(
         self, transport: asyncio.BaseTransport, headers: Headers, body: bytes, trailing: bytes
@@ -121,13 +125,13 @@ class H2ServerProtocol(ConnectionProtocol):
     def _attach(self, transport: asyncio.BaseTransport) -> None:
         self._adopt(transport)
         self._flush()
-        self._core.idle(self._loop.time())
+        self._core.idle(monotonic())
         self._arm_core_timer()
 
     def data_received(self, data: bytes) -> None:
         self.tally.bytes_in += len(data)
         try:
-            events = self._core.receive(data, self._loop.time())
+            events = self._core.receive(data, monotonic())
         except Exception:
             # A bug below us must cost this connection only, with a GOAWAY, not the worker.
             log.exception("internal error while processing data from %s", self._client)
@@ -152,7 +156,7 @@ class H2ServerProtocol(ConnectionProtocol):
     def pause_writing(self) -> None:
         # The core gives the peer send_timeout to read (its deadline); replies to what we would
         # read next would pile up unsent meanwhile: stop reading too.
-        self._core.output_paused(self._loop.time())
+        self._core.output_paused(monotonic())
         self._arm_core_timer()
         assert self._transport is not None
         self._transport.pause_reading()
@@ -185,7 +189,7 @@ class H2ServerProtocol(ConnectionProtocol):
     def _on_core_deadline(self) -> None:
         self._core_timer = None
         core = self._core
-        for event in core.handle_timeout(self._loop.time()):
+        for event in core.handle_timeout(monotonic()):
             self._dispatch(event)
         if self._closed:
             return
@@ -236,7 +240,7 @@ class H2ServerProtocol(ConnectionProtocol):
             return None
         if self._ping_answer is None:
             self._ping_answer = self._loop.create_future()
-            self._core.ping(self._loop.time())
+            self._core.ping(monotonic())
             self._flush()
         answer = asyncio.shield(self._ping_answer)
         try:
@@ -348,7 +352,7 @@ class H2ServerProtocol(ConnectionProtocol):
             stream.close()
             self._schedule_flush()
             if not self._streams:
-                self._core.idle(self._loop.time())
+                self._core.idle(monotonic())
                 if self._closing:
                     self._close_if_done()
 
@@ -527,7 +531,7 @@ class H2ServerProtocol(ConnectionProtocol):
         core = self._core
         # The time matters only to bodies queued (their send deadline): skip asking when none is.
         tracking = core.queued_size or core.send_deadline is not None
-        data = core.data_to_send(room, self._loop.time() if tracking else 0.0)
+        data = core.data_to_send(room, monotonic() if tracking else 0.0)
         if self._room_waiters:
             for stream_id, waiter in self._room_waiters.items():
                 if not waiter.done() and core.has_room(stream_id):
@@ -556,7 +560,7 @@ class H2ServerProtocol(ConnectionProtocol):
             return
         self._closing = True
         # The final GOAWAY follows the client's PING ACK, or the core's deadline for it.
-        self._core.start_graceful_close(self._loop.time())
+        self._core.start_graceful_close(monotonic())
         self._flush()
         self._arm_core_timer()
 

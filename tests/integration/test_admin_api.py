@@ -142,7 +142,7 @@ def test_a_stream_reset_through_the_api_reaches_that_client_as_rst_stream() -> N
             # The client answers the server's PING (wait_for ACKs PINGs as it reads them).
             client.wait_for(lambda f: isinstance(f, PingFrame) and "ACK" not in f.flags, "PING")
             pinger.join(10)
-            assert pings[0].status_code == 200 and pings[0].json()["rtt_ms"] >= 0
+            assert pings[0].status_code == 200 and pings[0].json()["rtt_ms"] > 0
         finally:
             client.close()
 
@@ -334,3 +334,19 @@ def test_a_tls_connection_shows_its_version_cipher_alpn_and_sni(
             "alpn": "h2",
             "sni": "localhost",
         }
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--admin-history", "0"), "admin_history must be between 1 and 86400 seconds"),
+        (("--admin-bind", "nonsense"), "--admin-bind: invalid bind address 'nonsense'"),
+        (("--admin-bind", "unix:"), "--admin-bind unix: needs a path"),
+        (("--admin-bind", "unix:/nonexistent/dir/a.sock"), "No such file or directory"),
+    ],
+)
+def test_bad_admin_settings_are_one_line_errors(args: tuple[str, ...], message: str) -> None:
+    result = run_osmium("serve", "--bind", "127.0.0.1:0", *args)
+    assert result.returncode == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("osmium: error: ") and message in line, line
