@@ -116,6 +116,23 @@ def build_parser() -> argparse.ArgumentParser:
         "--admin-history", type=int, default=None, metavar="SECONDS",
         help="seconds of per-second history kept (default 3600)",
     )  # fmt: skip
+    websocket = serve.add_argument_group("WebSockets")
+    websocket.add_argument(
+        "--ws-max-message-size", type=int, default=None, metavar="BYTES",
+        help="largest message; over it: Close 1009 (default 16777216)",
+    )  # fmt: skip
+    websocket.add_argument(
+        "--ws-ping-interval", type=float, default=None, metavar="SECONDS",
+        help="seconds between Pings (default 20; 0: none)",
+    )  # fmt: skip
+    websocket.add_argument(
+        "--ws-ping-timeout", type=float, default=None, metavar="SECONDS",
+        help="no Pong within it: Close 1011 (default 20)",
+    )  # fmt: skip
+    websocket.add_argument(
+        "--ws-per-message-deflate", action=argparse.BooleanOptionalAction, default=None,
+        help="offer permessage-deflate compression (default on)",
+    )  # fmt: skip
     serve.add_argument("--loop", choices=("auto", "asyncio", "uvloop"), default=None)
     serve.add_argument("--access-log", action="store_true", default=None, help="log every request")
     serve.add_argument("--log-level", default=None, help="debug, info, warning, error")

@@ -14,6 +14,7 @@ from typing import Any
 
 from osmium.protocol.limits import Limits
 from osmium.protocol.settings import ProtocolSettings
+from osmium.protocol.ws import WebSocketSettings
 from osmium.tls import TLS12_CIPHERS
 
 DEMO_APP = "osmium.demo:app"
@@ -72,6 +73,12 @@ class Config:
     admin_token: str | None = None
     #: Seconds of per-second history the admin plane keeps.
     admin_history: int = 3600
+    #: WebSockets: largest message (over it: Close 1009), Ping every ws_ping_interval seconds
+    #: (0: never; no Pong within ws_ping_timeout: Close 1011), permessage-deflate offered.
+    ws_max_message_size: int = 16 * 1024 * 1024
+    ws_ping_interval: float = 20.0
+    ws_ping_timeout: float = 20.0
+    ws_per_message_deflate: bool = True
     access_log: bool = False
     log_level: str = "info"
     #: Log every frame h2 sees and sends (debug level, logger "osmium.frames").
@@ -81,6 +88,15 @@ class Config:
     @property
     def tls(self) -> bool:
         return self.certfile is not None
+
+    @property
+    def websocket(self) -> WebSocketSettings:
+        return WebSocketSettings(
+            max_message_size=self.ws_max_message_size,
+            ping_interval=self.ws_ping_interval,
+            ping_timeout=self.ws_ping_timeout,
+            per_message_deflate=self.ws_per_message_deflate,
+        )
 
     def validate(self) -> Config:
         problems = [*self.protocol.problems(), *self.limits.problems()]
@@ -103,6 +119,10 @@ class Config:
         if self.graceful_timeout < 0:
             problems.append("graceful_timeout must not be negative")
         problems += self._admin_problems()
+        if self.ws_max_message_size <= 0 or self.ws_ping_timeout <= 0:
+            problems.append("ws_max_message_size and ws_ping_timeout must be positive")
+        if self.ws_ping_interval < 0:
+            problems.append("ws_ping_interval must be 0 (no pings) or positive")
         if self.loop not in LOOPS:
             problems.append(f"loop must be one of {', '.join(LOOPS)}")
         if self.log_level.lower() not in ("critical", "error", "warning", "info", "debug"):

@@ -188,6 +188,25 @@ ROUTES: dict[tuple[str, str], Callable[..., Awaitable[None]]] = {
 }
 
 
+async def websocket(scope: Scope, receive: Receive, send: Send) -> None:
+    """`/ws/echo`: every message back as it came (text as text), the first offered subprotocol
+    accepted; any other path is refused (403)."""
+    await receive()  # websocket.connect
+    if scope["path"] != "/ws/echo":
+        await send({"type": "websocket.close"})
+        return
+    offered = scope["subprotocols"]
+    await send({"type": "websocket.accept", "subprotocol": offered[0] if offered else None})
+    while True:
+        message = await receive()
+        if message["type"] == "websocket.disconnect":
+            return
+        if message.get("text") is not None:
+            await send({"type": "websocket.send", "text": message["text"]})
+        else:
+            await send({"type": "websocket.send", "bytes": message["bytes"]})
+
+
 async def _lifespan(receive: Receive, send: Send) -> None:
     while True:
         message = await receive()
@@ -201,6 +220,9 @@ async def _lifespan(receive: Receive, send: Send) -> None:
 async def app(scope: Scope, receive: Receive, send: Send) -> None:
     if scope["type"] == "lifespan":
         await _lifespan(receive, send)
+        return
+    if scope["type"] == "websocket":
+        await websocket(scope, receive, send)
         return
     method = "GET" if scope["method"] == "HEAD" else scope["method"]
     handler = ROUTES.get((method, scope["path"]))

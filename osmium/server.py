@@ -131,6 +131,7 @@ class Server:
             on_max_requests=self._recycle,
             max_active_handlers=self.config.max_active_handlers,
             max_pushes_per_request=self.config.max_pushes_per_request,
+            websocket=self.config.websocket,
         )
         if self.command_fd is not None:
             self._admin = WorkerAdmin(

@@ -2,7 +2,7 @@
 
 It speaks the same event vocabulary as the HTTP/2 core (one request at a time, numbered), refuses
 malformed or ambiguous requests (h11's checks against request smuggling) with a 4xx and a close,
-and can accept an `Upgrade: h2c` by answering 101 and handing the rest of the bytes over.
+and can accept an upgrade (h2c, websocket) by answering 101 and handing the rest of the bytes over.
 """
 
 from __future__ import annotations
@@ -43,6 +43,10 @@ def h2c_upgrade_settings(headers: Headers, scheme: str) -> bytes | None:
     settings = [value for name, value in headers if name == b"http2-settings"]
     # RFC 7540 §3.2.1: exactly one HTTP2-Settings field, or no upgrade.
     return settings[0] if len(settings) == 1 else None
+
+
+#: The 101 response's fields for an accepted h2c upgrade.
+H2C_SWITCH: Headers = [(b"connection", b"Upgrade"), (b"upgrade", b"h2c")]
 
 
 def _reason(status: int) -> bytes:
@@ -189,9 +193,9 @@ class H1Connection:
         self._method = b""
         return self._pull()
 
-    def accept_upgrade(self) -> bytes:
-        """101 Switching Protocols to h2c; returns bytes the client sent after its request."""
-        headers = [(b"connection", b"Upgrade"), (b"upgrade", b"h2c")]
+    def accept_upgrade(self, headers: Headers) -> bytes:
+        """101 Switching Protocols with `headers` (h2c, websocket); returns the bytes the client
+        sent after its request."""
         self._output += self._h11.send(h11.InformationalResponse(status_code=101, headers=headers))
         trailing, _closed = self._h11.trailing_data
         return bytes(trailing)

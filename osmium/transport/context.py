@@ -16,6 +16,7 @@ from osmium.asgi import ASGIApp
 from osmium.channel import Counters
 from osmium.protocol.limits import Limits
 from osmium.protocol.settings import ProtocolSettings
+from osmium.protocol.ws import WebSocketSettings
 
 log = logging.getLogger("osmium.connection")
 
@@ -93,6 +94,7 @@ class ServerContext:
     _last_recount: float = -RECOUNT_INTERVAL
     _recount_pending: bool = False
     _all_closed: asyncio.Event = field(default_factory=asyncio.Event)
+    websocket: WebSocketSettings = field(default_factory=WebSocketSettings)
     #: Per-request counts for the admin plane; None while it is off, so nothing is counted.
     request_stats: RequestStats | None = None
     #: Told of defences fired and policy closes: (kind, message, what fired, peer), for the

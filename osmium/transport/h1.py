@@ -14,11 +14,13 @@ from typing import Any
 
 from osmium.asgi import HTTP1_EXTENSIONS, ClientDisconnected, HTTPStream, build_scope, run_http
 from osmium.protocol.events import Body, ConnectionFailed, EndBody, Event, Headers, Request
-from osmium.protocol.h1 import H1Connection, h2c_upgrade_settings
+from osmium.protocol.h1 import H2C_SWITCH, H1Connection, h2c_upgrade_settings
 from osmium.protocol.h2 import UpgradeRefused
+from osmium.protocol.ws import handshake_problem, is_websocket_request
 from osmium.transport.base import ConnectionProtocol, stream_snapshot
 from osmium.transport.context import ServerContext
 from osmium.transport.h2 import H2ServerProtocol
+from osmium.transport.ws import WebSocketProtocol
 
 log = logging.getLogger("osmium.connection")
 
@@ -44,6 +46,8 @@ class H1ServerProtocol(ConnectionProtocol):
         self._stream: HTTPStream | None = None
         self._task: asyncio.Task[None] | None = None
         self._upgrade: tuple[bytes, Headers, bytearray] | None = None
+        #: A WebSocket request's fields, until its end arrives and the WebSocket takes over.
+        self._websocket: Headers | None = None
         self._buffered = 0
         self._reading_paused = False
         self._idle_timer: asyncio.TimerHandle | None = None
@@ -111,6 +115,9 @@ class H1ServerProtocol(ConnectionProtocol):
         if settings is not None:
             self._upgrade = (settings, event.headers, bytearray())
             return
+        if is_websocket_request(event.headers):
+            self._open_websocket(event.headers)
+            return
         self._start_stream(event.stream_id, event.headers)
         self._core.send_continue()
 
@@ -148,8 +155,39 @@ class H1ServerProtocol(ConnectionProtocol):
     def _on_end_body(self) -> None:
         if self._upgrade is not None:
             self._switch_to_h2()
+        elif self._websocket is not None:
+            self._switch_to_websocket(self._websocket)
         elif self._stream is not None:
             self._stream.feed_end()
+
+    # -- WebSocket upgrade -----------------------------------------------------------------------
+
+    def _open_websocket(self, headers: Headers) -> None:
+        """RFC 6455 §4.2: a request we cannot accept is answered (400, 426) and the connection
+        closed; one we can goes to the app once its (empty) body is in."""
+        assert self._core is not None
+        problem = handshake_problem(headers)
+        if problem is None:
+            self._websocket = headers
+            return
+        status, reason, fields = problem
+        log.info("WebSocket handshake refused from %s: %s", self.peer_host, reason)
+        body = reason.encode()
+        self._core.start_response(
+            status, [*fields, (b"content-length", str(len(body)).encode())], close=True
+        )
+        self._core.send_data(body)
+        self._core.end_response()
+        self._close_transport()
+
+    def _switch_to_websocket(self, headers: Headers) -> None:
+        """The connection becomes the WebSocket's: its protocol answers the handshake."""
+        assert self._core is not None and self._transport is not None
+        self._websocket = None
+        self._context.unregister(self)
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+        WebSocketProtocol(self._context, self._core, headers).take_over(self._transport, b"")
 
     # -- h2c upgrade -----------------------------------------------------------------------------
 
@@ -163,7 +201,7 @@ class H1ServerProtocol(ConnectionProtocol):
             log.info("h2c upgrade declined: %s", refusal)
             self._decline_upgrade()
             return
-        trailing = self._core.accept_upgrade()
+        trailing = self._core.accept_upgrade(H2C_SWITCH)
         self._flush()
         self._context.unregister(self)
         if self._idle_timer is not None:

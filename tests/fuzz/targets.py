@@ -19,7 +19,7 @@ from osmium.protocol.events import (
     Headers,
     Request,
 )
-from osmium.protocol.h1 import MAX_HEADER_BYTES, H1Connection, h2c_upgrade_settings
+from osmium.protocol.h1 import H2C_SWITCH, MAX_HEADER_BYTES, H1Connection, h2c_upgrade_settings
 from osmium.protocol.h2 import ServerConnection, StreamGone, UpgradeRefused
 from osmium.protocol.limits import Limits
 from osmium.protocol.settings import ProtocolSettings
@@ -202,7 +202,7 @@ class H1App:
             server.start(upgrade_settings=settings)
         except UpgradeRefused:
             return False
-        trailing = self.connection.accept_upgrade()
+        trailing = self.connection.accept_upgrade(H2C_SWITCH)
         assert self.connection.data_to_send().startswith(b"HTTP/1.1 101 ")
         oracle.assert_well_formed(server.data_to_send())
         self.upgraded = (server, trailing)

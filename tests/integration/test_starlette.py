@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from collections.abc import Iterator
 
 import httpx
 import pytest
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect
 
 from tests.integration.support import h2c_client
 from tests.server_process import ServerProcess, running_server
@@ -113,3 +116,22 @@ def test_route_exception_is_a_500(client: httpx.Client, starlette_server: Server
     assert response.text == "Internal Server Error"
     starlette_server.wait_for_line(r"RuntimeError: starlette route failing on purpose", timeout=5)
     assert client.get("/").status_code == 200
+
+
+def test_a_websocket_endpoint_class(starlette_server: ServerProcess) -> None:
+    with connect(f"ws://{starlette_server.host}:{starlette_server.port}/ws/shout") as websocket:
+        websocket.send("quiet please")
+        assert websocket.recv(timeout=5) == "QUIET PLEASE"
+
+
+def test_a_websocket_route_with_json_a_subprotocol_and_a_close_code(
+    starlette_server: ServerProcess,
+) -> None:
+    url = f"ws://{starlette_server.host}:{starlette_server.port}/ws/greet"
+    with connect(url, subprotocols=["json"]) as websocket:
+        assert websocket.subprotocol == "json"
+        websocket.send(json.dumps({"name": "osmium"}))
+        assert json.loads(websocket.recv(timeout=5)) == {"greeting": "hello osmium"}
+        with pytest.raises(ConnectionClosed) as closed:
+            websocket.recv(timeout=5)
+    assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (4000, "done")

@@ -8,9 +8,11 @@ from contextlib import asynccontextmanager
 from typing import TypedDict
 
 from starlette.applications import Starlette
+from starlette.endpoints import WebSocketEndpoint
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, StreamingResponse
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket
 
 
 class State(TypedDict):
@@ -100,8 +102,27 @@ async def fail(request: Request) -> PlainTextResponse:
     raise RuntimeError("starlette route failing on purpose")
 
 
+class Shout(WebSocketEndpoint):
+    """Starlette's class-based WebSocket endpoint: every text message back in capitals."""
+
+    encoding = "text"
+
+    async def on_receive(self, websocket: WebSocket, data: str) -> None:
+        await websocket.send_text(data.upper())
+
+
+async def greet(websocket: WebSocket) -> None:
+    """A function WebSocket route: JSON in, JSON out, then a close with a code of its own."""
+    await websocket.accept(subprotocol="json")
+    name = (await websocket.receive_json())["name"]
+    await websocket.send_json({"greeting": f"hello {name}"})
+    await websocket.close(code=4000, reason="done")
+
+
 app = Starlette(
     routes=[
+        WebSocketRoute("/ws/shout", Shout),
+        WebSocketRoute("/ws/greet", greet),
         Route("/", home),
         Route("/users/{user_id:int}", user),
         Route("/items/{name}", item),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from osmium.protocol.events import Body, ConnectionFailed, EndBody, Request
-from osmium.protocol.h1 import H1Connection
+from osmium.protocol.h1 import H2C_SWITCH, H1Connection
 
 GET = b"GET /a?b=1 HTTP/1.1\r\nHost: example\r\n\r\n"
 
@@ -75,7 +75,7 @@ def test_accepting_h2c_answers_101_and_returns_the_bytes_after_the_request() -> 
         b"Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\n\r\n"
     )
     core.receive(request + b"PRI * HTTP/2.0")
-    assert core.accept_upgrade() == b"PRI * HTTP/2.0"
+    assert core.accept_upgrade(H2C_SWITCH) == b"PRI * HTTP/2.0"
     assert core.data_to_send().startswith(b"HTTP/1.1 101 \r\nconnection: Upgrade\r\nupgrade: h2c")
 
 

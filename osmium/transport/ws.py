@@ -1,0 +1,254 @@
+"""The asyncio side of one WebSocket on an upgraded HTTP/1.1 connection.
+
+It answers the opening handshake through the connection's HTTP/1.1 core (101, or the app's denial),
+then moves bytes between the socket and the sans-IO WebSocket: the app's sends wait while the
+socket's buffer is over its cap (a peer that does not read costs bounded memory), reading pauses
+while the app has not taken what came, and one timer each keeps pings and the closing handshake.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from typing import Any
+
+from osmium.asgi import ClientDisconnected
+from osmium.protocol.events import Headers
+from osmium.protocol.h1 import H1Connection
+from osmium.protocol.ws import (
+    ABNORMAL_CLOSURE,
+    GOING_AWAY,
+    INTERNAL_ERROR,
+    Closed,
+    Message,
+    PongReceived,
+    WebSocket,
+    accept,
+)
+from osmium.transport.base import ConnectionProtocol
+from osmium.transport.context import ServerContext
+from osmium.websocket import WebSocketSession, run_websocket, websocket_scope
+
+log = logging.getLogger("osmium.connection")
+
+#: Message bytes received and not yet taken by the app before the socket is no longer read.
+READ_BUFFER_LIMIT = 256 * 1024
+#: Seconds the peer gets to answer our Close before the TCP connection is closed anyway.
+CLOSE_TIMEOUT = 5.0
+#: Bytes a client may send before the handshake is answered (it should send none).
+EARLY_DATA_LIMIT = 64 * 1024
+
+
+class WebSocketProtocol(ConnectionProtocol):
+    """One WebSocket; implements `WebSocketSink` for its session."""
+
+    protocol_name = "websocket"
+
+    def __init__(self, context: ServerContext, h1: H1Connection, headers: Headers) -> None:
+        super().__init__(context)
+        self._h1 = h1
+        self._request_headers = headers
+        self._settings = context.websocket
+        self._ws: WebSocket | None = None
+        self._early = bytearray()
+        self._session: WebSocketSession | None = None
+        self._task: asyncio.Task[bool] | None = None
+        self._unread = 0
+        self._reading_paused = False
+        self._last_received_at = 0.0
+        self._ping_timer: asyncio.TimerHandle | None = None
+        self._pong_timer: asyncio.TimerHandle | None = None
+        self._close_timer: asyncio.TimerHandle | None = None
+
+    def take_over(self, transport: asyncio.BaseTransport, trailing: bytes) -> None:
+        """The HTTP/1.1 connection is ours now; the app decides on the handshake."""
+        transport.set_protocol(self)
+        self._adopt(transport)
+        self._last_received_at = self._loop.time()
+        context = self._context
+        scope = websocket_scope(
+            self._request_headers,
+            self._scheme,
+            self._client,
+            self._server,
+            context.lifespan_state,
+            "1.1",
+        )
+        self._session = WebSocketSession(self, scope)
+        self._counters.requests += 1
+        self.tally.requests += 1
+        label = f"WebSocket {scope['path']} from {self.peer_host}"
+        self._task = self._loop.create_task(run_websocket(context.app, self._session, label))
+        self._task.add_done_callback(self._app_done)
+        if trailing:
+            self.data_received(trailing)
+
+    # -- asyncio.Protocol ------------------------------------------------------------------------
+
+    def data_received(self, data: bytes) -> None:
+        self.tally.bytes_in += len(data)
+        self._last_received_at = self._loop.time()
+        if self._ws is None:
+            self._early += data
+            if len(self._early) > EARLY_DATA_LIMIT:
+                self._close_transport()
+            return
+        self._handle(self._ws.receive(data))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        for timer in (self._ping_timer, self._pong_timer, self._close_timer):
+            if timer is not None:
+                timer.cancel()
+        if self._session is not None:
+            self._session.disconnect(ABNORMAL_CLOSURE)
+        self._forget()
+
+    def _handle(self, events: list[Any]) -> None:
+        session = self._session
+        assert session is not None and self._ws is not None
+        for event in events:
+            kind = type(event)
+            if kind is Message:
+                data = event.data
+                self._unread += len(data)
+                session.feed(data)
+                if self._unread > READ_BUFFER_LIMIT and not self._reading_paused:
+                    self._reading_paused = True
+                    assert self._transport is not None
+                    self._transport.pause_reading()
+            elif kind is PongReceived:
+                self._pong_received()
+            elif kind is Closed:
+                session.disconnect(event.code, event.reason)
+        self._flush()
+        if self._ws.closed:
+            self._close_transport()
+        elif self._ws.closing:
+            self._await_close()
+
+    # -- WebSocketSink ---------------------------------------------------------------------------
+
+    def accept(self, subprotocol: str | None, headers: Headers) -> None:
+        settings = self._settings
+        acceptance = accept(
+            self._request_headers, subprotocol, headers, settings.per_message_deflate
+        )
+        trailing = self._h1.accept_upgrade(acceptance.headers)
+        self._ws = WebSocket(settings.max_message_size, acceptance.extensions)
+        self._schedule_ping()
+        early = bytes(self._early) + trailing
+        self._early.clear()
+        self._flush()
+        if early:
+            self._handle(self._ws.receive(early))
+
+    def deny(self, status: int, headers: Headers, body: bytes, finished: bool) -> None:
+        h1 = self._h1
+        if status:
+            h1.start_response(status, headers, close=True)
+        h1.send_data(body)
+        if finished:
+            h1.end_response()
+            self._close_transport()
+        else:
+            self._flush()
+
+    async def send_message(self, data: str | bytes) -> None:
+        ws = self._ws
+        assert ws is not None
+        if self._closed or ws.closing:
+            raise ClientDisconnected("the WebSocket is closed")
+        ws.send(data)
+        self._flush()
+        if self._write_gate.paused:
+            await self._write_gate.wait()  # drained, or the connection is gone
+
+    def close(self, code: int, reason: str) -> None:
+        if self._ws is None or self._closed:
+            return
+        self._ws.close(code, reason)
+        self._flush()
+        self._await_close()
+
+    def consumed(self, size: int) -> None:
+        self._unread -= size
+        if self._reading_paused and self._unread <= READ_BUFFER_LIMIT // 2:
+            self._reading_paused = False
+            if self._transport is not None and not self._closed:
+                self._transport.resume_reading()
+
+    def _output(self) -> bytes:
+        data = self._h1.data_to_send()
+        if self._ws is not None:
+            data += self._ws.data_to_send()
+        return data
+
+    # -- pings and closing -----------------------------------------------------------------------
+
+    def _schedule_ping(self) -> None:
+        if self._settings.ping_interval and not self._closed:
+            self._ping_timer = self._loop.call_later(self._settings.ping_interval, self._ping)
+
+    def _ping(self) -> None:
+        self._ping_timer = None
+        if self._ws is None or self._ws.closing or self._closed:
+            return
+        self._ws.ping(os.urandom(4))
+        self._flush()
+        self._pong_timer = self._loop.call_later(self._settings.ping_timeout, self._no_pong)
+
+    def _pong_received(self) -> None:
+        if self._pong_timer is not None:
+            self._pong_timer.cancel()
+            self._pong_timer = None
+            self._schedule_ping()
+
+    def _no_pong(self) -> None:
+        self._pong_timer = None
+        log.info("closing WebSocket from %s: no Pong within %g s", self.peer_host,
+                 self._settings.ping_timeout)  # fmt: skip
+        self._counters.timeouts += 1
+        self._session.disconnect(INTERNAL_ERROR)  # type: ignore[union-attr]
+        self.close(INTERNAL_ERROR, "ping timeout")
+
+    def _await_close(self) -> None:
+        """Our Close is out: the peer's answer ends the connection, or CLOSE_TIMEOUT does."""
+        if self._close_timer is None and not self._closed:
+            self._close_timer = self._loop.call_later(CLOSE_TIMEOUT, self._close_transport)
+
+    def _app_done(self, task: asyncio.Task[bool]) -> None:
+        if not task.cancelled() and task.result() is False:
+            self._counters.app_errors += 1
+
+    # -- ServerContext's Connection --------------------------------------------------------------
+
+    @property
+    def open_streams(self) -> int:
+        return 0 if self._closed else 1
+
+    @property
+    def last_received_at(self) -> float:
+        return self._last_received_at
+
+    def stream_snapshots(self, now: float) -> list[dict[str, Any]]:
+        return []
+
+    def shutdown(self) -> None:
+        """A stop: WebSockets run on until the graceful timeout (then `abort`: 1001)."""
+
+    retire = shutdown
+
+    def close_by_operator(self, graceful: bool) -> None:
+        if self._ws is None or not graceful:
+            self._close_transport()
+        else:
+            self._session.disconnect(GOING_AWAY)  # type: ignore[union-attr]
+            self.close(GOING_AWAY, "closed by the operator")
+
+    def abort(self) -> None:
+        """The graceful timeout ran out: Close 1001 (going away), then the TCP connection."""
+        if self._ws is not None and not self._ws.closing and not self._closed:
+            self._session.disconnect(GOING_AWAY)  # type: ignore[union-attr]
+            self._ws.close(GOING_AWAY, "server shutting down")
+        self._close_transport()

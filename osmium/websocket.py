@@ -1,0 +1,196 @@
+"""The ASGI `websocket` adapter: one session per WebSocket, its scope, `receive` and `send`.
+
+Like HTTPStream it speaks ASGI messages on one side and calls a small sink (the connection) on
+the other, never touching wsproto or h11. Until the app accepts, the session can still deny
+with an HTTP response (`websocket.http.response.*`, or 403 for a close before accept).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from typing import Any, Protocol
+
+from osmium.asgi import ASGI_VERSION, ASGIApp, ClientDisconnected, Message, Scope, build_scope
+from osmium.protocol.events import Headers
+from osmium.protocol.ws import INTERNAL_ERROR, NORMAL_CLOSURE, subprotocols
+
+error_log = logging.getLogger("osmium.error")
+
+WEBSOCKET_EXTENSIONS: dict[str, dict[str, Any]] = {"websocket.http.response": {}}
+
+
+class WebSocketSink(Protocol):
+    """What a session needs from its connection."""
+
+    def accept(self, subprotocol: str | None, headers: Headers) -> None: ...
+    def deny(self, status: int, headers: Headers, body: bytes, finished: bool) -> None: ...
+    async def send_message(self, data: str | bytes) -> None: ...
+    def close(self, code: int, reason: str) -> None: ...
+    def consumed(self, size: int) -> None: ...
+
+
+def websocket_scope(
+    headers: Headers,
+    scheme: str,
+    client: tuple[str, int] | None,
+    server: tuple[str, int] | None,
+    state: dict[str, Any] | None,
+    http_version: str,
+) -> Scope:
+    scope = build_scope(headers, scheme, client, server, state, http_version, WEBSOCKET_EXTENSIONS)
+    scope["type"] = "websocket"
+    scope["scheme"] = "wss" if scheme == "https" else "ws"
+    scope["subprotocols"] = subprotocols(headers)
+    del scope["method"]
+    scope["asgi"] = ASGI_VERSION
+    return scope
+
+
+class WebSocketSession:
+    """One WebSocket as the app sees it: connect, messages in order, then one disconnect."""
+
+    def __init__(self, sink: WebSocketSink, scope: Scope) -> None:
+        self._sink = sink
+        self.scope = scope
+        self._connect_sent = False
+        #: handshake -> accepted | denied; closed once either side has closed.
+        self.state = "handshake"
+        self._response_started = False
+        self._incoming: deque[str | bytes] = deque()
+        self._waiter: asyncio.Future[None] | None = None
+        #: The peer's close code once the WebSocket is over for the app.
+        self.disconnect_code: int | None = None
+        self._disconnect_reason = ""
+
+    # -- fed by the connection -------------------------------------------------------------------
+
+    def feed(self, data: str | bytes) -> None:
+        self._incoming.append(data)
+        self._wake()
+
+    def disconnect(self, code: int, reason: str = "") -> None:
+        if self.disconnect_code is None:
+            self.disconnect_code = code
+            self._disconnect_reason = reason
+        self._wake()
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    # -- the ASGI callables ----------------------------------------------------------------------
+
+    async def receive(self) -> Message:
+        if not self._connect_sent:
+            self._connect_sent = True
+            return {"type": "websocket.connect"}
+        while True:
+            if self._incoming:
+                data = self._incoming.popleft()
+                self._sink.consumed(len(data))
+                if isinstance(data, str):
+                    return {"type": "websocket.receive", "text": data}
+                return {"type": "websocket.receive", "bytes": data}
+            if self.disconnect_code is not None:
+                return {
+                    "type": "websocket.disconnect",
+                    "code": self.disconnect_code,
+                    "reason": self._disconnect_reason,
+                }
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+
+    async def send(self, message: Message) -> None:
+        kind = message["type"]
+        if kind == "websocket.send":
+            await self._send_data(message)
+        elif kind == "websocket.accept":
+            self._accept(message)
+        elif kind == "websocket.close":
+            self._close(message.get("code", NORMAL_CLOSURE), message.get("reason") or "")
+        elif kind == "websocket.http.response.start":
+            self._start_denial(message)
+        elif kind == "websocket.http.response.body":
+            self._deny_body(message)
+        else:
+            raise RuntimeError(f"unexpected ASGI message type {kind!r} on a websocket")
+
+    def _accept(self, message: Message) -> None:
+        if self.state != "handshake" or self._response_started:
+            raise RuntimeError("websocket.accept after the handshake was answered")
+        headers = [(bytes(n), bytes(v)) for n, v in message.get("headers", ())]
+        self._sink.accept(message.get("subprotocol"), headers)
+        self.state = "accepted"
+
+    async def _send_data(self, message: Message) -> None:
+        if self.state != "accepted":
+            raise RuntimeError("websocket.send before websocket.accept or after close")
+        if self.disconnect_code is not None:
+            raise ClientDisconnected(f"websocket closed ({self.disconnect_code})")
+        data = message.get("bytes")
+        if data is None:
+            data = message.get("text")
+        if data is None:
+            raise RuntimeError("websocket.send without text or bytes")
+        await self._sink.send_message(data)
+
+    def _close(self, code: int, reason: str) -> None:
+        if self.state == "handshake" and not self._response_started:
+            self._deny(403, [], b"", True)  # ASGI: a close before accept is a 403
+        elif self.state == "accepted":
+            self.state = "closed"
+            self._sink.close(code, reason)
+
+    def _start_denial(self, message: Message) -> None:
+        if self.state != "handshake" or self._response_started:
+            raise RuntimeError("websocket.http.response.start after the handshake was answered")
+        self._response_started = True
+        self._denial = (
+            int(message["status"]),
+            [(bytes(n).lower(), bytes(v)) for n, v in message.get("headers", ())],
+        )
+
+    def _deny_body(self, message: Message) -> None:
+        if not self._response_started or self.state not in ("handshake", "denying"):
+            raise RuntimeError("websocket.http.response.body without its start")
+        status, headers = self._denial
+        finished = not message.get("more_body", False)
+        self.state = "denying"
+        self._sink.deny(status, headers, bytes(message.get("body", b"")), finished)
+        if finished:
+            self.state = "denied"
+
+    def _deny(self, status: int, headers: Headers, body: bytes, finished: bool) -> None:
+        self.state = "denied"
+        self._sink.deny(status, headers, body, finished)
+
+    # -- after the app returns -------------------------------------------------------------------
+
+    def finish(self, app_raised: bool) -> None:
+        """Whatever the app left undone: 500/403 before accept, a Close (1011/1000) after."""
+        if self.state == "handshake":
+            self._deny(500 if app_raised else 403, [], b"", True)
+        elif self.state == "denying":
+            self._sink.deny(0, [], b"", True)
+            self.state = "denied"
+        elif self.state == "accepted":
+            self.state = "closed"
+            self._sink.close(INTERNAL_ERROR if app_raised else NORMAL_CLOSURE, "")
+
+
+async def run_websocket(app: ASGIApp, session: WebSocketSession, label: str) -> bool:
+    """Run the app for one WebSocket; False when it raised (logged with `label`)."""
+    raised = False
+    try:
+        await app(session.scope, session.receive, session.send)
+    except Exception as exc:
+        if session.disconnect_code is None and not isinstance(exc, ClientDisconnected):
+            raised = True
+            error_log.exception("%s: exception in ASGI application", label)
+    session.finish(raised)
+    return not raised

@@ -1,0 +1,152 @@
+"""The sans-IO WebSocket: handshake checks and answer, message assembly under the size limit,
+control frames and closes; frames come from a wsproto client, as a real peer's would."""
+
+from __future__ import annotations
+
+import pytest
+from wsproto.connection import Connection, ConnectionType
+from wsproto.events import BytesMessage, CloseConnection, Ping, Pong, TextMessage
+from wsproto.frame_protocol import Opcode
+
+from osmium.protocol.ws import (
+    MESSAGE_TOO_BIG,
+    Closed,
+    Message,
+    PongReceived,
+    WebSocket,
+    accept,
+    handshake_problem,
+    is_websocket_request,
+)
+
+#: RFC 6455 §1.3's example key and its accept token.
+KEY, ACCEPT = b"dGhlIHNhbXBsZSBub25jZQ==", b"s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+REQUEST = [
+    (b":method", b"GET"),
+    (b"upgrade", b"websocket"),
+    (b"connection", b"keep-alive, Upgrade"),
+    (b"sec-websocket-key", KEY),
+    (b"sec-websocket-version", b"13"),
+    (b"sec-websocket-protocol", b"chat, superchat"),
+]
+
+
+def client() -> Connection:
+    return Connection(ConnectionType.CLIENT)
+
+
+def test_an_upgrade_request_is_recognised_by_its_tokens() -> None:
+    assert is_websocket_request(REQUEST)
+    assert not is_websocket_request([(b"upgrade", b"h2c"), (b"connection", b"upgrade")])
+    assert not is_websocket_request([(b"upgrade", b"websocket")])
+
+
+@pytest.mark.parametrize(
+    ("change", "status"),
+    [
+        ((b":method", b"POST"), 400),
+        ((b"sec-websocket-version", b"8"), 426),
+        ((b"sec-websocket-key", b"short"), 400),
+        ((b"sec-websocket-key", b"not base64!!"), 400),
+    ],
+)
+def test_a_handshake_that_cannot_be_accepted_says_why(change: tuple, status: int) -> None:
+    headers = [change if name == change[0] else (name, value) for name, value in REQUEST]
+    problem = handshake_problem(headers)
+    assert problem is not None and problem[0] == status
+    if status == 426:
+        assert problem[2] == [(b"sec-websocket-version", b"13")]
+    assert handshake_problem(REQUEST) is None
+
+
+def test_accept_answers_the_key_and_the_chosen_subprotocol() -> None:
+    acceptance = accept(REQUEST, "superchat", [(b"X-Extra", b"1")], per_message_deflate=True)
+    assert (b"sec-websocket-accept", ACCEPT) in acceptance.headers
+    assert (b"sec-websocket-protocol", b"superchat") in acceptance.headers
+    assert (b"x-extra", b"1") in acceptance.headers
+    assert acceptance.extensions == []  # the client offered no extension
+    with pytest.raises(ValueError, match="not offered"):
+        accept(REQUEST, "other", [], per_message_deflate=True)
+
+
+def test_permessage_deflate_is_negotiated_only_when_offered_and_on() -> None:
+    offer = [*REQUEST, (b"sec-websocket-extensions", b"permessage-deflate; client_max_window_bits")]
+    accepted = accept(offer, None, [], per_message_deflate=True)
+    assert accepted.extensions and any(
+        name == b"sec-websocket-extensions" and value.startswith(b"permessage-deflate")
+        for name, value in accepted.headers
+    )
+    assert accept(offer, None, [], per_message_deflate=False).extensions == []
+
+
+def test_a_fragmented_message_arrives_whole() -> None:
+    peer, server = client(), WebSocket(1024)
+    data = peer.send(TextMessage("hel", message_finished=False))
+    data += peer.send(TextMessage("lo", message_finished=True))
+    data += peer.send(BytesMessage(b"\x00\x01"))
+    assert server.receive(data) == [Message("hello"), Message(b"\x00\x01")]
+
+
+def test_a_message_over_the_limit_closes_1009_and_is_dropped_as_it_arrives() -> None:
+    peer, server = client(), WebSocket(1000)
+    events = server.receive(peer.send(BytesMessage(b"x" * 600, message_finished=False)))
+    assert events == []
+    events = server.receive(peer.send(BytesMessage(b"x" * 600, message_finished=False)))
+    assert events == [Closed(MESSAGE_TOO_BIG, "message too big")]
+    peer.receive_data(server.data_to_send())
+    (close,) = list(peer.events())
+    assert isinstance(close, CloseConnection) and close.code == MESSAGE_TOO_BIG
+    # The rest of the message, and more messages, are read and dropped: nothing is kept.
+    for _ in range(100):
+        assert server.receive(raw_frame(Opcode.CONTINUATION, b"y" * 125, fin=False)) == []
+    assert server.receive(raw_frame(Opcode.CONTINUATION, b"", fin=True)) == []
+    assert server.receive(raw_frame(Opcode.BINARY, b"z" * 100)) == []
+    # ... and the peer's Close still ends it.
+    close = raw_frame(Opcode.CLOSE, (1000).to_bytes(2, "big"))
+    assert server.receive(close) == [Closed(1000, "")] and server.closed
+
+
+def test_a_ping_is_answered_and_a_pong_reported() -> None:
+    peer, server = client(), WebSocket(1024)
+    assert server.receive(peer.send(Ping(b"abc"))) == []
+    peer.receive_data(server.data_to_send())
+    assert list(peer.events()) == [Pong(b"abc")]
+    assert server.receive(peer.send(Pong(b"xyz"))) == [PongReceived(b"xyz")]
+
+
+def test_the_peers_close_is_answered_with_its_code() -> None:
+    peer, server = client(), WebSocket(1024)
+    assert server.receive(peer.send(CloseConnection(4001, "bye"))) == [Closed(4001, "bye")]
+    assert server.closed
+    peer.receive_data(server.data_to_send())
+    (answer,) = list(peer.events())
+    assert isinstance(answer, CloseConnection) and answer.code == 4001
+
+
+def raw_frame(opcode: int, payload: bytes, fin: bool = True, masked: bool = True) -> bytes:
+    mask = b"\x01\x02\x03\x04"
+    header = bytes([(0x80 if fin else 0) | opcode, (0x80 if masked else 0) | len(payload)])
+    if not masked:
+        return header + payload
+    return header + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+
+
+@pytest.mark.parametrize(
+    ("frame", "code"),
+    [
+        (raw_frame(Opcode.TEXT, b"hi", masked=False), 1002),
+        (raw_frame(0x3, b""), 1002),
+        (raw_frame(Opcode.PING, b"", fin=False), 1002),
+        (raw_frame(Opcode.TEXT, b"\xff\xfe"), 1007),
+    ],
+)
+def test_a_forbidden_frame_closes_with_the_rfc_code_after_sending_close(
+    frame: bytes, code: int
+) -> None:
+    server = WebSocket(1024)
+    (event,) = server.receive(frame)
+    assert isinstance(event, Closed) and event.code == code
+    peer = client()
+    peer.receive_data(server.data_to_send())
+    (close,) = list(peer.events())
+    assert isinstance(close, CloseConnection) and close.code == code
