@@ -12,11 +12,13 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import zlib
 from dataclasses import dataclass
 
 from wsproto.connection import Connection, ConnectionState, ConnectionType
 from wsproto.events import BytesMessage, CloseConnection, Ping, Pong, TextMessage
 from wsproto.extensions import PerMessageDeflate
+from wsproto.frame_protocol import CloseReason, FrameDecoder, FrameProtocol
 from wsproto.handshake import server_extensions_handshake
 from wsproto.utilities import LocalProtocolError, generate_accept_token
 
@@ -91,6 +93,41 @@ def subprotocols(headers: Headers) -> list[str]:
     return _tokens(headers, b"sec-websocket-protocol")
 
 
+class BoundedDeflate(PerMessageDeflate):
+    """permessage-deflate whose inflating stops at the message size limit: without it, one
+    small compressed frame could expand to gigabytes before any limit is checked (a
+    decompression bomb). Reads wsproto's private inflate state: tests/unit/protocol/test_ws.py
+    fails if a wsproto upgrade changes it."""
+
+    def __init__(self, max_message_size: int) -> None:
+        super().__init__()
+        self._max_message_size = max_message_size
+        self._inflated = 0
+
+    def frame_inbound_payload_data(
+        self, proto: FrameDecoder | FrameProtocol, data: bytes
+    ) -> bytes | CloseReason:
+        if not self._inbound_compressed or not self._inbound_is_compressible:
+            return data
+        assert self._decompressor is not None
+        room = self._max_message_size - self._inflated + 1
+        try:
+            inflated = self._decompressor.decompress(bytes(data), room)
+        except zlib.error:
+            return CloseReason.INVALID_FRAME_PAYLOAD_DATA
+        self._inflated += len(inflated)
+        if self._inflated > self._max_message_size:
+            return CloseReason.MESSAGE_TOO_BIG
+        return inflated
+
+    def frame_inbound_complete(
+        self, proto: FrameDecoder | FrameProtocol, fin: bool
+    ) -> bytes | CloseReason | None:
+        if fin:
+            self._inflated = 0
+        return super().frame_inbound_complete(proto, fin)
+
+
 @dataclass(frozen=True, slots=True)
 class Acceptance:
     """The 101 response's fields and the extensions the WebSocket then runs with."""
@@ -103,7 +140,7 @@ def accept(
     request_headers: Headers,
     subprotocol: str | None,
     extra_headers: Headers,
-    per_message_deflate: bool,
+    settings: WebSocketSettings,
 ) -> Acceptance:
     """Accept a checked handshake with the app's subprotocol and fields (RFC 6455 §4.2.2)."""
     key = _field(request_headers, b"sec-websocket-key") or b""
@@ -118,8 +155,8 @@ def accept(
         headers.append((b"sec-websocket-protocol", subprotocol.encode("ascii")))
     extensions: list[PerMessageDeflate] = []
     offers = _tokens(request_headers, b"sec-websocket-extensions")
-    if per_message_deflate and offers:
-        deflate = PerMessageDeflate()
+    if settings.per_message_deflate and offers:
+        deflate = BoundedDeflate(settings.max_message_size)
         agreed = server_extensions_handshake(offers, [deflate])
         if agreed:
             headers.append((b"sec-websocket-extensions", agreed))

@@ -131,9 +131,7 @@ class WebSocketProtocol(ConnectionProtocol):
 
     def accept(self, subprotocol: str | None, headers: Headers) -> None:
         settings = self._settings
-        acceptance = accept(
-            self._request_headers, subprotocol, headers, settings.per_message_deflate
-        )
+        acceptance = accept(self._request_headers, subprotocol, headers, settings)
         trailing = self._h1.accept_upgrade(acceptance.headers)
         self._ws = WebSocket(settings.max_message_size, acceptance.extensions)
         self._schedule_ping()

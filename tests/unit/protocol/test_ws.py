@@ -3,10 +3,14 @@ control frames and closes; frames come from a wsproto client, as a real peer's w
 
 from __future__ import annotations
 
+import tracemalloc
+
 import pytest
 from wsproto.connection import Connection, ConnectionType
 from wsproto.events import BytesMessage, CloseConnection, Ping, Pong, TextMessage
+from wsproto.extensions import PerMessageDeflate
 from wsproto.frame_protocol import Opcode
+from wsproto.handshake import client_extensions_handshake
 
 from osmium.protocol.ws import (
     MESSAGE_TOO_BIG,
@@ -14,6 +18,7 @@ from osmium.protocol.ws import (
     Message,
     PongReceived,
     WebSocket,
+    WebSocketSettings,
     accept,
     handshake_problem,
     is_websocket_request,
@@ -60,23 +65,24 @@ def test_a_handshake_that_cannot_be_accepted_says_why(change: tuple, status: int
 
 
 def test_accept_answers_the_key_and_the_chosen_subprotocol() -> None:
-    acceptance = accept(REQUEST, "superchat", [(b"X-Extra", b"1")], per_message_deflate=True)
+    acceptance = accept(REQUEST, "superchat", [(b"X-Extra", b"1")], WebSocketSettings())
     assert (b"sec-websocket-accept", ACCEPT) in acceptance.headers
     assert (b"sec-websocket-protocol", b"superchat") in acceptance.headers
     assert (b"x-extra", b"1") in acceptance.headers
     assert acceptance.extensions == []  # the client offered no extension
     with pytest.raises(ValueError, match="not offered"):
-        accept(REQUEST, "other", [], per_message_deflate=True)
+        accept(REQUEST, "other", [], WebSocketSettings())
 
 
 def test_permessage_deflate_is_negotiated_only_when_offered_and_on() -> None:
     offer = [*REQUEST, (b"sec-websocket-extensions", b"permessage-deflate; client_max_window_bits")]
-    accepted = accept(offer, None, [], per_message_deflate=True)
+    accepted = accept(offer, None, [], WebSocketSettings())
     assert accepted.extensions and any(
         name == b"sec-websocket-extensions" and value.startswith(b"permessage-deflate")
         for name, value in accepted.headers
     )
-    assert accept(offer, None, [], per_message_deflate=False).extensions == []
+    off = WebSocketSettings(per_message_deflate=False)
+    assert accept(offer, None, [], off).extensions == []
 
 
 def test_a_fragmented_message_arrives_whole() -> None:
@@ -150,3 +156,39 @@ def test_a_forbidden_frame_closes_with_the_rfc_code_after_sending_close(
     peer.receive_data(server.data_to_send())
     (close,) = list(peer.events())
     assert isinstance(close, CloseConnection) and close.code == code
+
+
+def deflating_pair(max_message_size: int) -> tuple[Connection, WebSocket]:
+    """A client and the server's WebSocket that agreed on permessage-deflate."""
+    offer = [*REQUEST, (b"sec-websocket-extensions", b"permessage-deflate")]
+    acceptance = accept(offer, None, [], WebSocketSettings(max_message_size=max_message_size))
+    agreed = dict(acceptance.headers)[b"sec-websocket-extensions"].decode()
+    extensions = client_extensions_handshake([agreed], [PerMessageDeflate()])
+    peer = Connection(ConnectionType.CLIENT, extensions)
+    return peer, WebSocket(max_message_size, acceptance.extensions)
+
+
+def test_a_compressed_message_round_trips_inflated() -> None:
+    peer, server = deflating_pair(1 << 20)
+    message = "compress me " * 10_000
+    data = peer.send(TextMessage(message))
+    assert len(data) < len(message) // 10
+    assert server.receive(data) == [Message(message)]
+
+
+def test_a_decompression_bomb_stops_at_the_message_limit() -> None:
+    """256 MiB of zeros compress to ~250 KiB; inflating stops at the 1 MiB limit: Close 1009."""
+    peer, server = deflating_pair(1 << 20)
+    bomb = peer.send(BytesMessage(bytes(256 << 20)))
+    assert len(bomb) < 1 << 20
+    tracemalloc.start()
+    try:
+        events = server.receive(bomb)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 << 20, peak
+    assert events == [Closed(MESSAGE_TOO_BIG, "error in extension")]
+    peer.receive_data(server.data_to_send())
+    (close,) = list(peer.events())
+    assert isinstance(close, CloseConnection) and close.code == MESSAGE_TOO_BIG
