@@ -80,6 +80,11 @@ class WebSocketSession:
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)
 
+    @property
+    def has_unread(self) -> bool:
+        """Messages are waiting for the app's `receive`."""
+        return bool(self._incoming)
+
     # -- the ASGI callables ----------------------------------------------------------------------
 
     async def receive(self) -> Message:

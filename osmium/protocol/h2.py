@@ -137,6 +137,8 @@ class ServerConnection:
                 # The client may not push to us; whether we may push is its SETTINGS' say.
                 h2.settings.SettingCodes.ENABLE_PUSH: 0,
                 SETTINGS_NO_RFC7540_PRIORITIES: 1,
+                # RFC 8441: WebSockets over streams (extended CONNECT).
+                h2.settings.SettingCodes.ENABLE_CONNECT_PROTOCOL: 1,
             },
         )
         # h2 copied its default limits out of the settings we just replaced; apply ours.

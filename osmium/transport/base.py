@@ -39,7 +39,7 @@ def stream_snapshot(
     scope = stream.scope
     return {
         "id": stream.stream_id,
-        "method": scope["method"],
+        "method": scope.get("method", "CONNECT"),  # a WebSocket's scope has none
         "path": scope["path"],
         "state": state,
         "urgency": None,

@@ -283,7 +283,9 @@ class H1ServerProtocol(ConnectionProtocol):
             self._check_open(stream_id)
 
     def _check_open(self, stream_id: int) -> None:
-        if self._closed:
+        # is_closing: a failed write closes the socket before connection_lost runs, and later
+        # writes vanish without pausing (an app sending in a loop would never yield).
+        if self._closed or self._transport.is_closing():  # type: ignore[union-attr]
             raise ClientDisconnected(f"request {stream_id}: connection closed")
 
     def send_informational(self, stream_id: int, headers: Headers) -> None:

@@ -45,8 +45,11 @@ from osmium.protocol.events import (
     TimedOut,
 )
 from osmium.protocol.h2 import ServerConnection, StreamGone
+from osmium.protocol.ws import WebSocketSettings
 from osmium.transport.base import ConnectionProtocol, stream_snapshot
 from osmium.transport.context import ServerContext
+from osmium.transport.h2_ws import H2WebSocket
+from osmium.websocket import run_websocket, websocket_scope
 
 log = logging.getLogger("osmium.connection")
 
@@ -265,9 +268,63 @@ class H2ServerProtocol(ConnectionProtocol):
             "2",
             self._extensions,
         )
+        if scope["method"] == "CONNECT":
+            self._on_connect(event)
+            return
         stream = HTTPStream(self, stream_id, scope)
         self._streams[stream_id] = stream
         self._tasks[stream_id] = self._start_handler(stream)
+
+    # -- RFC 8441: WebSockets on streams ---------------------------------------------------------
+
+    def _on_connect(self, event: Request) -> None:
+        """Extended CONNECT: `:protocol websocket` opens a WebSocket on the stream; another
+        protocol, or a plain CONNECT (a tunnel), gets 501 (RFC 8441 §4, RFC 9110 §9.3.6)."""
+        stream_id, headers = event.stream_id, event.headers
+        protocol = next((value for name, value in headers if name == b":protocol"), None)
+        if protocol != b"websocket":
+            self._core.send_headers(stream_id, [(b":status", b"501")], True)
+            self._schedule_flush()
+            return
+        context = self._context
+        scope = websocket_scope(
+            headers, self._scheme, self._client, self._server, context.lifespan_state, "2"
+        )
+        websocket = H2WebSocket(self, stream_id, headers, scope)
+        self._streams[stream_id] = websocket  # type: ignore[assignment]
+        self._counters.requests += 1
+        self.tally.requests += 1
+        self._tasks[stream_id] = self._loop.create_task(self._run_websocket(websocket))
+
+    async def _run_websocket(self, websocket: H2WebSocket) -> None:
+        stream_id = websocket.stream_id
+        label = f"WebSocket {websocket.scope['path']} stream {stream_id} from {self.peer_host}"
+        try:
+            if not await run_websocket(self._context.app, websocket.session, label):
+                self._counters.app_errors += 1
+        finally:
+            del self._streams[stream_id]
+            del self._tasks[stream_id]
+            self._schedule_flush()
+            if not self._streams:
+                self._core.idle(monotonic())
+                if self._closing:
+                    self._close_if_done()
+
+    @property
+    def websocket_settings(self) -> WebSocketSettings:
+        return self._context.websocket
+
+    def queue_data(self, stream_id: int, data: bytes, end_stream: bool) -> None:
+        """Small output that must not wait (a Pong, a Close, a denial's body): queued as is."""
+        try:
+            if data:
+                self._core.send_data(stream_id, data, end_stream)
+            elif end_stream:
+                self._core.end_stream(stream_id)
+        except StreamGone:
+            return
+        self._schedule_flush()
 
     def _urgency(self, stream_id: int) -> int:
         return self._core.priority_of(stream_id).urgency
@@ -553,6 +610,13 @@ class H2ServerProtocol(ConnectionProtocol):
         super()._close_transport()
         # GOAWAY with an error, a connection error, a timeout: no stream will be answered now.
         self._disconnect_streams()
+
+    def abort(self) -> None:
+        """The graceful timeout ran out: WebSockets get Close 1001 first, then the close."""
+        for stream in self._streams.values():
+            if type(stream) is H2WebSocket:
+                stream.abort()
+        super().abort()
 
     def shutdown(self) -> None:
         """Graceful close: GOAWAY now, close once the streams in flight are done."""

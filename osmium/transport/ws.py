@@ -155,7 +155,9 @@ class WebSocketProtocol(ConnectionProtocol):
     async def send_message(self, data: str | bytes) -> None:
         ws = self._ws
         assert ws is not None
-        if self._closed or ws.closing:
+        # A socket whose write failed is closing before connection_lost runs, and writes to it
+        # vanish without ever pausing: an app that sends without other awaits must learn here.
+        if self._closed or ws.closing or self._transport.is_closing():  # type: ignore[union-attr]
             raise ClientDisconnected("the WebSocket is closed")
         ws.send(data)
         self._flush()

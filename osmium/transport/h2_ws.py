@@ -1,0 +1,132 @@
+"""RFC 8441: a WebSocket on one HTTP/2 stream (extended CONNECT with `:protocol websocket`).
+
+Its frames travel in the stream's DATA under HTTP/2 flow control: what the app has not taken is
+not acknowledged (the peer's window closes), and the app's sends wait for room like a response
+body's. The WebSocket's end is the stream's: our Close goes out with END_STREAM; a failed
+WebSocket (a forbidden frame) is reset once its Close is out.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from osmium.protocol.events import ErrorCode, Headers
+from osmium.protocol.ws import (
+    ABNORMAL_CLOSURE,
+    GOING_AWAY,
+    Closed,
+    Message,
+    WebSocket,
+    accept,
+)
+from osmium.websocket import WebSocketSession
+
+if TYPE_CHECKING:
+    from osmium.transport.h2 import H2ServerProtocol
+
+#: Fields of an HTTP/1.1 101 that have no place in HTTP/2's 200 (RFC 8441 §5).
+HTTP1_ONLY = frozenset({b"upgrade", b"connection", b"sec-websocket-accept"})
+
+
+class H2WebSocket:
+    """The stream face the HTTP/2 transport drives (feed_body, feed_end, disconnect, close) and
+    the `WebSocketSink` its session calls."""
+
+    def __init__(
+        self, connection: H2ServerProtocol, stream_id: int, headers: Headers, scope: Any
+    ) -> None:
+        self._connection = connection
+        self.stream_id = stream_id
+        self._request_headers = headers
+        self.scope = scope
+        self.session = WebSocketSession(self, scope)
+        self._ws: WebSocket | None = None
+        self.client_gone = False
+        self.request_complete = False
+        #: Flow-controlled bytes of messages the app has not taken yet: acknowledged once it has.
+        self._unacknowledged = 0
+        self._failed = False
+
+    @property
+    def response_finished(self) -> bool:
+        return self.session.state != "handshake"
+
+    # -- the stream face -------------------------------------------------------------------------
+
+    def feed_body(self, data: bytes, flow_controlled_length: int) -> None:
+        ws = self._ws
+        if ws is None or ws.closed:
+            self._connection.acknowledge(self.stream_id, flow_controlled_length)
+            return
+        events = ws.receive(data)
+        complete = False
+        for event in events:
+            if type(event) is Message:
+                complete = True
+                self.session.feed(event.data)  # type: ignore[union-attr]
+            elif type(event) is Closed:
+                self._failed = not ws.closed or event.code in (1002, 1007, 1009)
+                self.session.disconnect(event.code, event.reason)  # type: ignore[union-attr]
+        if complete:
+            self._unacknowledged += flow_controlled_length
+        else:  # part of a message: the app cannot take it yet, so the window must not wait
+            self._connection.acknowledge(self.stream_id, flow_controlled_length)
+        self._send_pending(end=ws.closed or ws.closing)
+
+    def feed_end(self) -> None:
+        """The client ended its side: without a Close first, the WebSocket failed (1006)."""
+        self.request_complete = True
+        self.session.disconnect(ABNORMAL_CLOSURE)
+
+    def disconnect(self) -> None:
+        self.client_gone = True
+        self.session.disconnect(ABNORMAL_CLOSURE)
+
+    def abort(self) -> None:
+        """The server stops: Close 1001 (going away)."""
+        if self._ws is not None and not self._ws.closing:
+            self.session.disconnect(GOING_AWAY)
+            self._ws.close(GOING_AWAY, "server shutting down")
+            self._send_pending(end=True)
+
+    # -- WebSocketSink ---------------------------------------------------------------------------
+
+    def accept(self, subprotocol: str | None, headers: Headers) -> None:
+        settings = self._connection.websocket_settings
+        acceptance = accept(self._request_headers, subprotocol, headers, settings)
+        fields = [(name, value) for name, value in acceptance.headers if name not in HTTP1_ONLY]
+        self._connection.send_headers(self.stream_id, [(b":status", b"200"), *fields], False)
+        self._ws = WebSocket(settings.max_message_size, acceptance.extensions)
+
+    def deny(self, status: int, headers: Headers, body: bytes, finished: bool) -> None:
+        if status:
+            response = [(b":status", str(status).encode()), *headers]
+            self._connection.send_headers(self.stream_id, response, finished and not body)
+        if body or (finished and not status):
+            self._connection.queue_data(self.stream_id, body, finished)
+
+    async def send_message(self, data: str | bytes) -> None:
+        ws = self._ws
+        assert ws is not None
+        ws.send(data)
+        await self._connection.send_body(self.stream_id, ws.data_to_send(), False)
+
+    def close(self, code: int, reason: str) -> None:
+        if self._ws is not None and not self._ws.closing:
+            self._ws.close(code, reason)
+            self._send_pending(end=True)
+
+    def consumed(self, size: int) -> None:
+        if self._unacknowledged and not self.session.has_unread:
+            self._connection.acknowledge(self.stream_id, self._unacknowledged)
+            self._unacknowledged = 0
+
+    def _send_pending(self, end: bool) -> None:
+        """What the WebSocket has to send (pongs, Close); a Close ends our side of the stream,
+        and a failed WebSocket is reset once its Close is out."""
+        assert self._ws is not None
+        data = self._ws.data_to_send()
+        if data or end:
+            self._connection.queue_data(self.stream_id, data, end and not self._failed)
+        if end and self._failed:
+            self._connection.reset_stream(self.stream_id, ErrorCode.CANCEL)

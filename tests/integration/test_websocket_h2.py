@@ -1,0 +1,105 @@
+"""RFC 8441: WebSockets on HTTP/2 streams (extended CONNECT), against a live server."""
+
+from __future__ import annotations
+
+import signal
+
+import h2.events
+import h2.settings
+import pytest
+from hyperframe.frame import DataFrame, HeadersFrame
+from wsproto.connection import Connection, ConnectionType
+from wsproto.events import BytesMessage, CloseConnection, Ping, Pong, TextMessage
+
+from tests.conformance.frames import RawClient
+from tests.server_process import ServerProcess, running_server
+from tests.support.h2_websocket import H2WebSocketClient
+
+pytestmark = pytest.mark.timeout(60)
+
+
+@pytest.fixture
+def client(server: ServerProcess):  # type: ignore[no-untyped-def]
+    connection = H2WebSocketClient(server.host, server.port)
+    yield connection
+    connection.close()
+
+
+def test_the_server_offers_extended_connect(client: H2WebSocketClient) -> None:
+    setting = h2.settings.SettingCodes.ENABLE_CONNECT_PROTOCOL
+    assert client.h2.remote_settings[setting] == 1
+
+
+def test_echo_on_a_stream_and_the_close_handshake_ends_it(client: H2WebSocketClient) -> None:
+    stream_id, status, fields = client.open("/ws/echo", extra=[("sec-websocket-protocol", "chat")])
+    assert status == 200
+    assert fields[b"sec-websocket-protocol"] == b"chat"
+    assert b"sec-websocket-accept" not in fields and b"upgrade" not in fields
+    websocket = client.websocket(stream_id)
+    websocket.send(TextMessage("hello over h2"))
+    assert websocket.next_event() == TextMessage("hello over h2")
+    websocket.send(BytesMessage(b"\x00" * 100_000))
+    received = b""
+    while len(received) < 100_000:
+        event = websocket.next_event()
+        assert isinstance(event, BytesMessage)
+        received += event.data
+    assert received == b"\x00" * 100_000
+    websocket.send(Ping(b"p"))
+    assert websocket.next_event() == Pong(b"p")
+    websocket.send(CloseConnection(1000, "done"))
+    answer = websocket.next_event()
+    assert isinstance(answer, CloseConnection) and answer.code == 1000
+    client.wait(websocket.ended)  # END_STREAM follows the Close
+
+
+def test_two_websockets_share_one_connection(client: H2WebSocketClient) -> None:
+    first = client.websocket(client.open("/ws/echo")[0])
+    second = client.websocket(client.open("/ws/echo")[0])
+    first.send(TextMessage("one"))
+    second.send(TextMessage("two"))
+    assert second.next_event() == TextMessage("two")
+    assert first.next_event() == TextMessage("one")
+
+
+def test_another_protocol_or_a_refusal_gets_an_http_status(client: H2WebSocketClient) -> None:
+    assert client.open("/ws/echo", protocol="webtransport")[1] == 501
+    assert client.open("/not-a-websocket")[1] == 403  # the demo closes before accepting
+
+
+def test_a_stop_sends_close_1001_on_the_stream() -> None:
+    """Raw frames: h2's client refuses frames after a GOAWAY, and a stop sends GOAWAY first."""
+    with running_server("--graceful-timeout", "0.5") as server:
+        with RawClient(server.host, server.port) as client:
+            client.handshake()
+            stream_id = client.next_stream_id()
+            headers = [
+                *client.request_headers("/ws/echo", "CONNECT"),
+                (":protocol", "websocket"),
+                ("sec-websocket-version", "13"),
+            ]
+            client.send_headers(stream_id, headers, end_stream=False)
+            client.wait_for(lambda f: isinstance(f, HeadersFrame), "the 200")
+            server.signal(signal.SIGTERM)
+            frames = client.expect_closed(timeout=10)
+        websocket = Connection(ConnectionType.CLIENT)
+        for frame in frames:
+            if isinstance(frame, DataFrame) and frame.stream_id == stream_id:
+                websocket.receive_data(frame.data)
+        closes = [e for e in websocket.events() if isinstance(e, CloseConnection)]
+        assert [close.code for close in closes] == [1001]
+        assert server.process.wait(10) == 0
+
+
+def test_a_forbidden_frame_gets_close_1002_then_rst_stream(client: H2WebSocketClient) -> None:
+    stream_id, status, _ = client.open("/ws/echo")
+    assert status == 200
+    unmasked_text = b"\x81\x02hi"  # clients must mask (RFC 6455 §5.1)
+    client.h2.send_data(stream_id, unmasked_text)
+    client.flush()
+    websocket = client.websocket(stream_id)
+    close = websocket.next_event()
+    assert isinstance(close, CloseConnection) and close.code == 1002
+    client.wait(lambda: any(isinstance(e, h2.events.StreamReset) for e in client.events))
+    (reset,) = [e for e in client.events if isinstance(e, h2.events.StreamReset)]
+    assert (reset.stream_id, reset.error_code) == (stream_id, 0x8)  # CANCEL
