@@ -18,7 +18,6 @@ import signal
 import ssl
 import threading
 import time
-import uuid
 import zlib
 from collections.abc import Iterator
 
@@ -32,16 +31,23 @@ from tests.conftest import TLSFiles
 from tests.integration.apps.websocket_apps import DENY_BODY, flood_message
 from tests.integration.support import wait_until
 from tests.server_process import ServerProcess, running_server
-from tests.support.websocket import Opcode, WebSocketConnection, frame_header, mask
+from tests.support.websocket import (
+    FLOOD_COUNT,
+    FLOOD_SIZE,
+    MIB,
+    RSS_GROWTH_LIMIT,
+    STALL_SECONDS,
+    Opcode,
+    PeakRss,
+    WebSocketConnection,
+    frame_header,
+    mask,
+    new_marker,
+)
 
 APP = "tests.integration.apps.websocket_apps:app"
-MIB = 1024 * 1024
-#: What the issue allows the server's memory to grow by while a peer floods or stalls.
-RSS_GROWTH_LIMIT = 10 * 1000 * 1000
 #: How soon the app must hear of a connection lost without a Close frame.
 PROMPTLY = 1.0
-FLOOD_COUNT, FLOOD_SIZE = 2000, 64 * 1024
-STALL_SECONDS = 3.0
 #: The default --ws-max-message-size: the largest message the server must take whole.
 DEFAULT_MAX_MESSAGE = 16 * MIB
 SMALL_MAX_MESSAGE = MIB
@@ -60,37 +66,6 @@ def apps_server() -> Iterator[ServerProcess]:
 def ws_url(server: ServerProcess, path: str) -> str:
     scheme = "wss" if server.scheme == "https" else "ws"
     return f"{scheme}://{server.host}:{server.port}{path}"
-
-
-def new_marker() -> str:
-    return uuid.uuid4().hex[:12]
-
-
-class PeakRss:
-    """Samples the server's RSS every 20 ms while in the `with` block; `growth` over the start."""
-
-    def __init__(self, server: ServerProcess) -> None:
-        self.server = server
-        self.baseline = self.peak = server.rss_bytes()
-        self._done = threading.Event()
-        self._thread = threading.Thread(target=self._sample)
-
-    def _sample(self) -> None:
-        while not self._done.wait(0.02):
-            self.peak = max(self.peak, self.server.rss_bytes())
-
-    @property
-    def growth(self) -> int:
-        return self.peak - self.baseline
-
-    def __enter__(self) -> PeakRss:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._done.set()
-        self._thread.join()
-        self.peak = max(self.peak, self.server.rss_bytes())
 
 
 # -- echo ------------------------------------------------------------------------------------------

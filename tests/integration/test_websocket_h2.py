@@ -12,8 +12,20 @@ from wsproto.connection import Connection, ConnectionType
 from wsproto.events import BytesMessage, CloseConnection, Ping, Pong, TextMessage
 
 from tests.conformance.frames import RawClient
+from tests.integration.apps.websocket_apps import flood_message
 from tests.server_process import ServerProcess, running_server
 from tests.support.h2_websocket import H2WebSocketClient
+from tests.support.websocket import (
+    FLOOD_COUNT,
+    FLOOD_SIZE,
+    MIB,
+    RSS_GROWTH_LIMIT,
+    STALL_SECONDS,
+    PeakRss,
+    new_marker,
+)
+
+WEBSOCKET_APPS = "tests.integration.apps.websocket_apps:app"
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -103,3 +115,35 @@ def test_a_forbidden_frame_gets_close_1002_then_rst_stream(client: H2WebSocketCl
     client.wait(lambda: any(isinstance(e, h2.events.StreamReset) for e in client.events))
     (reset,) = [e for e in client.events if isinstance(e, h2.events.StreamReset)]
     assert (reset.stream_id, reset.error_code) == (stream_id, 0x8)  # CANCEL
+
+
+def test_a_stalled_reader_on_a_stream_holds_the_app_back_with_flat_memory() -> None:
+    """HTTP/2 flow control is the send queue's bound: while the client reads nothing, the app's
+    sends wait; then everything arrives intact."""
+    with running_server(app=WEBSOCKET_APPS) as server:
+        marker = new_marker()
+        path = f"/flood/{marker}?count={FLOOD_COUNT}&size={FLOOD_SIZE}"
+        sent_line = rf"flood {marker}: sent {FLOOD_COUNT}$"
+        client = H2WebSocketClient(server.host, server.port)
+        try:
+            with PeakRss(server) as rss:
+                websocket = client.websocket(client.open(path)[0])
+                with pytest.raises(TimeoutError):
+                    server.wait_for_line(sent_line, timeout=STALL_SECONDS)
+                stalled_growth = rss.growth
+                mismatched = []
+                for index in range(FLOOD_COUNT):
+                    received = b""
+                    while True:  # wsproto hands a large message over in parts
+                        event = websocket.next_event(timeout=30)
+                        assert isinstance(event, BytesMessage)
+                        received += event.data
+                        if event.message_finished:
+                            break
+                    if received != flood_message(index, FLOOD_SIZE):
+                        mismatched.append(index)
+        finally:
+            client.close()
+        server.wait_for_line(sent_line, timeout=5)
+        assert mismatched == []
+        assert stalled_growth < RSS_GROWTH_LIMIT, f"RSS grew {stalled_growth / MIB:.1f} MiB"

@@ -13,11 +13,14 @@ import os
 import socket
 import ssl
 import struct
+import threading
 import time
+import uuid
 from dataclasses import dataclass
 from enum import IntEnum
 
 from tests.integration.apps.http1_raw import RawConnection, RawResponse, request_bytes
+from tests.server_process import ServerProcess
 
 DEFAULT_TIMEOUT = 10.0
 #: RFC 6455 §1.3: the GUID the server appends to Sec-WebSocket-Key to prove it read it.
@@ -333,3 +336,43 @@ def upgrade(
     connection = open_raw(host, port)
     connection.send(request_bytes("GET", path, f"{host}:{port}", headers))
     return connection.read_response(), connection
+
+
+MIB = 1024 * 1024
+#: What the issue allows the server's memory to grow by while a peer floods or stalls.
+RSS_GROWTH_LIMIT = 10 * 1000 * 1000
+#: The stalled-reader case: the app sends FLOOD_COUNT messages of FLOOD_SIZE bytes while the
+#: client reads nothing for STALL_SECONDS.
+FLOOD_COUNT, FLOOD_SIZE = 2000, 64 * 1024
+STALL_SECONDS = 3.0
+
+
+def new_marker() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+class PeakRss:
+    """Samples the server's RSS every 20 ms while in the `with` block; `growth` over the start."""
+
+    def __init__(self, server: ServerProcess) -> None:
+        self.server = server
+        self.baseline = self.peak = server.rss_bytes()
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._sample)
+
+    def _sample(self) -> None:
+        while not self._done.wait(0.02):
+            self.peak = max(self.peak, self.server.rss_bytes())
+
+    @property
+    def growth(self) -> int:
+        return self.peak - self.baseline
+
+    def __enter__(self) -> PeakRss:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._done.set()
+        self._thread.join()
+        self.peak = max(self.peak, self.server.rss_bytes())
