@@ -3,11 +3,14 @@
 Each run starts the server fresh as its own process tree, samples it with psutil while h2load
 drives it, and stops it. Repeats are interleaved across servers so drift hits all of them alike;
 the summary gives medians and spread, the ratios compare medians measured in this one run.
+The `websocket` group (opt-in: `--only websocket`) drives the demo app's `/ws/echo` with
+loadtest/ws_client.py instead; its rows count echoed messages where the others count requests.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shlex
@@ -18,17 +21,18 @@ import time
 import tomllib
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import psutil
 import trustme
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from loadtest import h2load
+from loadtest import h2load, ws_client
 from loadtest.environment import describe
 from loadtest.launcher import (
     KNOWN_SERVERS,
@@ -41,6 +45,7 @@ from loadtest.launcher import (
 )
 from loadtest.report import SUMMARY_COLUMNS, summary_cells, write_report
 from loadtest.sampler import SamplerProcess
+from loadtest.ws_client import MODES, EchoPlan, WsClientError, WsResult
 
 SCENARIOS = Path(__file__).with_name("scenarios.toml")
 QUICK_REQUESTS = 5000
@@ -62,6 +67,34 @@ class Scenario:
     tls: bool = False
     #: HTTP/1.1 (`h2load --h1`): one request at a time per keep-alive connection.
     h1: bool = False
+
+
+@dataclass(frozen=True)
+class WebSocketScenario:
+    """An echo plan that loadtest/ws_client.py runs against the demo app's echo endpoint."""
+
+    name: str
+    plan: EchoPlan
+    path: str = "/ws/echo"
+    group: str = "websocket"
+
+
+#: Opt-in (`--only websocket`, or by name): with a fresh server per scenario the group takes
+#: ~20 s a server and 3 repeats, more than the default run should grow by.
+WEBSOCKET_SCENARIOS = (
+    WebSocketScenario("ws-roundtrip", MODES["roundtrip"]),
+    WebSocketScenario("ws-200-connections", MODES["fanout"]),
+    WebSocketScenario("ws-16mib", MODES["big"]),
+)
+GROUPS = {"websocket": WEBSOCKET_SCENARIOS}
+#: Peers' flags for the WebSocket implementation the comparison is against (uvicorn's `auto`
+#: would pick whichever library happens to be installed).
+WEBSOCKET_ARGS = {"uvicorn": ("--ws", "websockets")}
+WS_CLIENT_TIMEOUT = 120.0
+#: What WebSocket runs add to the summary's medians.
+WEBSOCKET_METRICS = ("mb_per_s", "server_cpu_us_per_msg")
+
+AnyScenario = Scenario | WebSocketScenario
 
 
 def load_scenarios(path: Path) -> list[Scenario]:
@@ -97,14 +130,42 @@ def throwaway_certificates() -> Iterator[TLSFiles]:
         yield TLSFiles(str(certfile), str(keyfile))
 
 
-def run_once(
-    spec: ServerSpec, scenario: Scenario, repeat: int, run_dir: Path, tls: TLSFiles
-) -> dict[str, Any]:
-    """One fresh server, sampled while h2load runs the scenario once."""
+def select(scenarios: list[Scenario], only: list[str] | None) -> list[AnyScenario]:
+    """The file's scenarios, or those `only` names: scenario names and group names, in the
+    file's order, then the groups'."""
+    if not only:
+        return list(scenarios)
+    named: dict[str, list[AnyScenario]] = {s.name: [s] for s in (*scenarios, *WEBSOCKET_SCENARIOS)}
+    named |= {group: list(members) for group, members in GROUPS.items()}
+    unknown = [name for name in only if name not in named]
+    if unknown:
+        raise BenchError(
+            f"--only: unknown scenario or group {', '.join(map(repr, unknown))} "
+            f"(known: {', '.join(named)})"
+        )
+    chosen = {scenario for name in only for scenario in named[name]}
+    return [s for s in (*scenarios, *WEBSOCKET_SCENARIOS) if s in chosen]
+
+
+def runs_on(scenario: AnyScenario, server: ServerSpec) -> bool:
+    """Every server speaks HTTP/1.1, so WebSocket and `h1` scenarios run on all of them."""
+    return isinstance(scenario, WebSocketScenario) or scenario.h1 or server.http2
+
+
+def new_record(scenario: AnyScenario, spec: ServerSpec, repeat: int) -> dict[str, Any]:
+    """A run's identity and where its server log and psutil series go."""
     stem = f"{scenario.name}-{spec.name}-{repeat}"
     record: dict[str, Any] = {"scenario": scenario.name, "server": spec.name, "repeat": repeat}
     record["log"] = f"runs/{stem}.log"
     record["samples"] = f"runs/{stem}.jsonl"
+    return record
+
+
+def run_once(
+    spec: ServerSpec, scenario: Scenario, repeat: int, run_dir: Path, tls: TLSFiles
+) -> dict[str, Any]:
+    """One fresh server, sampled while h2load runs the scenario once."""
+    record = new_record(scenario, spec, repeat)
     launched = LaunchedServer(spec, run_dir / record["log"], tls if scenario.tls else None)
     with launched as server, SamplerProcess(server.pid, run_dir / record["samples"]):
         result = h2load.run(
@@ -132,6 +193,53 @@ def metrics(result: h2load.H2LoadResult) -> dict[str, float]:
     }
 
 
+def websocket_spec(spec: ServerSpec) -> ServerSpec:
+    """The server's command line with its WebSocket flags, if it needs any."""
+    extra = WEBSOCKET_ARGS.get(spec.name, ())
+    return replace(spec, command=spec.command + extra) if extra else spec
+
+
+def run_websocket_once(
+    spec: ServerSpec, scenario: WebSocketScenario, repeat: int, run_dir: Path
+) -> dict[str, Any]:
+    """One fresh server, sampled while the WebSocket client runs the scenario's plan once."""
+    record = new_record(scenario, spec, repeat)
+    launched = LaunchedServer(websocket_spec(spec), run_dir / record["log"])
+    with launched as server, SamplerProcess(server.pid, run_dir / record["samples"]):
+        url = "ws" + server.url.removeprefix("http") + scenario.path
+        cpu_before = tree_cpu_seconds(server.pid)
+        result = ws_client.run(url, scenario.plan, timeout=WS_CLIENT_TIMEOUT)
+        server_cpu = tree_cpu_seconds(server.pid) - cpu_before
+    record["exit_code"] = launched.exit_code
+    record["ws_client"] = ws_client.as_dict(result)
+    record["metrics"] = websocket_metrics(result, server_cpu)
+    return record
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a process and its live children have used so far."""
+    root = psutil.Process(pid)
+    total = 0.0
+    for process in [root, *root.children(recursive=True)]:
+        with contextlib.suppress(psutil.NoSuchProcess):  # exited since the listing
+            times = process.cpu_times()
+            total += times.user + times.system
+    return total
+
+
+def websocket_metrics(result: WsResult, server_cpu: float) -> dict[str, float]:
+    """The summary's numbers: an echoed message stands for a request. The server's CPU per
+    message (handshakes included) holds steadier than rates on a busy machine."""
+    return {
+        "req_per_s": result.messages_per_second,
+        "latency_mean_ms": result.latency.mean * 1000,
+        "mb_per_s": result.megabytes_per_second,
+        "server_cpu_us_per_msg": server_cpu / result.messages * 1e6 if result.messages else 0.0,
+        "succeeded": result.messages,
+        "failed": result.failed,
+    }
+
+
 def summarise(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     groups: dict[tuple[str, str], list[dict[str, float]]] = {}
     for run in runs:
@@ -139,8 +247,10 @@ def summarise(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     summary = []
     for (scenario, server), values in groups.items():
         row: dict[str, Any] = {"scenario": scenario, "server": server, "repeats": len(values)}
-        for name in ("req_per_s", "latency_mean_ms"):
-            series = [value[name] for value in values]
+        for name in ("req_per_s", "latency_mean_ms", *WEBSOCKET_METRICS):
+            series = [value[name] for value in values if name in value]
+            if not series:
+                continue  # an h2load run
             row[name] = {
                 "median": statistics.median(series),
                 "min": min(series),
@@ -165,7 +275,7 @@ def ratios(summary: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def environment() -> dict[str, str]:
-    return describe(("h2",), cpus=str(os.cpu_count()), h2load=h2load.version())
+    return describe(("h2", "websockets"), cpus=str(os.cpu_count()), h2load=h2load.version())
 
 
 def publish(output: Path, run_dir: Path) -> None:
@@ -176,18 +286,46 @@ def publish(output: Path, run_dir: Path) -> None:
     latest.symlink_to(run_dir.name, target_is_directory=True)
 
 
+#: Medians only (min and max are in results.json): the table fits 80 columns.
+WEBSOCKET_COLUMNS = ("scenario", "server", "msg/s", "MB/s", "latency ms", "CPU µs/msg", "failed")
+
+
+def websocket_cells(row: dict[str, Any]) -> tuple[str, ...]:
+    """Medians; CPU is the server's, per echoed message."""
+    return (
+        row["scenario"],
+        row["server"],
+        f"{row['req_per_s']['median']:,.0f}",
+        f"{row['mb_per_s']['median']:,.1f}",
+        f"{row['latency_mean_ms']['median']:.3f}",
+        f"{row['server_cpu_us_per_msg']['median']:,.1f}",
+        str(row["failed"]),
+    )
+
+
 def print_summary(console: Console, summary: list[dict[str, Any]], ratio_rows: list[dict]) -> None:
-    table = Table(title="h2load: median of repeats")
-    for column in SUMMARY_COLUMNS:
-        table.add_column(column, justify="left" if column in ("scenario", "server") else "right")
-    for row in summary:
-        table.add_row(*summary_cells(row))
-    console.print(table)
+    websocket = {scenario.name for scenario in WEBSOCKET_SCENARIOS}
+    tables = (
+        ("h2load: median of repeats", SUMMARY_COLUMNS, summary_cells, False),
+        ("websocket: median of repeats", WEBSOCKET_COLUMNS, websocket_cells, True),
+    )
+    for title, columns, cells, is_websocket in tables:
+        rows = [row for row in summary if (row["scenario"] in websocket) == is_websocket]
+        if not rows:
+            continue
+        table = Table(title=title)
+        for column in columns:
+            table.add_column(
+                column, justify="left" if column in ("scenario", "server") else "right"
+            )
+        for row in rows:
+            table.add_row(*cells(row))
+        console.print(table)
     for row in ratio_rows:
         console.print(f"osmium/{row['peer']} on {row['scenario']}: {row['ratio']:.2f}x")
 
 
-def server_specs(arguments: argparse.Namespace, scenarios: list[Scenario]) -> list[ServerSpec]:
+def server_specs(arguments: argparse.Namespace, scenarios: list[AnyScenario]) -> list[ServerSpec]:
     """osmium, the known peers asked for, and peers given as command lines (`NAME=COMMAND`)."""
     specs = [osmium(arguments.workers, loop=arguments.loop)]
     for name in arguments.compare:
@@ -200,21 +338,19 @@ def server_specs(arguments: argparse.Namespace, scenarios: list[Scenario]) -> li
         name, separator, command = peer.partition("=")
         if not separator or not name or "{port}" not in command:
             raise BenchError(f"--peer {peer!r}: expected NAME='COMMAND ... {{host}}:{{port}} ...'")
-        if any(scenario.tls for scenario in scenarios):
+        if any(isinstance(s, Scenario) and s.tls for s in scenarios):
             raise BenchError(f"--peer {name}: cleartext only; pick scenarios with --only")
         specs.append(ServerSpec(name, tuple(shlex.split(command))))
     return specs
 
 
 def bench(arguments: argparse.Namespace, console: Console) -> Path:
-    scenarios = load_scenarios(arguments.scenarios)
-    if arguments.only:
-        scenarios = [s for s in scenarios if s.name in arguments.only]
+    scenarios = select(load_scenarios(arguments.scenarios), arguments.only)
     if arguments.quick:
         scenarios = [Scenario("hello", "/", QUICK_REQUESTS, None, 10, 10)]
         arguments.repeats = 1
     servers = server_specs(arguments, scenarios)
-    if h2load.which() is None:
+    if any(isinstance(s, Scenario) for s in scenarios) and h2load.which() is None:
         raise BenchError("h2load not found: install Debian's nghttp2-client")
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     run_dir = arguments.output / f"{arguments.session}-{stamp}"
@@ -224,7 +360,7 @@ def bench(arguments: argparse.Namespace, console: Console) -> Path:
         for repeat in range(arguments.repeats)
         for scenario in scenarios
         for server in servers
-        if scenario.h1 or server.http2
+        if runs_on(scenario, server)
     ]
     runs = []
     started = time.monotonic()
@@ -233,8 +369,11 @@ def bench(arguments: argparse.Namespace, console: Console) -> Path:
         for repeat, scenario, server in plan:
             progress.update(task, description=f"{scenario.name} on {server.name} (#{repeat + 1})")
             try:
-                runs.append(run_once(server, scenario, repeat, run_dir, tls))
-            except (LaunchError, h2load.H2LoadError) as error:
+                if isinstance(scenario, WebSocketScenario):
+                    runs.append(run_websocket_once(server, scenario, repeat, run_dir))
+                else:
+                    runs.append(run_once(server, scenario, repeat, run_dir, tls))
+            except (LaunchError, h2load.H2LoadError, WsClientError) as error:
                 raise BenchError(f"{scenario.name} on {server.name}: {error}") from None
             progress.advance(task)
     summary = summarise(runs)
@@ -276,7 +415,11 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--loop", choices=("asyncio", "uvloop"), help="every server's event loop (default: theirs)"
     )
-    parser.add_argument("--only", nargs="+", metavar="SCENARIO", help="run only these scenarios")
+    parser.add_argument(
+        "--only", nargs="+", metavar="SCENARIO",
+        help="run only these scenarios or groups (`websocket`: ws-roundtrip, ws-200-connections, "
+        "ws-16mib; not run by default)",
+    )  # fmt: skip
     parser.add_argument("--scenarios", type=Path, default=SCENARIOS, help="scenario TOML file")
     parser.add_argument("--output", type=Path, default=Path("results"), help="results folder")
     parser.add_argument("--session", default="bench", help="prefix of the run folder name")

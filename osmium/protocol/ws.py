@@ -272,6 +272,11 @@ class WebSocket:
         with contextlib.suppress(LocalProtocolError):  # already closing
             self._output += self._ws.send(CloseConnection(code, reason))
 
+    @property
+    def pending_output(self) -> int:
+        """Bytes waiting in data_to_send()."""
+        return len(self._output)
+
     def data_to_send(self) -> bytes:
         data = bytes(self._output)
         self._output.clear()

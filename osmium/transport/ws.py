@@ -36,6 +36,9 @@ log = logging.getLogger("osmium.connection")
 READ_BUFFER_LIMIT = 256 * 1024
 #: Seconds the peer gets to answer our Close before the TCP connection is closed anyway.
 CLOSE_TIMEOUT = 5.0
+#: Output the app's sends may pile up within one loop turn before they are written at once (and
+#: the app waits if the socket does not take them).
+FLUSH_AT = 64 * 1024
 #: Bytes a client may send before the handshake is answered (it should send none).
 EARLY_DATA_LIMIT = 64 * 1024
 
@@ -133,11 +136,11 @@ class WebSocketProtocol(ConnectionProtocol):
         settings = self._settings
         acceptance = accept(self._request_headers, subprotocol, headers, settings)
         trailing = self._h1.accept_upgrade(acceptance.headers)
+        self._flush()  # the 101: from here on only the WebSocket writes
         self._ws = WebSocket(settings.max_message_size, acceptance.extensions)
         self._schedule_ping()
         early = bytes(self._early) + trailing
         self._early.clear()
-        self._flush()
         if early:
             self._handle(self._ws.receive(early))
 
@@ -160,6 +163,10 @@ class WebSocketProtocol(ConnectionProtocol):
         if self._closed or ws.closing or self._transport.is_closing():  # type: ignore[union-attr]
             raise ClientDisconnected("the WebSocket is closed")
         ws.send(data)
+        if ws.pending_output < FLUSH_AT:
+            # Small messages sent in one loop turn leave in one write (one system call).
+            self._schedule_flush()
+            return
         self._flush()
         if self._write_gate.paused:
             await self._write_gate.wait()  # drained, or the connection is gone
@@ -179,10 +186,9 @@ class WebSocketProtocol(ConnectionProtocol):
                 self._transport.resume_reading()
 
     def _output(self) -> bytes:
-        data = self._h1.data_to_send()
-        if self._ws is not None:
-            data += self._ws.data_to_send()
-        return data
+        if self._ws is None:
+            return self._h1.data_to_send()
+        return self._ws.data_to_send()
 
     # -- pings and closing -----------------------------------------------------------------------
 
