@@ -303,13 +303,7 @@ class H2ServerProtocol(ConnectionProtocol):
             if not await run_websocket(self._context.app, websocket.session, label):
                 self._counters.app_errors += 1
         finally:
-            del self._streams[stream_id]
-            del self._tasks[stream_id]
-            self._schedule_flush()
-            if not self._streams:
-                self._core.idle(monotonic())
-                if self._closing:
-                    self._close_if_done()
+            self._stream_done(stream_id)
 
     @property
     def websocket_settings(self) -> WebSocketSettings:
@@ -399,19 +393,24 @@ class H2ServerProtocol(ConnectionProtocol):
                 self._context.admission.leave(queued)
             if self._context.request_stats is not None:
                 self._count_request(stream)
-            del self._streams[stream_id]
-            del self._tasks[stream_id]
             if self._pushes:
                 self._pushes.pop(stream_id, None)
             if not stream.request_complete:
                 # RFC 9113 §8.1: the response is done; the rest of the request is not needed.
                 self._core.reset_when_sent(stream_id, ErrorCode.NO_ERROR)
             stream.close()
-            self._schedule_flush()
-            if not self._streams:
-                self._core.idle(monotonic())
-                if self._closing:
-                    self._close_if_done()
+            self._stream_done(stream_id)
+
+    def _stream_done(self, stream_id: int) -> None:
+        """A stream's task ended: off the books; once none runs, the keep-alive starts (and a
+        closing connection may close)."""
+        del self._streams[stream_id]
+        del self._tasks[stream_id]
+        self._schedule_flush()
+        if not self._streams:
+            self._core.idle(monotonic())
+            if self._closing:
+                self._close_if_done()
 
     @property
     def open_streams(self) -> int:
