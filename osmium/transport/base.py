@@ -89,7 +89,7 @@ class ConnectionProtocol(asyncio.Protocol):
         self._closed = False
         self._dropped = False
 
-    def _adopt(self, transport: asyncio.BaseTransport) -> None:
+    def _adopt(self, transport: asyncio.BaseTransport, upgraded: bool = False) -> None:
         """Take the socket: buffer limits, scheme, addresses, and a place among the connections."""
         self._transport = transport  # type: ignore[assignment]
         # asyncio pauses above `high`; one byte less makes "at the cap" mean "paused".
@@ -99,7 +99,7 @@ class ConnectionProtocol(asyncio.Protocol):
         self._client = address(transport.get_extra_info("peername"))
         self._server = address(transport.get_extra_info("sockname"))
         self.tally.opened_at = self._loop.time()
-        self._context.register(self)  # type: ignore[arg-type]
+        self._context.register(self, new=not upgraded)  # type: ignore[arg-type]
 
     def _start_handler(self, stream: HTTPStream) -> asyncio.Task[None]:
         """Count the request, then run its handler (`_run_stream`) once admission lets it: at

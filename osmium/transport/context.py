@@ -113,11 +113,14 @@ class ServerContext:
         if self.max_active_handlers:
             self.admission = Admission(self.max_active_handlers)
 
-    def register(self, connection: Connection) -> None:
+    def register(self, connection: Connection, new: bool = True) -> None:
+        """A connection to serve; `new` is False for one an upgrade handed over (h2c, a
+        WebSocket), already counted as the HTTP/1.1 connection it was."""
         self.connections.add(connection)
         self._serial += 1
         connection.tally.serial = self._serial
-        self.counters.connections_total += 1
+        if new:
+            self.counters.connections_total += 1
         self._all_closed.clear()
 
     def unregister(self, connection: Connection) -> None:

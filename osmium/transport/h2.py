@@ -115,7 +115,7 @@ class H2ServerProtocol(ConnectionProtocol):
     ) -> None:
         """h2c upgrade, second half: the connection is ours; stream 1 is the upgraded request."""
         transport.set_protocol(self)
-        self._attach(transport)
+        self._attach(transport, upgraded=True)
         self._core.busy()
         self._on_request(Request(1, headers))
         stream = self._streams[1]
@@ -125,8 +125,8 @@ class H2ServerProtocol(ConnectionProtocol):
         if trailing:
             self.data_received(trailing)
 
-    def _attach(self, transport: asyncio.BaseTransport) -> None:
-        self._adopt(transport)
+    def _attach(self, transport: asyncio.BaseTransport, upgraded: bool = False) -> None:
+        self._adopt(transport, upgraded)
         self._flush()
         self._core.idle(monotonic())
         self._arm_core_timer()

@@ -67,7 +67,7 @@ class WebSocketProtocol(ConnectionProtocol):
     def take_over(self, transport: asyncio.BaseTransport, trailing: bytes) -> None:
         """The HTTP/1.1 connection is ours now; the app decides on the handshake."""
         transport.set_protocol(self)
-        self._adopt(transport)
+        self._adopt(transport, upgraded=True)
         self._last_received_at = self._loop.time()
         context = self._context
         scope = websocket_scope(

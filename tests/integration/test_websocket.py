@@ -545,3 +545,15 @@ def test_ping_timeout_closes_a_silent_peer_and_spares_one_that_answers() -> None
             wait_until(lambda: pings.count >= 4, timeout=5, what="four Pings from the server")
             ws.send("still here")
             assert ws.recv(timeout=5) == "still here"
+
+
+def test_an_upgraded_connection_is_counted_once() -> None:
+    """A WebSocket (or h2c) takes over an HTTP/1.1 connection: one connection, not two."""
+    with running_server() as server:
+        with connect(ws_url(server, "/ws/echo"), open_timeout=10) as ws:
+            ws.send("one")
+            assert ws.recv(timeout=5) == "one"
+        assert server.stop() == 0
+    served = re.search(r"stopped after (\d+) requests on (\d+) connections", server.output)
+    assert served is not None, server.output
+    assert (int(served[1]), int(served[2])) == (1, 1)
