@@ -12,7 +12,7 @@ import logging
 from collections import deque
 from typing import Any, Protocol
 
-from osmium.asgi import ASGI_VERSION, ASGIApp, ClientDisconnected, Message, Scope, build_scope
+from osmium.asgi import ASGIApp, ClientDisconnected, Message, Scope, build_scope
 from osmium.protocol.events import Headers
 from osmium.protocol.ws import INTERNAL_ERROR, NORMAL_CLOSURE, subprotocols
 
@@ -44,7 +44,6 @@ def websocket_scope(
     scope["scheme"] = "wss" if scheme == "https" else "ws"
     scope["subprotocols"] = subprotocols(headers)
     del scope["method"]
-    scope["asgi"] = ASGI_VERSION
     return scope
 
 

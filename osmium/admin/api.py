@@ -18,6 +18,7 @@ from urllib.parse import parse_qs
 from osmium.admin.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from osmium.admin.metrics import render_metrics
 from osmium.asgi import Receive, Scope, Send
+from osmium.protocol.events import field_value
 
 STATIC_TYPES = {
     ".html": b"text/html; charset=utf-8",
@@ -88,7 +89,7 @@ class AdminAPI:
         if self._token is None:
             return True
         expected = b"Bearer " + self._token
-        given = next((v for name, v in scope["headers"] if name == b"authorization"), b"")
+        given = field_value(scope["headers"], b"authorization") or b""
         return hmac.compare_digest(given, expected)
 
     async def _api(self, scope: Scope, path: str, method: str, send: Send) -> None:

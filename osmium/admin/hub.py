@@ -196,10 +196,8 @@ class AdminHub:
                 self._answer(query_id, 404, {"error": "no such connection"})
                 return
             fields = {k: query[k] for k in ("mode", "stream") if k in query}
-            self._send(query_id, op, [worker], now, op, connection=serial, **fields)
-            pending = self._pending.get(query_id)
-            if pending is not None:
-                pending.target = (query["connection"], query.get("mode"), query.get("stream"))
+            pending = self._send(query_id, op, [worker], now, op, connection=serial, **fields)
+            pending.target = (query["connection"], query.get("mode"), query.get("stream"))
         elif op == "drain":
             found = acceptor.drain_worker(int(query["worker"]))
             self._answer(query_id, 200 if found else 404,
@@ -220,7 +218,7 @@ class AdminHub:
 
     def _send(
         self, query_id: int, op: str, workers: list[Worker], now: float, command: str, **fields: Any
-    ) -> None:
+    ) -> PendingQuery:
         # A ping's answer is the peer's PING ACK: it may take up to the ping timeout.
         timeout = self._ping_timeout + COMMAND_TIMEOUT if op == "ping" else COMMAND_TIMEOUT
         pending = PendingQuery(query_id, op, now + timeout, now, set())
@@ -234,6 +232,7 @@ class AdminHub:
         self._pending[query_id] = pending
         if not pending.waiting:
             self._finish(pending)
+        return pending
 
     def on_reply(self, pid: int, reply: dict[str, Any], now: float) -> None:
         query_id = self._commands.pop(int(reply.get("id", 0)), None)

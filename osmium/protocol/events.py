@@ -11,6 +11,14 @@ from enum import IntEnum
 Headers = list[tuple[bytes, bytes]]
 
 
+def field_value(headers: Headers, name: bytes) -> bytes | None:
+    """The first `name` field's value (names are lower case, as h2 and h11 give them)."""
+    for field, value in headers:
+        if field == name:
+            return value
+    return None
+
+
 class ErrorCode(IntEnum):
     """RFC 9113 §7 error codes, for the layers above the core (which never import h2)."""
 

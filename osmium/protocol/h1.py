@@ -11,7 +11,15 @@ from http import HTTPStatus
 
 import h11
 
-from osmium.protocol.events import Body, ConnectionFailed, EndBody, Event, Headers, Request
+from osmium.protocol.events import (
+    Body,
+    ConnectionFailed,
+    EndBody,
+    Event,
+    Headers,
+    Request,
+    field_value,
+)
 
 #: Largest request line plus header block h11 buffers before answering 431.
 MAX_HEADER_BYTES = 64 * 1024
@@ -23,22 +31,15 @@ def _ambiguous_length(headers: list[tuple[bytes, bytes]]) -> bool:
     return b"content-length" in names and b"transfer-encoding" in names
 
 
-def _field(headers: Headers, name: bytes) -> bytes | None:
-    for field, value in headers:
-        if field == name:
-            return value
-    return None
-
-
 def _tokens(value: bytes | None) -> set[bytes]:
     return {token.strip().lower() for token in (value or b"").split(b",")}
 
 
 def h2c_upgrade_settings(headers: Headers, scheme: str) -> bytes | None:
     """The HTTP2-Settings value when this cleartext request asks for h2c (RFC 7540 §3.2)."""
-    if scheme != "http" or _tokens(_field(headers, b"upgrade")) != {b"h2c"}:
+    if scheme != "http" or _tokens(field_value(headers, b"upgrade")) != {b"h2c"}:
         return None
-    if not {b"upgrade", b"http2-settings"} <= _tokens(_field(headers, b"connection")):
+    if not {b"upgrade", b"http2-settings"} <= _tokens(field_value(headers, b"connection")):
         return None
     settings = [value for name, value in headers if name == b"http2-settings"]
     # RFC 7540 §3.2.1: exactly one HTTP2-Settings field, or no upgrade.

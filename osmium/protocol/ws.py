@@ -22,7 +22,7 @@ from wsproto.frame_protocol import CloseReason, FrameDecoder, FrameProtocol
 from wsproto.handshake import server_extensions_handshake
 from wsproto.utilities import LocalProtocolError, generate_accept_token
 
-from osmium.protocol.events import Headers
+from osmium.protocol.events import Headers, field_value
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,10 +47,6 @@ ABNORMAL_CLOSURE = 1006
 VERSION = b"13"
 
 
-def _field(headers: Headers, name: bytes) -> bytes | None:
-    return next((value for field, value in headers if field == name), None)
-
-
 def _tokens(headers: Headers, name: bytes) -> list[str]:
     """The comma-separated tokens of every `name` field, in order."""
     return [
@@ -64,7 +60,7 @@ def _tokens(headers: Headers, name: bytes) -> list[str]:
 
 def is_websocket_request(headers: Headers) -> bool:
     """The request asks to upgrade to a WebSocket (RFC 6455 §4.2.1 items 3 and 4)."""
-    first = _field(headers, b"upgrade")
+    first = field_value(headers, b"upgrade")
     if first is None:  # every plain HTTP/1.1 request: one scan of its fields, nothing more
         return False
     upgrade = {token.lower() for token in _tokens(headers, b"upgrade")}
@@ -75,11 +71,11 @@ def is_websocket_request(headers: Headers) -> bool:
 def handshake_problem(headers: Headers) -> tuple[int, str, Headers] | None:
     """Why a WebSocket request cannot be accepted, as (status, reason, response fields); None
     when it can. RFC 6455 §4.2.1: a GET with a 16-byte base64 key and version 13 (else 426)."""
-    if _field(headers, b":method") != b"GET":
+    if field_value(headers, b":method") != b"GET":
         return 400, "a WebSocket opening handshake is a GET", []
-    if _field(headers, b"sec-websocket-version") != VERSION:
+    if field_value(headers, b"sec-websocket-version") != VERSION:
         return 426, "unsupported Sec-WebSocket-Version", [(b"sec-websocket-version", VERSION)]
-    key = _field(headers, b"sec-websocket-key") or b""
+    key = field_value(headers, b"sec-websocket-key") or b""
     try:
         valid = len(base64.b64decode(key, validate=True)) == 16
     except binascii.Error:
@@ -143,7 +139,7 @@ def accept(
     settings: WebSocketSettings,
 ) -> Acceptance:
     """Accept a checked handshake with the app's subprotocol and fields (RFC 6455 §4.2.2)."""
-    key = _field(request_headers, b"sec-websocket-key") or b""
+    key = field_value(request_headers, b"sec-websocket-key") or b""
     headers: Headers = [
         (b"upgrade", b"websocket"),
         (b"connection", b"Upgrade"),

@@ -118,6 +118,11 @@ class ConnectionProtocol(asyncio.Protocol):
             queued = admission.wait(self, stream.stream_id, self._urgency(stream.stream_id))
         return self._loop.create_task(self._run_stream(stream, queued))
 
+    def _count_websocket(self) -> None:
+        """A WebSocket counts as a request; it takes no handler slot (it may live for hours)."""
+        self._counters.requests += 1
+        self.tally.requests += 1
+
     def _count_request(self, stream: HTTPStream) -> None:
         """The admin plane is on: the request's status and time from arrival to its end."""
         stats = self._context.request_stats

@@ -19,13 +19,12 @@ from osmium.protocol.h2 import UpgradeRefused
 from osmium.protocol.ws import handshake_problem, is_websocket_request
 from osmium.transport.base import ConnectionProtocol, stream_snapshot
 from osmium.transport.context import ServerContext
+from osmium.transport.drain import ReadGate
 from osmium.transport.h2 import H2ServerProtocol
 from osmium.transport.ws import WebSocketProtocol
 
 log = logging.getLogger("osmium.connection")
 
-#: Request body bytes buffered for the app before the socket is no longer read.
-READ_BUFFER_LIMIT = 256 * 1024
 #: Largest request body read before answering an h2c upgrade (RFC 7540 §3.2 lets us decline).
 UPGRADE_BODY_LIMIT = 1024 * 1024
 #: Fields of an HTTP/1.1 request that mean nothing on HTTP/2 (RFC 9113 §8.2.2).
@@ -48,8 +47,8 @@ class H1ServerProtocol(ConnectionProtocol):
         self._upgrade: tuple[bytes, Headers, bytearray] | None = None
         #: A WebSocket request's fields, until its end arrives and the WebSocket takes over.
         self._websocket: Headers | None = None
-        self._buffered = 0
-        self._reading_paused = False
+        #: Request body bytes buffered for the app (reading pauses past READ_LIMIT).
+        self._input = ReadGate()
         self._idle_timer: asyncio.TimerHandle | None = None
         self._header_timer: asyncio.TimerHandle | None = None
         self._last_received_at = self._loop.time()
@@ -146,11 +145,8 @@ class H1ServerProtocol(ConnectionProtocol):
         if self._stream is None:
             return
         self._stream.feed_body(event.data, event.flow_controlled_length)
-        self._buffered += event.flow_controlled_length
-        if self._buffered > READ_BUFFER_LIMIT and not self._reading_paused:
-            self._reading_paused = True
-            assert self._transport is not None
-            self._transport.pause_reading()
+        assert self._transport is not None
+        self._input.hold(self._transport, event.flow_controlled_length)
 
     def _on_end_body(self) -> None:
         if self._upgrade is not None:
@@ -239,7 +235,7 @@ class H1ServerProtocol(ConnectionProtocol):
             stream.close()
             self._stream = None
             self._task = None
-            self._buffered = 0
+            self._input.forget()
             self._next_request()
 
     def _next_request(self) -> None:
@@ -247,9 +243,7 @@ class H1ServerProtocol(ConnectionProtocol):
         if self._closed:
             return
         assert self._core is not None and self._transport is not None
-        if self._reading_paused:
-            self._reading_paused = False
-            self._transport.resume_reading()
+        self._input.resume(self._transport)
         events = None if self._closing else self._core.next_request()
         if events is None:
             self._close_transport()
@@ -314,11 +308,8 @@ class H1ServerProtocol(ConnectionProtocol):
             self._stream.disconnect()
 
     def acknowledge(self, stream_id: int, size: int) -> None:
-        self._buffered -= size
-        if self._reading_paused and self._buffered <= READ_BUFFER_LIMIT // 2:
-            self._reading_paused = False
-            assert self._transport is not None
-            self._transport.resume_reading()
+        assert self._transport is not None
+        self._input.release(self._transport, size)
 
     # -- connection lifecycle (ServerContext's Connection) ---------------------------------------
 

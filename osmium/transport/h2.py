@@ -43,6 +43,7 @@ from osmium.protocol.events import (
     Reset,
     SendTimedOut,
     TimedOut,
+    field_value,
 )
 from osmium.protocol.h2 import ServerConnection, StreamGone
 from osmium.protocol.ws import WebSocketSettings
@@ -281,8 +282,7 @@ class H2ServerProtocol(ConnectionProtocol):
         """Extended CONNECT: `:protocol websocket` opens a WebSocket on the stream; another
         protocol, or a plain CONNECT (a tunnel), gets 501 (RFC 8441 §4, RFC 9110 §9.3.6)."""
         stream_id, headers = event.stream_id, event.headers
-        protocol = next((value for name, value in headers if name == b":protocol"), None)
-        if protocol != b"websocket":
+        if field_value(headers, b":protocol") != b"websocket":
             self._core.send_headers(stream_id, [(b":status", b"501")], True)
             self._schedule_flush()
             return
@@ -292,8 +292,7 @@ class H2ServerProtocol(ConnectionProtocol):
         )
         websocket = H2WebSocket(self, stream_id, headers, scope)
         self._streams[stream_id] = websocket  # type: ignore[assignment]
-        self._counters.requests += 1
-        self.tally.requests += 1
+        self._count_websocket()
         self._tasks[stream_id] = self._loop.create_task(self._run_websocket(websocket))
 
     async def _run_websocket(self, websocket: H2WebSocket) -> None:

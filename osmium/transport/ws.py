@@ -28,12 +28,11 @@ from osmium.protocol.ws import (
 )
 from osmium.transport.base import ConnectionProtocol
 from osmium.transport.context import ServerContext
+from osmium.transport.drain import ReadGate
 from osmium.websocket import WebSocketSession, run_websocket, websocket_scope
 
 log = logging.getLogger("osmium.connection")
 
-#: Message bytes received and not yet taken by the app before the socket is no longer read.
-READ_BUFFER_LIMIT = 256 * 1024
 #: Seconds the peer gets to answer our Close before the TCP connection is closed anyway.
 CLOSE_TIMEOUT = 5.0
 #: Output the app's sends may pile up within one loop turn before they are written at once (and
@@ -57,8 +56,8 @@ class WebSocketProtocol(ConnectionProtocol):
         self._early = bytearray()
         self._session: WebSocketSession | None = None
         self._task: asyncio.Task[bool] | None = None
-        self._unread = 0
-        self._reading_paused = False
+        #: Message bytes the app has not taken (reading pauses past READ_LIMIT).
+        self._input = ReadGate()
         self._last_received_at = 0.0
         self._ping_timer: asyncio.TimerHandle | None = None
         self._pong_timer: asyncio.TimerHandle | None = None
@@ -79,8 +78,7 @@ class WebSocketProtocol(ConnectionProtocol):
             "1.1",
         )
         self._session = WebSocketSession(self, scope)
-        self._counters.requests += 1
-        self.tally.requests += 1
+        self._count_websocket()
         label = f"WebSocket {scope['path']} from {self.peer_host}"
         self._task = self._loop.create_task(run_websocket(context.app, self._session, label))
         self._task.add_done_callback(self._app_done)
@@ -114,12 +112,9 @@ class WebSocketProtocol(ConnectionProtocol):
             kind = type(event)
             if kind is Message:
                 data = event.data
-                self._unread += len(data)
                 session.feed(data)
-                if self._unread > READ_BUFFER_LIMIT and not self._reading_paused:
-                    self._reading_paused = True
-                    assert self._transport is not None
-                    self._transport.pause_reading()
+                assert self._transport is not None
+                self._input.hold(self._transport, len(data))
             elif kind is PongReceived:
                 self._pong_received()
             elif kind is Closed:
@@ -179,11 +174,8 @@ class WebSocketProtocol(ConnectionProtocol):
         self._await_close()
 
     def consumed(self, size: int) -> None:
-        self._unread -= size
-        if self._reading_paused and self._unread <= READ_BUFFER_LIMIT // 2:
-            self._reading_paused = False
-            if self._transport is not None and not self._closed:
-                self._transport.resume_reading()
+        if self._transport is not None and not self._closed:
+            self._input.release(self._transport, size)
 
     def _output(self) -> bytes:
         if self._ws is None:
