@@ -164,6 +164,8 @@ def _configure_logging(level: str, access_log: bool, debug_frames: bool) -> None
         logging.getLogger("osmium.frames").setLevel(logging.DEBUG)
     # hpack logs every header at debug level; frame-level detail is what --debug-frames is for.
     logging.getLogger("hpack").setLevel(logging.WARNING)
+    # The WebSocket core logs each closed WebSocket at info level: noise at any volume.
+    logging.getLogger("osmium.websocket").setLevel(logging.WARNING)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,7 +1,7 @@
 """The ASGI `websocket` adapter: one session per WebSocket, its scope, `receive` and `send`.
 
 Like HTTPStream it speaks ASGI messages on one side and calls a small sink (the connection) on
-the other, never touching wsproto or h11. Until the app accepts, the session can still deny
+the other, never touching the framing or h11. Until the app accepts, the session can still deny
 with an HTTP response (`websocket.http.response.*`, or 403 for a close before accept).
 """
 

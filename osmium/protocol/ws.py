@@ -1,28 +1,34 @@
-"""WebSockets, sans-IO, on wsproto: the RFC 6455 opening handshake's checks and answer, then one
-WebSocket's frames (bytes in -> whole messages and closes out; messages and closes in -> bytes).
+"""WebSockets, sans-IO, on the `websockets` library's protocol core: the RFC 6455 opening
+handshake's checks and answer, then one WebSocket's frames (bytes in -> whole messages and closes
+out; messages and closes in -> bytes).
 
-The framing does not care what carries it (an upgraded HTTP/1.1 connection today, an RFC 8441
-HTTP/2 stream later). Messages are assembled here, so the size limit holds while a message is
-still arriving: past `max_message_size` the WebSocket is closed with 1009 and the rest of that
-message (and whatever follows) is read and dropped, never kept.
+The framing does not care what carries it (an upgraded HTTP/1.1 connection or an RFC 8441 HTTP/2
+stream). `websockets` unmasks in C and checks each frame's length against what the message may
+still grow by before reading its payload, so past `max_message_size` the WebSocket is closed with
+1009 at the frame's header and whatever follows is dropped as it arrives, never kept. Text is
+decoded as it arrives, so invalid UTF-8 closes 1007 at the fragment that carries it.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
-import zlib
+import codecs
+import logging
 from dataclasses import dataclass
 
-from wsproto.connection import Connection, ConnectionState, ConnectionType
-from wsproto.events import BytesMessage, CloseConnection, Ping, Pong, TextMessage
-from wsproto.extensions import PerMessageDeflate
-from wsproto.frame_protocol import CloseReason, FrameDecoder, FrameProtocol
-from wsproto.handshake import server_extensions_handshake
-from wsproto.utilities import LocalProtocolError, generate_accept_token
+from websockets.exceptions import InvalidHeader, NegotiationError, ProtocolError
+from websockets.extensions.base import Extension
+from websockets.extensions.permessage_deflate import enable_server_permessage_deflate
+from websockets.frames import Frame, Opcode
+from websockets.headers import build_extension, parse_extension
+from websockets.protocol import OPEN, Protocol, Side
+from websockets.utils import accept_key
 
 from osmium.protocol.events import Headers, field_value
+
+#: The protocol core's own log (one info line per closed WebSocket); cli.py quiets it.
+frame_log = logging.getLogger("osmium.websocket")
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,11 +46,15 @@ class WebSocketSettings:
 NORMAL_CLOSURE = 1000
 GOING_AWAY = 1001
 PROTOCOL_ERROR = 1002
+INVALID_DATA = 1007
 MESSAGE_TOO_BIG = 1009
 INTERNAL_ERROR = 1011
 #: The code an app sees when the connection ended without a Close frame (never sent, §7.1.5).
 ABNORMAL_CLOSURE = 1006
 VERSION = b"13"
+#: permessage-deflate as `websockets` serves it: 4 KiB windows and memLevel 5 keep an idle
+#: compressed WebSocket at tens of KiB instead of ~300 KiB.
+DEFLATE = enable_server_permessage_deflate(None)
 
 
 def _tokens(headers: Headers, name: bytes) -> list[str]:
@@ -89,39 +99,27 @@ def subprotocols(headers: Headers) -> list[str]:
     return _tokens(headers, b"sec-websocket-protocol")
 
 
-class BoundedDeflate(PerMessageDeflate):
-    """permessage-deflate whose inflating stops at the message size limit: without it, one
-    small compressed frame could expand to gigabytes before any limit is checked (a
-    decompression bomb). Reads wsproto's private inflate state: tests/unit/protocol/test_ws.py
-    fails if a wsproto upgrade changes it."""
-
-    def __init__(self, max_message_size: int) -> None:
-        super().__init__()
-        self._max_message_size = max_message_size
-        self._inflated = 0
-
-    def frame_inbound_payload_data(
-        self, proto: FrameDecoder | FrameProtocol, data: bytes
-    ) -> bytes | CloseReason:
-        if not self._inbound_compressed or not self._inbound_is_compressible:
-            return data
-        assert self._decompressor is not None
-        room = self._max_message_size - self._inflated + 1
-        try:
-            inflated = self._decompressor.decompress(bytes(data), room)
-        except zlib.error:
-            return CloseReason.INVALID_FRAME_PAYLOAD_DATA
-        self._inflated += len(inflated)
-        if self._inflated > self._max_message_size:
-            return CloseReason.MESSAGE_TOO_BIG
-        return inflated
-
-    def frame_inbound_complete(
-        self, proto: FrameDecoder | FrameProtocol, fin: bool
-    ) -> bytes | CloseReason | None:
-        if fin:
-            self._inflated = 0
-        return super().frame_inbound_complete(proto, fin)
+def _negotiate_deflate(headers: Headers) -> tuple[bytes, Extension] | None:
+    """The first permessage-deflate offer we can agree to (RFC 7692 §5), as the response's
+    Sec-WebSocket-Extensions value and the extension; None when there is none (or the field
+    is malformed: the WebSocket then runs uncompressed)."""
+    offered = ", ".join(_tokens(headers, b"sec-websocket-extensions"))
+    if not offered:
+        return None
+    try:
+        offers = parse_extension(offered)
+    except InvalidHeader:
+        return None
+    for factory in DEFLATE:
+        for name, parameters in offers:
+            if name != factory.name:
+                continue
+            try:
+                agreed, extension = factory.process_request_params(parameters, [])
+            except NegotiationError:
+                continue
+            return build_extension([(name, agreed)]).encode("latin-1"), extension
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,7 +127,7 @@ class Acceptance:
     """The 101 response's fields and the extensions the WebSocket then runs with."""
 
     headers: Headers
-    extensions: list[PerMessageDeflate]
+    extensions: list[Extension]
 
 
 def accept(
@@ -143,20 +141,17 @@ def accept(
     headers: Headers = [
         (b"upgrade", b"websocket"),
         (b"connection", b"Upgrade"),
-        (b"sec-websocket-accept", generate_accept_token(key)),
+        (b"sec-websocket-accept", accept_key(key.decode("latin-1")).encode("ascii")),
     ]
     if subprotocol is not None:
         if subprotocol not in subprotocols(request_headers):
             raise ValueError(f"subprotocol {subprotocol!r} was not offered by the client")
         headers.append((b"sec-websocket-protocol", subprotocol.encode("ascii")))
-    extensions: list[PerMessageDeflate] = []
-    offers = _tokens(request_headers, b"sec-websocket-extensions")
-    if settings.per_message_deflate and offers:
-        deflate = BoundedDeflate(settings.max_message_size)
-        agreed = server_extensions_handshake(offers, [deflate])
-        if agreed:
-            headers.append((b"sec-websocket-extensions", agreed))
-            extensions.append(deflate)
+    extensions: list[Extension] = []
+    deflate = _negotiate_deflate(request_headers) if settings.per_message_deflate else None
+    if deflate is not None:
+        headers.append((b"sec-websocket-extensions", deflate[0]))
+        extensions.append(deflate[1])
     headers += [(name.lower(), value) for name, value in extra_headers]
     return Acceptance(headers, extensions)
 
@@ -184,96 +179,161 @@ class PongReceived:
 
 WebSocketEvent = Message | Closed | PongReceived
 
+_TEXT, _BINARY, _CONTINUATION = Opcode.TEXT, Opcode.BINARY, Opcode.CONT
+_PONG, _CLOSE = Opcode.PONG, Opcode.CLOSE
+_utf8_decoder = codecs.getincrementaldecoder("utf-8")
+
 
 class WebSocket:
     """One WebSocket after its handshake."""
 
-    def __init__(
-        self, max_message_size: int, extensions: list[PerMessageDeflate] | None = None
-    ) -> None:
-        self._ws = Connection(ConnectionType.SERVER, list(extensions or []))
+    def __init__(self, max_message_size: int, extensions: list[Extension] | None = None) -> None:
+        # The core checks one limit against both a frame's length on the wire and what inflating
+        # it gives. Compressed, an incompressible message is a little longer on the wire than it
+        # is (RFC 1951's stored blocks), so the wire gets room for that and the message's own
+        # size is checked here (_over_the_limit).
+        self._deflating = bool(extensions)
+        wire_limit = max_message_size + max_message_size // 64 + 1024 if extensions else None
+        protocol = Protocol(Side.SERVER, max_size=wire_limit or max_message_size, logger=frame_log)
+        protocol.extensions = list(extensions or [])
+        self._protocol = protocol
         self._max_message_size = max_message_size
-        self._parts: list[str | bytes] = []
+        #: Bytes of the message still arriving, counted only while inflating.
         self._size = 0
-        #: Past the size limit: this message's (and any later) data is dropped as it is read.
-        self._discarding = False
-        self._output = bytearray()
-        self.closed = False
+        #: The fragments of a message still arriving: str for text (decoded as it comes).
+        self._parts: list[str | bytes] = []
+        self._decoder: codecs.IncrementalDecoder | None = None
+        #: Frame bytes queued since the last data_to_send().
+        self._pending = 0
+        #: We failed the WebSocket ourselves (invalid UTF-8 in a text message).
+        self._failed = False
+        #: The app was told how it ended.
+        self._told = False
 
     @property
     def closing(self) -> bool:
-        """We sent our Close: nothing more goes out but the peer's answer is awaited."""
-        return self._ws.state in (ConnectionState.LOCAL_CLOSING, ConnectionState.CLOSED)
+        """We sent our Close: no more messages go out."""
+        return self._protocol.state is not OPEN
+
+    @property
+    def ended(self) -> bool:
+        """Both Closes are through, or the WebSocket failed: once its output is out, the
+        connection (or stream) ends; anything more that arrives is dropped."""
+        return self._protocol.eof_sent
+
+    @property
+    def failed(self) -> bool:
+        """It ended without a clean closing handshake (a forbidden frame, an oversized message):
+        an HTTP/2 stream is then reset rather than ended."""
+        protocol = self._protocol
+        return self._failed or protocol.parser_exc is not None
 
     def receive(self, data: bytes) -> list[WebSocketEvent]:
-        if self.closed:
+        protocol = self._protocol
+        if protocol.eof_sent:
             return []
-        self._ws.receive_data(data)
+        protocol.receive_data(data)
         events: list[WebSocketEvent] = []
-        for event in self._ws.events():
-            kind = type(event)
-            if kind is TextMessage or kind is BytesMessage:
-                message = self._take(event)  # type: ignore[arg-type]
+        for frame in protocol.events_received():
+            opcode = frame.opcode
+            if opcode is _TEXT or opcode is _BINARY or opcode is _CONTINUATION:
+                message = self._take(frame)
                 if message is not None:
                     events.append(message)
-            elif kind is Ping:
-                self._output += self._ws.send(event.response())  # type: ignore[union-attr]
-            elif kind is Pong:
-                events.append(PongReceived(bytes(event.payload)))  # type: ignore[union-attr]
-            elif kind is CloseConnection:
-                events.append(self._on_close(event))  # type: ignore[arg-type]
-                break
+                if self._failed:
+                    break
+            elif opcode is _PONG:
+                events.append(PongReceived(bytes(frame.data)))
+            elif opcode is _CLOSE:
+                received = protocol.close_rcvd
+                assert received is not None
+                self._told = True
+                events.append(Closed(received.code, received.reason))
+            # A Ping is answered by the protocol core itself.
+        if protocol.eof_sent and not self._told:  # failed: the Close we sent says why
+            self._told = True
+            sent = protocol.close_sent
+            events.append(Closed(sent.code, sent.reason) if sent else Closed(ABNORMAL_CLOSURE))
         return events
 
-    def _take(self, event: TextMessage | BytesMessage) -> Message | Closed | None:
-        if self._discarding:
-            return None
-        self._size += len(event.data)
-        if self._size > self._max_message_size:
-            self._discarding = True
-            self._parts.clear()
+    def _take(self, frame: Frame) -> Message | Closed | None:
+        """One data frame: a whole message when it is the last of one."""
+        data = frame.data
+        if self._deflating and self._over_the_limit(len(data), frame.fin):
             return self._fail(MESSAGE_TOO_BIG, "message too big")
-        self._parts.append(event.data)
-        if not event.message_finished:
+        if frame.fin and not self._parts and frame.opcode is not _CONTINUATION:
+            if frame.opcode is _BINARY:
+                return Message(data)  # type: ignore[arg-type]
+            try:
+                return Message(data.decode())
+            except UnicodeDecodeError as error:
+                return self._invalid_text(error)
+        if frame.opcode is _TEXT:
+            self._decoder = _utf8_decoder()
+        decoder = self._decoder
+        if decoder is None:
+            self._parts.append(data)  # type: ignore[arg-type]
+        else:
+            try:
+                self._parts.append(decoder.decode(data, frame.fin))
+            except UnicodeDecodeError as error:
+                return self._invalid_text(error)
+        if not frame.fin:
             return None
-        parts, self._parts, self._size = self._parts, [], 0
-        if isinstance(event, TextMessage):
-            return Message(parts[0] if len(parts) == 1 else "".join(parts))  # type: ignore[arg-type]
-        return Message(parts[0] if len(parts) == 1 else b"".join(parts))  # type: ignore[arg-type]
+        parts, self._parts, self._decoder = self._parts, [], None
+        if decoder is None:
+            return Message(b"".join(parts))  # type: ignore[arg-type]
+        return Message("".join(parts))  # type: ignore[arg-type]
 
-    def _on_close(self, event: CloseConnection) -> Closed:
-        """The peer's Close (answered with ours), or a protocol error wsproto found: 1002/1007
-        (Close sent with that code)."""
-        if self._ws.state is ConnectionState.REMOTE_CLOSING:
-            self._output += self._ws.send(event.response())
-        elif self._ws.state is ConnectionState.OPEN:  # a frame wsproto could not parse
-            self._output += self._ws.send(CloseConnection(event.code, event.reason))
-        self.closed = True
-        return Closed(event.code, event.reason or "")
+    def _over_the_limit(self, size: int, last: bool) -> bool:
+        self._size += size
+        over = self._size > self._max_message_size
+        if last:
+            self._size = 0
+        return over
+
+    def _invalid_text(self, error: UnicodeDecodeError) -> Closed:
+        """RFC 6455 §8.1: text that is not UTF-8 fails the WebSocket with 1007."""
+        return self._fail(INVALID_DATA, f"invalid UTF-8: {error.reason}")
 
     def _fail(self, code: int, reason: str) -> Closed:
-        """Close with `code` now; frames still arriving are read and dropped."""
-        self.close(code, reason)
+        """Fail the WebSocket ourselves: Close with `code`; what else arrives is dropped."""
+        self._failed = True
+        self._told = True
+        self._parts.clear()
+        self._protocol.fail(code, reason)
         return Closed(code, reason)
 
     def send(self, data: str | bytes) -> None:
-        message = TextMessage(data) if isinstance(data, str) else BytesMessage(data)
-        self._output += self._ws.send(message)
+        if isinstance(data, str):
+            self._protocol.send_text(data.encode())
+        else:
+            self._protocol.send_binary(data)
+        self._pending += len(data)
 
     def ping(self, payload: bytes) -> None:
-        self._output += self._ws.send(Ping(payload))
+        self._protocol.send_ping(payload)
 
     def close(self, code: int = NORMAL_CLOSURE, reason: str = "") -> None:
-        """Our Close frame (once); the TCP connection ends when the peer answers or times out."""
-        with contextlib.suppress(LocalProtocolError):  # already closing
-            self._output += self._ws.send(CloseConnection(code, reason))
+        """Our Close frame (once); the TCP connection ends when the peer answers or times out.
+        A code RFC 6455 does not allow, or a reason over 123 bytes, closes 1011 and raises."""
+        protocol = self._protocol
+        if protocol.state is not OPEN:
+            return
+        try:
+            protocol.send_close(code, reason)
+        except ProtocolError as error:
+            protocol.send_close(INTERNAL_ERROR)
+            raise ValueError(f"cannot close a WebSocket with {code} {reason!r}: {error}") from None
 
     @property
     def pending_output(self) -> int:
-        """Bytes waiting in data_to_send()."""
-        return len(self._output)
+        """About how many bytes wait in data_to_send()."""
+        return self._pending
 
     def data_to_send(self) -> bytes:
-        data = bytes(self._output)
-        self._output.clear()
-        return data
+        writes = self._protocol.data_to_send()
+        self._pending = 0
+        if writes and not writes[-1]:  # the end-of-stream marker: `ended` says so
+            writes.pop()
+        return writes[0] if len(writes) == 1 else b"".join(writes)

@@ -45,7 +45,6 @@ class H2WebSocket:
         self.request_complete = False
         #: Flow-controlled bytes of messages the app has not taken yet: acknowledged once it has.
         self._unacknowledged = 0
-        self._failed = False
 
     @property
     def response_finished(self) -> bool:
@@ -55,7 +54,7 @@ class H2WebSocket:
 
     def feed_body(self, data: bytes, flow_controlled_length: int) -> None:
         ws = self._ws
-        if ws is None or ws.closed:
+        if ws is None or ws.ended:
             self._connection.acknowledge(self.stream_id, flow_controlled_length)
             return
         events = ws.receive(data)
@@ -65,13 +64,12 @@ class H2WebSocket:
                 complete = True
                 self.session.feed(event.data)  # type: ignore[union-attr]
             elif type(event) is Closed:
-                self._failed = not ws.closed or event.code in (1002, 1007, 1009)
                 self.session.disconnect(event.code, event.reason)  # type: ignore[union-attr]
         if complete:
             self._unacknowledged += flow_controlled_length
         else:  # part of a message: the app cannot take it yet, so the window must not wait
             self._connection.acknowledge(self.stream_id, flow_controlled_length)
-        self._send_pending(end=ws.closed or ws.closing)
+        self._send_pending(end=ws.ended or ws.closing)
 
     def feed_end(self) -> None:
         """The client ended its side: without a Close first, the WebSocket failed (1006)."""
@@ -126,7 +124,8 @@ class H2WebSocket:
         and a failed WebSocket is reset once its Close is out."""
         assert self._ws is not None
         data = self._ws.data_to_send()
+        failed = self._ws.failed
         if data or end:
-            self._connection.queue_data(self.stream_id, data, end and not self._failed)
-        if end and self._failed:
+            self._connection.queue_data(self.stream_id, data, end and not failed)
+        if end and failed:
             self._connection.reset_stream(self.stream_id, ErrorCode.CANCEL)

@@ -120,8 +120,8 @@ class WebSocketProtocol(ConnectionProtocol):
             elif kind is Closed:
                 session.disconnect(event.code, event.reason)
         self._flush()
-        if self._ws.closed:
-            self._close_transport()
+        if self._ws.ended:
+            self._end()
         elif self._ws.closing:
             self._await_close()
 
@@ -209,6 +209,20 @@ class WebSocketProtocol(ConnectionProtocol):
         self._counters.timeouts += 1
         self._session.disconnect(INTERNAL_ERROR)  # type: ignore[union-attr]
         self.close(INTERNAL_ERROR, "ping timeout")
+
+    def _end(self) -> None:
+        """Both Closes are through, or the WebSocket failed: the server ends the TCP connection
+        (RFC 6455 §7.1.1). It half-closes where it can (not over TLS), so a peer still sending
+        (the rest of an oversized message, say) reads our Close before the connection goes
+        rather than a reset; the peer's end of the connection, or CLOSE_TIMEOUT, finishes it."""
+        transport = self._transport
+        if transport is None or self._closed or transport.is_closing():
+            return
+        if transport.can_write_eof():
+            transport.write_eof()
+            self._await_close()
+        else:
+            self._close_transport()
 
     def _await_close(self) -> None:
         """Our Close is out: the peer's answer ends the connection, or CLOSE_TIMEOUT does."""

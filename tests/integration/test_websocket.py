@@ -229,7 +229,7 @@ def test_the_server_compresses_what_it_sends(server: ServerProcess) -> None:
             frames.append(connection.expect_frame(10))
     assert frames[0].opcode == Opcode.BINARY and frames[0].rsv1
     compressed = b"".join(frame.payload for frame in frames)
-    assert len(compressed) < len(message) // 10
+    assert len(compressed) < len(message) // 4  # 4 KiB windows: about 7x on this text
     # §7.2.2: the sender removed the 0x00 0x00 0xff 0xff tail; the receiver puts it back.
     assert zlib.decompressobj(wbits=-15).decompress(compressed + b"\x00\x00\xff\xff") == message
 
