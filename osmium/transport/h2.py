@@ -308,6 +308,10 @@ class H2ServerProtocol(ConnectionProtocol):
     def websocket_settings(self) -> WebSocketSettings:
         return self._context.websocket
 
+    def count_timeout(self) -> None:
+        """One of our WebSockets timed out (no Pong): counted with the connection timeouts."""
+        self._counters.timeouts += 1
+
     def queue_data(self, stream_id: int, data: bytes, end_stream: bool) -> None:
         """Small output that must not wait (a Pong, a Close, a denial's body): queued as is."""
         try:

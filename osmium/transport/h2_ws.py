@@ -8,21 +8,28 @@ WebSocket (a forbidden frame) is reset once its Close is out.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from typing import TYPE_CHECKING, Any
 
 from osmium.protocol.events import ErrorCode, Headers
 from osmium.protocol.ws import (
     ABNORMAL_CLOSURE,
     GOING_AWAY,
+    INTERNAL_ERROR,
     Closed,
     Message,
+    PongReceived,
     WebSocket,
     accept,
 )
+from osmium.transport.ws_keepalive import KeepAlive
 from osmium.websocket import WebSocketSession
 
 if TYPE_CHECKING:
     from osmium.transport.h2 import H2ServerProtocol
+
+log = logging.getLogger("osmium.connection")
 
 #: Fields of an HTTP/1.1 101 that have no place in HTTP/2's 200 (RFC 8441 §5).
 HTTP1_ONLY = frozenset({b"upgrade", b"connection", b"sec-websocket-accept"})
@@ -41,6 +48,7 @@ class H2WebSocket:
         self.scope = scope
         self.session = WebSocketSession(self, scope)
         self._ws: WebSocket | None = None
+        self._keepalive: KeepAlive | None = None
         self.client_gone = False
         self.request_complete = False
         #: Flow-controlled bytes of messages the app has not taken yet: acknowledged once it has.
@@ -63,6 +71,8 @@ class H2WebSocket:
             if type(event) is Message:
                 complete = True
                 self.session.feed(event.data)  # type: ignore[union-attr]
+            elif type(event) is PongReceived:
+                self._keepalive.pong()  # type: ignore[union-attr]
             elif type(event) is Closed:
                 self.session.disconnect(event.code, event.reason)  # type: ignore[union-attr]
         if complete:
@@ -74,10 +84,12 @@ class H2WebSocket:
     def feed_end(self) -> None:
         """The client ended its side: without a Close first, the WebSocket failed (1006)."""
         self.request_complete = True
+        self._stop_pinging()
         self.session.disconnect(ABNORMAL_CLOSURE)
 
     def disconnect(self) -> None:
         self.client_gone = True
+        self._stop_pinging()
         self.session.disconnect(ABNORMAL_CLOSURE)
 
     def abort(self) -> None:
@@ -95,6 +107,14 @@ class H2WebSocket:
         fields = [(name, value) for name, value in acceptance.headers if name not in HTTP1_ONLY]
         self._connection.send_headers(self.stream_id, [(b":status", b"200"), *fields], False)
         self._ws = WebSocket(settings.max_message_size, acceptance.extensions)
+        self._keepalive = KeepAlive(
+            asyncio.get_running_loop(),
+            settings.ping_interval,
+            settings.ping_timeout,
+            self._send_ping,
+            self._no_pong,
+        )
+        self._keepalive.start()
 
     def deny(self, status: int, headers: Headers, body: bytes, finished: bool) -> None:
         if status:
@@ -119,12 +139,37 @@ class H2WebSocket:
             self._connection.acknowledge(self.stream_id, self._unacknowledged)
             self._unacknowledged = 0
 
+    # -- keep-alive ------------------------------------------------------------------------------
+
+    def _send_ping(self, payload: bytes) -> bool:
+        ws = self._ws
+        if ws is None or ws.closing or self.client_gone or self.request_complete:
+            return False
+        ws.ping(payload)
+        self._send_pending(end=False)
+        return True
+
+    def _no_pong(self) -> None:
+        connection = self._connection
+        timeout = connection.websocket_settings.ping_timeout
+        log.info("closing WebSocket on stream %d from %s: no Pong within %g s",
+                 self.stream_id, connection.peer_host, timeout)  # fmt: skip
+        connection.count_timeout()
+        self.session.disconnect(INTERNAL_ERROR)
+        self.close(INTERNAL_ERROR, "ping timeout")
+
+    def _stop_pinging(self) -> None:
+        if self._keepalive is not None:
+            self._keepalive.stop()
+
     def _send_pending(self, end: bool) -> None:
         """What the WebSocket has to send (pongs, Close); a Close ends our side of the stream,
         and a failed WebSocket is reset once its Close is out."""
         assert self._ws is not None
         data = self._ws.data_to_send()
         failed = self._ws.failed
+        if end:
+            self._stop_pinging()
         if data or end:
             self._connection.queue_data(self.stream_id, data, end and not failed)
         if end and failed:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from typing import Any
 
 from osmium.asgi import ClientDisconnected
@@ -29,6 +28,7 @@ from osmium.protocol.ws import (
 from osmium.transport.base import ConnectionProtocol
 from osmium.transport.context import ServerContext
 from osmium.transport.drain import ReadGate
+from osmium.transport.ws_keepalive import KeepAlive
 from osmium.websocket import WebSocketSession, run_websocket, websocket_scope
 
 log = logging.getLogger("osmium.connection")
@@ -59,8 +59,13 @@ class WebSocketProtocol(ConnectionProtocol):
         #: Message bytes the app has not taken (reading pauses past READ_LIMIT).
         self._input = ReadGate()
         self._last_received_at = 0.0
-        self._ping_timer: asyncio.TimerHandle | None = None
-        self._pong_timer: asyncio.TimerHandle | None = None
+        self._keepalive = KeepAlive(
+            self._loop,
+            self._settings.ping_interval,
+            self._settings.ping_timeout,
+            self._send_ping,
+            self._no_pong,
+        )
         self._close_timer: asyncio.TimerHandle | None = None
 
     def take_over(self, transport: asyncio.BaseTransport, trailing: bytes) -> None:
@@ -98,9 +103,9 @@ class WebSocketProtocol(ConnectionProtocol):
         self._handle(self._ws.receive(data))
 
     def connection_lost(self, exc: Exception | None) -> None:
-        for timer in (self._ping_timer, self._pong_timer, self._close_timer):
-            if timer is not None:
-                timer.cancel()
+        self._keepalive.stop()
+        if self._close_timer is not None:
+            self._close_timer.cancel()
         if self._session is not None:
             self._session.disconnect(ABNORMAL_CLOSURE)
         self._forget()
@@ -116,7 +121,7 @@ class WebSocketProtocol(ConnectionProtocol):
                 assert self._transport is not None
                 self._input.hold(self._transport, len(data))
             elif kind is PongReceived:
-                self._pong_received()
+                self._keepalive.pong()
             elif kind is Closed:
                 session.disconnect(event.code, event.reason)
         self._flush()
@@ -133,7 +138,7 @@ class WebSocketProtocol(ConnectionProtocol):
         trailing = self._h1.accept_upgrade(acceptance.headers)
         self._flush()  # the 101: from here on only the WebSocket writes
         self._ws = WebSocket(settings.max_message_size, acceptance.extensions)
-        self._schedule_ping()
+        self._keepalive.start()
         early = bytes(self._early) + trailing
         self._early.clear()
         if early:
@@ -184,26 +189,14 @@ class WebSocketProtocol(ConnectionProtocol):
 
     # -- pings and closing -----------------------------------------------------------------------
 
-    def _schedule_ping(self) -> None:
-        if self._settings.ping_interval and not self._closed:
-            self._ping_timer = self._loop.call_later(self._settings.ping_interval, self._ping)
-
-    def _ping(self) -> None:
-        self._ping_timer = None
+    def _send_ping(self, payload: bytes) -> bool:
         if self._ws is None or self._ws.closing or self._closed:
-            return
-        self._ws.ping(os.urandom(4))
+            return False
+        self._ws.ping(payload)
         self._flush()
-        self._pong_timer = self._loop.call_later(self._settings.ping_timeout, self._no_pong)
-
-    def _pong_received(self) -> None:
-        if self._pong_timer is not None:
-            self._pong_timer.cancel()
-            self._pong_timer = None
-            self._schedule_ping()
+        return True
 
     def _no_pong(self) -> None:
-        self._pong_timer = None
         log.info("closing WebSocket from %s: no Pong within %g s", self.peer_host,
                  self._settings.ping_timeout)  # fmt: skip
         self._counters.timeouts += 1

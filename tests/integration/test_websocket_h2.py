@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import time
 
 import h2.events
 import h2.settings
@@ -147,3 +148,32 @@ def test_a_stalled_reader_on_a_stream_holds_the_app_back_with_flat_memory() -> N
         server.wait_for_line(sent_line, timeout=5)
         assert mismatched == []
         assert stalled_growth < RSS_GROWTH_LIMIT, f"RSS grew {stalled_growth / MIB:.1f} MiB"
+
+
+def test_a_stream_that_answers_pings_stays_and_a_silent_one_is_closed_1011() -> None:
+    """The keep-alive is per WebSocket: the connection's own PINGs are answered by the client's
+    HTTP/2 stack whatever the app behind one stream does."""
+    with running_server("--ws-ping-interval", "0.3", "--ws-ping-timeout", "0.3") as server:
+        client = H2WebSocketClient(server.host, server.port)
+        try:
+            lively_id, status, _ = client.open("/ws/echo")
+            assert status == 200
+            lively = client.websocket(lively_id)
+            for _ in range(4):  # four rounds of interval + timeout, each Ping answered
+                ping = lively.next_event(timeout=5)
+                assert isinstance(ping, Ping)
+                lively.send(ping.response())
+            lively.send(TextMessage("still here"))
+            assert lively.next_event(timeout=5) == TextMessage("still here")
+
+            silent_id, status, _ = client.open("/ws/echo")
+            assert status == 200
+            silent = client.websocket(silent_id)
+            opened = time.monotonic()
+            assert isinstance(silent.next_event(timeout=5), Ping)
+            close = silent.next_event(timeout=5)
+            elapsed = time.monotonic() - opened
+            assert isinstance(close, CloseConnection) and close.code == 1011
+            assert elapsed < 1.5, f"closed {elapsed:.2f}s after opening (interval 0.3 + 0.3)"
+        finally:
+            client.close()
