@@ -349,6 +349,9 @@ def test_a_message_over_the_size_limit_gets_1009_and_memory_stays_flat(framing: 
             finally:
                 sender.join(30)
         assert not sender.is_alive(), "the client could not finish writing"
+        print(
+            f"\noversized ({framing}): RSS +{rss.growth / MIB:.1f} MiB, {sent[0] / MIB:.0f} MiB in"
+        )
         assert before == []
         assert close.close_code == 1009
         assert rss.growth < RSS_GROWTH_LIMIT, (
@@ -383,6 +386,7 @@ def test_a_compressed_message_that_inflates_past_the_limit_gets_1009() -> None:
             connection.send_frame(Opcode.BINARY, bomb, rsv1=True)
             before, close = connection.read_until_close(timeout=10)
         assert b"permessage-deflate" in agreed
+        print(f"\ndeflate bomb (256 MiB inflated): RSS +{rss.growth / MIB:.1f} MiB")
         assert before == []
         assert close.close_code == 1009
         assert rss.growth < RSS_GROWTH_LIMIT, f"RSS grew {rss.growth / MIB:.1f} MiB"
@@ -414,6 +418,7 @@ def test_a_stalled_reader_holds_the_app_back_then_gets_everything(
                 mismatched.append(index)
         _, close = connection.read_until_close()
     apps_server.wait_for_line(sent_line, timeout=5)
+    print(f"\nstalled reader, HTTP/1.1: RSS +{stalled_growth / MIB:.1f} MiB while stalled")
     assert mismatched == []
     assert close.close_code == 1000
     assert stalled_growth < RSS_GROWTH_LIMIT, f"RSS grew {stalled_growth / MIB:.1f} MiB"

@@ -146,6 +146,7 @@ def test_a_stalled_reader_on_a_stream_holds_the_app_back_with_flat_memory() -> N
         finally:
             client.close()
         server.wait_for_line(sent_line, timeout=5)
+        print(f"\nstalled reader, HTTP/2: RSS +{stalled_growth / MIB:.1f} MiB while stalled")
         assert mismatched == []
         assert stalled_growth < RSS_GROWTH_LIMIT, f"RSS grew {stalled_growth / MIB:.1f} MiB"
 
