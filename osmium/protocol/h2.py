@@ -737,6 +737,12 @@ class ServerConnection:
         if size and not self.closed:
             self._h2.acknowledge_received_data(size, stream_id)
 
+    @property
+    def output_ready(self) -> bool:
+        """A body waits that the windows would let out now: what `data_to_send` left for want
+        of room, not of window (a ready stream whose own window is shut may still count once)."""
+        return bool(self._scheduler.ready) and self._h2.outbound_flow_control_window > 0
+
     def data_to_send(self, max_bytes: int = MAX_WINDOW_SIZE, now: float = 0.0) -> bytes:
         """The bytes to write at `now`: frames already due, then DATA in scheduler order within
         both send windows and at most `max_bytes` of it (the room the transport has). `now` is

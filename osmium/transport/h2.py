@@ -591,6 +591,11 @@ class H2ServerProtocol(ConnectionProtocol):
         # The time matters only to bodies queued (their send deadline): skip asking when none is.
         tracking = core.queued_size or core.send_deadline is not None
         data = core.data_to_send(room, monotonic() if tracking else 0.0)
+        if data and core.output_ready:
+            # The room ran out before the windows did. A socket that takes the whole write never
+            # pauses, so nothing else would ask for the rest (a peer with windows that need no
+            # WINDOW_UPDATE sends nothing that would): ask again after this write.
+            self._schedule_flush()
         if self._room_waiters:
             for stream_id, waiter in self._room_waiters.items():
                 if not waiter.done() and core.has_room(stream_id):

@@ -7,7 +7,9 @@ import re
 from pathlib import Path
 
 from tests.integration.support import assert_all_succeeded, h2load
-from tests.server_process import ServerProcess
+from tests.server_process import ServerProcess, running_server
+
+ASGI_APPS = "tests.integration.apps.asgi_apps:app"
 
 
 def data_bytes(output: str) -> int:
@@ -43,3 +45,17 @@ def test_h2load_uploads_and_large_responses(server: ServerProcess, tmp_path: Pat
     big = h2load("-n", "200", "-c", "4", "-m", "10", f"{server.url}/big?size=500000")
     assert_all_succeeded(big, 200)
     assert data_bytes(big.output) == 200 * 500_000
+
+
+def test_a_body_sent_at_once_arrives_whole_through_windows_that_never_close() -> None:
+    """4 MiB in one `http.response.body`, to a client whose windows (2^30) need no
+    WINDOW_UPDATE: the server's output cap splits the body into writes, and each write the socket
+    takes at once must be followed by the next without anything from the client."""
+    size = 4 * 1024 * 1024
+    with running_server(app=ASGI_APPS) as server:
+        result = h2load(
+            "-n", "4", "-c", "1", "-m", "2", "-w", "30", "-W", "30",
+            f"{server.url}/one-body?size={size}", timeout=30,
+        )  # fmt: skip
+    assert_all_succeeded(result, 4)
+    assert data_bytes(result.output) == 4 * size

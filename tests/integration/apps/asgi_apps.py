@@ -154,6 +154,11 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         await _json(send, 200, {"slept": True, "id": marker_id(query)})
         EVENTS.append({"id": marker_id(query), "event": "finished"})
         _record(f"request {marker_id(query)} finished")
+    elif path == "/one-body":
+        size = int(query.get("size", ["1000"])[0])
+        headers = [(b"content-length", str(size).encode())]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b"x" * size})
     elif path == "/events":
         await _json(send, 200, EVENTS)
     elif path == "/state":
