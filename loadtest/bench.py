@@ -4,7 +4,8 @@ Each run starts the server fresh as its own process tree, samples it with psutil
 drives it, and stops it. Repeats are interleaved across servers so drift hits all of them alike;
 the summary gives medians and spread, the ratios compare medians measured in this one run.
 The `websocket` group (opt-in: `--only websocket`) drives the demo app's `/ws/echo` with
-loadtest/ws_client.py instead; its rows count echoed messages where the others count requests.
+loadtest/ws_client.py instead, over HTTP/1.1 and over HTTP/2 (RFC 8441); its rows count echoed
+messages where the others count requests.
 """
 
 from __future__ import annotations
@@ -80,11 +81,15 @@ class WebSocketScenario:
 
 
 #: Opt-in (`--only websocket`, or by name): with a fresh server per scenario the group takes
-#: ~20 s a server and 3 repeats, more than the default run should grow by.
+#: ~40 s a server and 3 repeats, more than the default run should grow by. The `ws-h2-` ones
+#: are the same plans over HTTP/2 (RFC 8441), on peers that serve HTTP/2.
 WEBSOCKET_SCENARIOS = (
     WebSocketScenario("ws-roundtrip", MODES["roundtrip"]),
     WebSocketScenario("ws-200-connections", MODES["fanout"]),
     WebSocketScenario("ws-16mib", MODES["big"]),
+    WebSocketScenario("ws-h2-roundtrip", replace(MODES["roundtrip"], http2=True)),
+    WebSocketScenario("ws-h2-200-connections", replace(MODES["fanout"], http2=True)),
+    WebSocketScenario("ws-h2-16mib", replace(MODES["big"], http2=True)),
 )
 GROUPS = {"websocket": WEBSOCKET_SCENARIOS}
 #: Peers' flags for the WebSocket implementation the comparison is against (uvicorn's `auto`
@@ -148,8 +153,11 @@ def select(scenarios: list[Scenario], only: list[str] | None) -> list[AnyScenari
 
 
 def runs_on(scenario: AnyScenario, server: ServerSpec) -> bool:
-    """Every server speaks HTTP/1.1, so WebSocket and `h1` scenarios run on all of them."""
-    return isinstance(scenario, WebSocketScenario) or scenario.h1 or server.http2
+    """Every server speaks HTTP/1.1, so `h1` scenarios and WebSockets over HTTP/1.1 run on all
+    of them; the rest only on servers that speak HTTP/2 (uvicorn does not)."""
+    if isinstance(scenario, WebSocketScenario):
+        return not scenario.plan.http2 or server.http2
+    return scenario.h1 or server.http2
 
 
 def new_record(scenario: AnyScenario, spec: ServerSpec, repeat: int) -> dict[str, Any]:
@@ -418,7 +426,8 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--only", nargs="+", metavar="SCENARIO",
         help="run only these scenarios or groups (`websocket`: ws-roundtrip, ws-200-connections, "
-        "ws-16mib; not run by default)",
+        "ws-16mib, and the same over HTTP/2 as ws-h2-roundtrip, ws-h2-200-connections, "
+        "ws-h2-16mib; not run by default)",
     )  # fmt: skip
     parser.add_argument("--scenarios", type=Path, default=SCENARIOS, help="scenario TOML file")
     parser.add_argument("--output", type=Path, default=Path("results"), help="results folder")

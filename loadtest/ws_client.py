@@ -1,5 +1,6 @@
 """A small WebSocket load client for the benchmark, since h2load cannot speak WebSocket: echo
-round trips on one connection, messages over many connections, one big message, on loopback only.
+round trips on one connection, messages over many connections, one big message, on loopback only;
+over HTTP/1.1, or over HTTP/2 (RFC 8441, `--http2`: one HTTP/2 connection per WebSocket).
 
 Every measurement is one plan: `connections` connections, each sending `messages` messages of
 `size` bytes with at most `window` of them awaiting their echo. The clock runs from the first send
@@ -21,11 +22,13 @@ from collections import deque
 from collections.abc import Coroutine, Sequence
 from dataclasses import asdict, dataclass, replace
 from importlib.util import find_spec
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
-from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.client import connect
 from websockets.exceptions import WebSocketException
+
+from loadtest.ws_h2 import H2WebSocket
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 MIB = 1024 * 1024
@@ -48,6 +51,17 @@ class WsClientError(Exception):
     """A run that cannot start as asked (bad URL or plan, nothing listening); one line."""
 
 
+class EchoConnection(Protocol):
+    """What the echo loop needs of a WebSocket: websockets' ClientConnection over HTTP/1.1,
+    H2WebSocket over HTTP/2."""
+
+    async def send(self, message: str | bytes) -> None: ...
+
+    async def recv(self) -> str | bytes: ...
+
+    async def close(self) -> None: ...
+
+
 @dataclass(frozen=True)
 class EchoPlan:
     """What one run sends: `messages` per connection, each echoed before it counts."""
@@ -59,6 +73,8 @@ class EchoPlan:
     binary: bool = False
     #: Offer permessage-deflate; off by default, so the run measures framing, not zlib.
     deflate: bool = False
+    #: WebSockets over HTTP/2 (RFC 8441), each on its own connection, instead of HTTP/1.1.
+    http2: bool = False
 
 
 #: The three measurements `--mode` names, with their default sizes.
@@ -141,6 +157,8 @@ def check_plan(plan: EchoPlan) -> EchoPlan:
         raise WsClientError(
             f"connections x window x size = {in_flight} bytes in flight, over {MAX_IN_FLIGHT_BYTES}"
         )
+    if plan.deflate and plan.http2:
+        raise WsClientError("permessage-deflate is not supported over HTTP/2")
     return plan
 
 
@@ -195,7 +213,7 @@ def aggregate(
 
 
 async def _echo(
-    websocket: ClientConnection,
+    websocket: EchoConnection,
     plan: EchoPlan,
     message: str | bytes,
     tally: Tally,
@@ -229,8 +247,10 @@ async def _guarded(coroutine: Coroutine[Any, Any, None], tally: Tally) -> None:
         tally.error = f"{type(error).__name__}: {error}"
 
 
-async def _open(url: str, plan: EchoPlan, gate: asyncio.Semaphore) -> ClientConnection:
+async def _open(url: str, plan: EchoPlan, gate: asyncio.Semaphore) -> EchoConnection:
     async with gate:
+        if plan.http2:
+            return await H2WebSocket.connect(url, max_size=plan.size, open_timeout=10)
         return await connect(
             url,
             compression="deflate" if plan.deflate else None,
@@ -259,7 +279,7 @@ async def run_plan(
             )
     except TimeoutError:
         attempts = [TimeoutError(f"not open after {timeout:g}s")]
-    opened = [attempt for attempt in attempts if isinstance(attempt, ClientConnection)]
+    opened = [attempt for attempt in attempts if not isinstance(attempt, BaseException)]
     failures = [attempt for attempt in attempts if isinstance(attempt, BaseException)]
     if failures:
         await asyncio.gather(*(websocket.close() for websocket in opened), return_exceptions=True)
@@ -307,7 +327,7 @@ def plan_from_arguments(arguments: argparse.Namespace) -> EchoPlan:
     """The mode's plan with whatever the command line overrides."""
     overrides = {
         name: getattr(arguments, name)
-        for name in ("connections", "messages", "size", "window", "binary", "deflate")
+        for name in ("connections", "messages", "size", "window", "binary", "deflate", "http2")
         if getattr(arguments, name) is not None
     }
     return check_plan(replace(MODES[arguments.mode], **overrides))
@@ -316,9 +336,10 @@ def plan_from_arguments(arguments: argparse.Namespace) -> EchoPlan:
 def describe_plan(plan: EchoPlan) -> str:
     kind = "binary" if plan.binary else "text"
     deflate = ", deflate" if plan.deflate else ""
+    http2 = " over HTTP/2" if plan.http2 else ""
     return (
         f"{plan.connections} connection(s) x {plan.messages} {kind} message(s) of {plan.size} B, "
-        f"window {plan.window}{deflate}"
+        f"window {plan.window}{deflate}{http2}"
     )
 
 
@@ -351,6 +372,11 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--deflate", action=argparse.BooleanOptionalAction, help="offer permessage-deflate"
+    )
+    parser.add_argument(
+        "--http2",
+        action=argparse.BooleanOptionalAction,
+        help="WebSockets over HTTP/2 (RFC 8441), one connection each",
     )
     parser.add_argument("--loop", choices=("asyncio", "uvloop"), help="the client's event loop")
     parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, help="seconds in all")
