@@ -88,6 +88,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="another certificate for clients asking for HOST (repeatable)",
     )  # fmt: skip
     serve.add_argument("--tls-ciphers", default=None, metavar="CIPHERS", help="TLS 1.2 ciphers")
+    serve.add_argument(
+        "--ca-certs", default=None, metavar="FILE",
+        help="PEM CA certificates that client certificates must chain to",
+    )  # fmt: skip
+    serve.add_argument(
+        "--verify-client", default=None, choices=("none", "optional", "required"),
+        help="client certificates: not asked for (default), optional, or required",
+    )  # fmt: skip
     serve.add_argument("--config", default=None, metavar="FILE", help="osmium.toml settings file")
     serve.add_argument("--keep-alive-timeout", type=float, default=None, metavar="SECONDS")
     serve.add_argument("--graceful-timeout", type=float, default=None, metavar="SECONDS")

@@ -15,7 +15,7 @@ from typing import Any
 from osmium.protocol.limits import Limits
 from osmium.protocol.settings import ProtocolSettings
 from osmium.protocol.ws import WebSocketSettings
-from osmium.tls import TLS12_CIPHERS
+from osmium.tls import TLS12_CIPHERS, VERIFY_CLIENT
 
 DEMO_APP = "osmium.demo:app"
 LOOPS = ("auto", "asyncio", "uvloop")
@@ -46,6 +46,10 @@ class Config:
     sni: dict[str, tuple[str, str]] = field(default_factory=dict)
     #: OpenSSL cipher string for TLS 1.2; the default meets RFC 9113 §9.2.2.
     tls_ciphers: str = TLS12_CIPHERS
+    #: CA certificates (PEM) client certificates must chain to.
+    ca_certs: str | None = None
+    #: Client certificates: none (not asked for), optional, required.
+    verify_client: str = "none"
     protocol: ProtocolSettings = field(default_factory=ProtocolSettings)
     limits: Limits = field(default_factory=Limits)
     #: Seconds a connection may stay open with no stream before it gets GOAWAY and is closed.
@@ -98,12 +102,22 @@ class Config:
             per_message_deflate=self.ws_per_message_deflate,
         )
 
+    def _client_certificate_problems(self) -> list[str]:
+        if self.verify_client not in VERIFY_CLIENT:
+            return [f"verify_client must be one of {', '.join(VERIFY_CLIENT)}"]
+        if self.verify_client != "none" and self.ca_certs is None:
+            return [f"--verify-client {self.verify_client} needs --ca-certs"]
+        if self.ca_certs is not None and self.certfile is None:
+            return ["--ca-certs needs --certfile and --keyfile (client certificates are TLS)"]
+        return []
+
     def validate(self) -> Config:
         problems = [*self.protocol.problems(), *self.limits.problems()]
         if not 0 <= self.port <= 65535:
             problems.append(f"port {self.port} is out of range 0-65535")
         if (self.certfile is None) != (self.keyfile is None):
             problems.append("--certfile and --keyfile must be given together")
+        problems += self._client_certificate_problems()
         if not 1 <= self.workers <= MAX_WORKERS:
             problems.append(f"workers must be between 1 and {MAX_WORKERS} (or auto)")
         if self.worker_timeout <= 0:
@@ -163,7 +177,14 @@ def is_loopback(host: str) -> bool:
 _PROTOCOL_FIELDS = {f.name for f in dataclasses.fields(ProtocolSettings)}
 _LIMIT_FIELDS = {f.name for f in dataclasses.fields(Limits)}
 _SERVER_FIELDS = {f.name for f in dataclasses.fields(Config)} - {"protocol", "limits"}
-_OPTIONAL_STRINGS = {"certfile", "keyfile", "keyfile_password", "admin_bind", "admin_token"}
+_OPTIONAL_STRINGS = {
+    "certfile",
+    "keyfile",
+    "keyfile_password",
+    "ca_certs",
+    "admin_bind",
+    "admin_token",
+}
 
 
 def _expected_type(name: str) -> type:

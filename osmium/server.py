@@ -45,6 +45,8 @@ def tls_listener(config: Config) -> Listener | None:
         sni=config.sni,
         ciphers=config.tls_ciphers,
         handshake_timeout=config.limits.handshake_timeout,
+        ca_certs=config.ca_certs,
+        verify_client=config.verify_client,
     )
     try:
         return load_backend(config.tls_backend).listener(settings)

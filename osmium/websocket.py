@@ -38,8 +38,11 @@ def websocket_scope(
     server: tuple[str, int] | None,
     state: dict[str, Any] | None,
     http_version: str,
+    tls: dict[str, Any] | None = None,
 ) -> Scope:
-    scope = build_scope(headers, scheme, client, server, state, http_version, WEBSOCKET_EXTENSIONS)
+    """The `websocket` scope; `tls`: the connection's ASGI `tls` extension, over TLS."""
+    extensions = WEBSOCKET_EXTENSIONS if tls is None else {**WEBSOCKET_EXTENSIONS, "tls": tls}
+    scope = build_scope(headers, scheme, client, server, state, http_version, extensions)
     scope["type"] = "websocket"
     scope["scheme"] = "wss" if scheme == "https" else "ws"
     scope["subprotocols"] = subprotocols(headers)

@@ -5,6 +5,8 @@ wrapper around the connection protocol factory that terminates TLS itself (pyOpe
 Whatever terminates TLS exposes `transport.get_extra_info("ssl_object")` with three methods the
 server uses: `selected_alpn_protocol()`, `version()` and `cipher()` (as `ssl.SSLObject` has them),
 and for the admin plane, where known, `server_name_indicated` (the client's SNI).
+With client certificates (`TLSSettings.verify_client`), the same object also feeds the ASGI `tls`
+extension: see osmium/tls/scope.py for what it may expose.
 A third-party back-end is named by dotted path: `--tls-backend package.module:Class`.
 """
 
@@ -41,6 +43,11 @@ class TLSSettings:
     alpn: tuple[str, ...] = ALPN_PROTOCOLS
     #: A client that has not finished its handshake by then is dropped.
     handshake_timeout: float = 60.0
+    #: CA certificates (PEM) that client certificates must chain to.
+    ca_certs: str | None = None
+    #: Client certificates: "none" (not asked for), "optional" (asked for; a client without one
+    #: is served), "required" (a client without a valid one fails the handshake).
+    verify_client: str = "none"
 
 
 @dataclass(frozen=True)
@@ -59,10 +66,24 @@ class TLSBackend(Protocol):
         ...
 
 
+def first_certificate_pem(certfile: str) -> str | None:
+    """The server's own certificate (the first in its file), as the `tls` extension reports it."""
+    with open(certfile, encoding="ascii", errors="replace") as pem:
+        text = pem.read()
+    begin = text.find("-----BEGIN CERTIFICATE-----")
+    end = text.find("-----END CERTIFICATE-----", begin)
+    if begin < 0 or end < 0:
+        return None
+    return text[begin : end + len("-----END CERTIFICATE-----")] + "\n"
+
+
+VERIFY_CLIENT = ("none", "optional", "required")
 BUILT_IN = {
     "stdlib": "osmium.tls.stdlib:StdlibTLS",
     "pyopenssl": "osmium.tls.pyopenssl:PyOpenSSLTLS",
 }
+#: The extra that installs what a built-in back-end imports.
+EXTRAS = {"pyopenssl": "pyopenssl"}
 
 
 def load_backend(name: str) -> TLSBackend:
@@ -75,6 +96,11 @@ def load_backend(name: str) -> TLSBackend:
     try:
         backend_class = getattr(importlib.import_module(module_name), attribute)
     except ImportError as error:
+        if name in EXTRAS:
+            raise TLSConfigError(
+                f"TLS back-end {name!r} needs {error.name or 'a missing package'}: "
+                f"pip install 'osmium[{EXTRAS[name]}]'"
+            ) from None
         raise TLSConfigError(f"TLS back-end {name!r} cannot be imported: {error}") from None
     except AttributeError:
         raise TLSConfigError(f"TLS back-end {name!r}: {module_name} has no {attribute}") from None

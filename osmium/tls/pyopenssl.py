@@ -16,13 +16,37 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from OpenSSL import SSL
 
-from osmium.tls import Listener, ProtocolFactory, TLSConfigError, TLSSettings
+from osmium.tls import (
+    Listener,
+    ProtocolFactory,
+    TLSConfigError,
+    TLSSettings,
+    first_certificate_pem,
+)
 from osmium.tls.stdlib import check_files
 
 log = logging.getLogger("osmium.tls")
 
 #: Bytes asked of OpenSSL per read: outgoing BIO data and decrypted records alike.
 CHUNK = 64 * 1024
+VERIFY_FLAGS = {
+    "none": SSL.VERIFY_NONE,
+    "optional": SSL.VERIFY_PEER,
+    "required": SSL.VERIFY_PEER | SSL.VERIFY_FAIL_IF_NO_PEER_CERT,
+}
+#: OpenSSL's X509_V_ERR_* codes a client certificate most often fails with (x509_vfy.h).
+VERIFY_ERRORS = {
+    2: "unable to get issuer certificate",
+    7: "certificate signature failure",
+    9: "certificate is not yet valid",
+    10: "certificate has expired",
+    18: "self-signed certificate",
+    19: "self-signed certificate in certificate chain",
+    20: "unable to get local issuer certificate",
+    21: "unable to verify the first certificate",
+    23: "certificate revoked",
+    26: "unsupported certificate purpose",
+}
 
 
 class PyOpenSSLTLS:
@@ -94,7 +118,33 @@ def _context(settings: TLSSettings, certfile: str, keyfile: str) -> SSL.Context:
         context.check_privatekey()
     except SSL.Error:
         raise TLSConfigError(f"key {keyfile} does not match certificate {certfile}") from None
+    _verify_clients(context, settings)
+    context.set_app_data(first_certificate_pem(certfile))  # the `tls` extension's server_cert
     return context
+
+
+def _verify_clients(context: SSL.Context, settings: TLSSettings) -> None:
+    """--ca-certs and --verify-client. "optional" serves a client whose certificate does not
+    verify too, and tells the app why (`client_cert_error`)."""
+    if settings.ca_certs is not None:
+        try:
+            context.load_verify_locations(settings.ca_certs)
+        except SSL.Error as error:
+            raise TLSConfigError(
+                f"cannot load CA certificates {settings.ca_certs}: {_reason(error)}"
+            ) from None
+    if settings.verify_client == "optional":
+        context.set_verify(VERIFY_FLAGS["optional"], _note_verify_error)
+    else:
+        context.set_verify(VERIFY_FLAGS[settings.verify_client])
+
+
+def _note_verify_error(connection: SSL.Connection, _: Any, error: int, depth: int, ok: int) -> bool:
+    """Let the handshake go on, keeping the first failure for the app."""
+    if not ok and connection.get_app_data() is None:
+        reason = VERIFY_ERRORS.get(error, f"X509 verify error {error}")
+        connection.set_app_data(f"{reason} (depth {depth})")
+    return True
 
 
 def _reason(error: SSL.Error) -> str:
@@ -106,11 +156,32 @@ def _reason(error: SSL.Error) -> str:
 
 
 class TLSInfo:
-    """What `get_extra_info("ssl_object")` gives: the `ssl.SSLObject` methods the server uses."""
+    """What `get_extra_info("ssl_object")` gives: the `ssl.SSLObject` methods the server uses,
+    and the client certificate facts of osmium/tls/scope.py."""
 
-    __slots__ = ("_alpn", "_cipher", "_version", "server_name_indicated")
+    __slots__ = (
+        "_alpn",
+        "_chain",
+        "_cipher",
+        "_version",
+        "client_cert_error",
+        "client_cert_name",
+        "server_cert_pem",
+        "server_name_indicated",
+    )
 
     def __init__(self, connection: SSL.Connection) -> None:
+        self.server_cert_pem = connection.get_context().get_app_data()
+        self.client_cert_error = connection.get_app_data()
+        self._chain: list[bytes] = []
+        self.client_cert_name: str | None = None
+        leaf = connection.get_peer_certificate()
+        if leaf is not None:
+            certificates = [leaf, *(connection.get_peer_cert_chain() or ())]
+            chain = [_der(certificate) for certificate in certificates]
+            # On a server, OpenSSL's chain may or may not repeat the leaf.
+            self._chain = chain[:1] + [der for der in chain[1:] if der != chain[0]]
+            self.client_cert_name = leaf.to_cryptography().subject.rfc4514_string()
         server_name = connection.get_servername()
         self.server_name_indicated = server_name.decode() if server_name else None
         alpn = connection.get_alpn_proto_negotiated()
@@ -129,6 +200,17 @@ class TLSInfo:
 
     def cipher(self) -> tuple[str, str, int] | None:
         return self._cipher  # type: ignore[return-value]
+
+    def getpeercert(self, binary_form: bool = False) -> bytes | None:
+        """The client's certificate as DER (only the binary form: the name is client_cert_name)."""
+        return self._chain[0] if self._chain and binary_form else None
+
+    def get_unverified_chain(self) -> list[bytes]:
+        return self._chain
+
+
+def _der(certificate: Any) -> bytes:
+    return certificate.to_cryptography().public_bytes(serialization.Encoding.DER)  # type: ignore[no-any-return]
 
 
 class PyOpenSSLProtocol(asyncio.Protocol, asyncio.Transport):

@@ -5,7 +5,16 @@ from __future__ import annotations
 import os
 import ssl
 
-from osmium.tls import Listener, TLSConfigError, TLSSettings
+from osmium.tls import Listener, TLSConfigError, TLSSettings, first_certificate_pem
+
+#: --verify-client as ssl's verify modes. "optional" asks for a certificate and serves a client
+#: that sends none; one that sends a certificate that does not verify fails the handshake (ssl
+#: has no verify callback to let it through with `client_cert_error`, as pyOpenSSL does).
+VERIFY_MODES = {
+    "none": ssl.CERT_NONE,
+    "optional": ssl.CERT_OPTIONAL,
+    "required": ssl.CERT_REQUIRED,
+}
 
 
 def check_files(certfile: str, keyfile: str, password: str | None) -> None:
@@ -29,13 +38,22 @@ class StdlibTLS:
             host.lower(): self._context(settings, certfile, keyfile)
             for host, (certfile, keyfile) in settings.sni.items()
         }
+        certificates = {
+            id(context): first_certificate_pem(certfile)
+            for context, certfile in [
+                (default, settings.certfile),
+                *((by_name[host.lower()], files[0]) for host, files in settings.sni.items()),
+            ]
+        }
 
         def choose(sock: ssl.SSLObject, server_name: str | None, _: ssl.SSLContext) -> None:
-            # Kept for the admin plane: a server-side SSLObject does not remember it.
+            # Kept for the admin plane and the `tls` extension: a server-side SSLObject knows
+            # neither the name the client asked for nor which certificate it was sent.
             sock.server_name_indicated = server_name  # type: ignore[attr-defined]
             chosen = by_name.get((server_name or "").lower())
             if chosen is not None:
                 sock.context = chosen
+            sock.server_cert_pem = certificates[id(sock.context)]  # type: ignore[attr-defined]
 
         default.sni_callback = choose
         return Listener(ssl_context=default)
@@ -57,4 +75,12 @@ class StdlibTLS:
             raise TLSConfigError(
                 f"cannot load certificate {certfile} with key {keyfile}: {error}"
             ) from None
+        if settings.ca_certs is not None:
+            try:
+                context.load_verify_locations(cafile=settings.ca_certs)
+            except (ssl.SSLError, OSError) as error:
+                raise TLSConfigError(
+                    f"cannot load CA certificates {settings.ca_certs}: {error}"
+                ) from None
+        context.verify_mode = VERIFY_MODES[settings.verify_client]
         return context

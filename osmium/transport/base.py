@@ -9,8 +9,9 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any, Protocol
 
-from osmium.asgi import HTTPStream
+from osmium.asgi import HTTP1_EXTENSIONS, HTTPStream
 from osmium.protocol.priority import DEFAULT_PRIORITY
+from osmium.tls.scope import tls_extension
 from osmium.transport.context import ConnectionTally, ServerContext
 from osmium.transport.drain import WriteGate
 
@@ -77,6 +78,8 @@ class ConnectionProtocol(asyncio.Protocol):
         self._loop = asyncio.get_running_loop()
         self._transport: asyncio.Transport | None = None
         self._scheme = "http"
+        #: The scope's `extensions` on this connection (with `tls` over TLS).
+        self._extensions: dict[str, dict[str, Any]] = HTTP1_EXTENSIONS
         self._client: tuple[str, int] | None = None
         self._server: tuple[str, int] | None = None
         self._write_gate = WriteGate(self._loop)
@@ -94,8 +97,10 @@ class ConnectionProtocol(asyncio.Protocol):
         self._transport = transport  # type: ignore[assignment]
         # asyncio pauses above `high`; one byte less makes "at the cap" mean "paused".
         transport.set_write_buffer_limits(high=self._limits.max_connection_output - 1)
-        if transport.get_extra_info("ssl_object") is not None:
+        tls = transport.get_extra_info("ssl_object")
+        if tls is not None:
             self._scheme = "https"
+            self._extensions = {**self._extensions, "tls": tls_extension(tls)}
         self._client = address(transport.get_extra_info("peername"))
         self._server = address(transport.get_extra_info("sockname"))
         self.tally.opened_at = self._loop.time()

@@ -12,7 +12,7 @@ import asyncio
 import logging
 from typing import Any
 
-from osmium.asgi import HTTP1_EXTENSIONS, ClientDisconnected, HTTPStream, build_scope, run_http
+from osmium.asgi import ClientDisconnected, HTTPStream, build_scope, run_http
 from osmium.protocol.events import Body, ConnectionFailed, EndBody, Event, Headers, Request
 from osmium.protocol.h1 import H2C_SWITCH, H1Connection, h2c_upgrade_settings
 from osmium.protocol.h2 import UpgradeRefused
@@ -129,7 +129,7 @@ class H1ServerProtocol(ConnectionProtocol):
             self._server,
             context.lifespan_state,
             "1.1",
-            HTTP1_EXTENSIONS,
+            self._extensions,
         )
         self._stream = HTTPStream(self, stream_id, scope)
         # One request at a time on this connection: the default urgency, none to put it before.

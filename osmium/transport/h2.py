@@ -288,7 +288,13 @@ class H2ServerProtocol(ConnectionProtocol):
             return
         context = self._context
         scope = websocket_scope(
-            headers, self._scheme, self._client, self._server, context.lifespan_state, "2"
+            headers,
+            self._scheme,
+            self._client,
+            self._server,
+            context.lifespan_state,
+            "2",
+            self._extensions.get("tls"),
         )
         websocket = H2WebSocket(self, stream_id, headers, scope)
         self._streams[stream_id] = websocket  # type: ignore[assignment]

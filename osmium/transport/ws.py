@@ -81,6 +81,7 @@ class WebSocketProtocol(ConnectionProtocol):
             self._server,
             context.lifespan_state,
             "1.1",
+            self._extensions.get("tls"),
         )
         self._session = WebSocketSession(self, scope)
         self._count_websocket()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import random
 import re
 import subprocess
@@ -26,14 +27,18 @@ def run_tool(
     return subprocess.run(list(args), capture_output=True, text=text, timeout=timeout, check=False)
 
 
-def run_osmium(*args: str, timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
-    """`python -m osmium *args` from the repository root, for CLI tests that expect it to exit."""
+def run_osmium(
+    *args: str, timeout: float = 30.0, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`python -m osmium *args` from the repository root, for CLI tests that expect it to exit;
+    `env`: variables added to this process's environment."""
     return subprocess.run(
         osmium_command(*args),
         capture_output=True,
         text=True,
         timeout=timeout,
         cwd=REPO_ROOT,
+        env={**os.environ, **env} if env else None,
         check=False,
     )
 

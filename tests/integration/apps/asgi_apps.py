@@ -61,6 +61,7 @@ def _json_scope(scope: dict[str, Any], body: bytes) -> dict[str, Any]:
         "client": list(scope["client"]) if scope.get("client") else None,
         "server": list(scope["server"]) if scope.get("server") else None,
         "extensions": sorted(scope.get("extensions") or {}),
+        "tls": (scope.get("extensions") or {}).get("tls"),
         "has_state": "state" in scope,
         "state": dict(scope["state"]) if "state" in scope else None,
         "body": _text(body),
