@@ -16,6 +16,7 @@ import httpx
 import pytest
 import trustme
 from cryptography import x509
+from websockets.sync.client import connect
 
 from tests.conftest import TLSFiles
 from tests.integration.support import REPO_ROOT, run_osmium, run_tool
@@ -24,6 +25,7 @@ from tests.server_process import ServerProcess, running_server
 pytest.importorskip("OpenSSL")
 
 ASGI_APPS = "tests.integration.apps.asgi_apps:app"
+WEBSOCKET_APPS = "tests.integration.apps.websocket_apps:app"
 BACKENDS = ("stdlib", "pyopenssl")
 ERROR_PREFIX = "osmium: error:"
 TLS13_SUITES = {0x1301, 0x1302, 0x1303}
@@ -223,6 +225,23 @@ def test_tls12_reports_its_version_and_cipher_suite(
     assert tls["tls_version"] == 0x0303
     # ECDHE-ECDSA-AES128/256-GCM (trustme keys are ECDSA): 0xC02B or 0xC02C.
     assert tls["cipher_suite"] in {0xC02B, 0xC02C}
+
+
+def test_a_websocket_over_tls_carries_the_extension(
+    tls_files: TLSFiles, certificates: Certificates
+) -> None:
+    args = (
+        "--certfile", str(tls_files.certfile), "--keyfile", str(tls_files.keyfile),
+        "--ca-certs", str(certificates.client_ca), "--verify-client", "required",
+    )  # fmt: skip
+    with running_server(*args, app=WEBSOCKET_APPS) as server:
+        url = f"wss://127.0.0.1:{server.port}/scope"
+        context = client_context(tls_files, certificates.good)
+        with connect(url, ssl=context, open_timeout=10) as websocket:
+            shown = json.loads(websocket.recv(timeout=10))
+    assert shown["scheme"] == "wss"
+    assert shown["tls"]["client_cert_name"] == subject_name(certificates.good.leaf_pem)
+    assert shown["tls"]["tls_version"] == 0x0304
 
 
 def test_a_cleartext_request_has_no_tls_extension() -> None:

@@ -83,6 +83,7 @@ async def show_scope(scope: Scope, receive: Receive, send: Send, marker: str) ->
     shown["root_path"] = scope.get("root_path")
     shown["server"] = scope.get("server")
     shown["extensions"] = sorted(scope.get("extensions") or {})
+    shown["tls"] = (scope.get("extensions") or {}).get("tls")
     shown["headers"] = [[name.decode(), value.decode()] for name, value in scope["headers"]]
     await send({"type": "websocket.send", "text": json.dumps(shown)})
     await _echo_until_disconnect(receive, send)
