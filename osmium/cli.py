@@ -93,6 +93,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="PEM CA certificates that client certificates must chain to",
     )  # fmt: skip
     serve.add_argument(
+        "--http", default=None, choices=("auto", "1", "2"),
+        help="protocols: auto (HTTP/2 and HTTP/1.1, default), 1 (HTTP/1.1 only), 2 (HTTP/2 only)",
+    )  # fmt: skip
+    serve.add_argument(
         "--verify-client", default=None, choices=("none", "optional", "required"),
         help="client certificates: not asked for (default), optional, or required",
     )  # fmt: skip

@@ -19,6 +19,8 @@ from osmium.tls import TLS12_CIPHERS, VERIFY_CLIENT
 
 DEMO_APP = "osmium.demo:app"
 LOOPS = ("auto", "asyncio", "uvloop")
+#: --http: both protocols (ALPN, prior knowledge, h2c upgrade), HTTP/1.1 only, HTTP/2 only.
+HTTP_MODES = ("auto", "1", "2")
 MAX_WORKERS = 1024
 #: A day of per-second history at most (about 1.4 MiB an hour for one worker, 0.5 MiB more for
 #: each other worker; README: Admin plane).
@@ -50,6 +52,8 @@ class Config:
     ca_certs: str | None = None
     #: Client certificates: none (not asked for), optional, required.
     verify_client: str = "none"
+    #: Protocols served: "auto" (both), "1" (HTTP/1.1 only), "2" (HTTP/2 only).
+    http: str = "auto"
     protocol: ProtocolSettings = field(default_factory=ProtocolSettings)
     limits: Limits = field(default_factory=Limits)
     #: Seconds a connection may stay open with no stream before it gets GOAWAY and is closed.
@@ -118,6 +122,8 @@ class Config:
         if (self.certfile is None) != (self.keyfile is None):
             problems.append("--certfile and --keyfile must be given together")
         problems += self._client_certificate_problems()
+        if self.http not in HTTP_MODES:
+            problems.append(f"http must be one of {', '.join(HTTP_MODES)}, not {self.http!r}")
         if not 1 <= self.workers <= MAX_WORKERS:
             problems.append(f"workers must be between 1 and {MAX_WORKERS} (or auto)")
         if self.worker_timeout <= 0:

@@ -25,6 +25,9 @@ from osmium.transport.negotiate import ProtocolNegotiator
 
 log = logging.getLogger("osmium")
 
+#: What ALPN offers for each --http mode: a TLS client that wants neither gets no protocol.
+ALPN_BY_MODE = {"auto": ("h2", "http/1.1"), "1": ("http/1.1",), "2": ("h2",)}
+
 #: Seconds between a worker's reports to the acceptor; a report is also its heartbeat.
 HEARTBEAT_INTERVAL = 1.0
 #: Seconds the connections of a retiring worker get after their GOAWAY, once graceful_timeout
@@ -47,6 +50,7 @@ def tls_listener(config: Config) -> Listener | None:
         handshake_timeout=config.limits.handshake_timeout,
         ca_certs=config.ca_certs,
         verify_client=config.verify_client,
+        alpn=ALPN_BY_MODE[config.http],
     )
     try:
         return load_backend(config.tls_backend).listener(settings)
@@ -134,6 +138,7 @@ class Server:
             max_active_handlers=self.config.max_active_handlers,
             max_pushes_per_request=self.config.max_pushes_per_request,
             websocket=self.config.websocket,
+            http=self.config.http,
         )
         if self.command_fd is not None:
             self._admin = WorkerAdmin(

@@ -24,6 +24,9 @@ from osmium.protocol.events import (
 #: Largest request line plus header block h11 buffers before answering 431.
 MAX_HEADER_BYTES = 64 * 1024
 
+#: Request-line versions an HTTP/1.1 connection serves.
+SERVED_VERSIONS = (b"1.1", b"1.0")
+
 
 def _ambiguous_length(headers: list[tuple[bytes, bytes]]) -> bool:
     """RFC 9112 §6.3: both framings at once is the classic smuggling set-up; h11 would pick one."""
@@ -91,6 +94,11 @@ class H1Connection:
                 self._method = bytes(event.method)
                 if _ambiguous_length(event.headers):
                     events.append(self._refuse(400, "both Content-Length and Transfer-Encoding"))
+                    return events
+                if event.http_version not in SERVED_VERSIONS:
+                    # "PRI * HTTP/2.0" (an HTTP/2 preface sent to --http 1), "GET / HTTP/2.0":
+                    # h11 parses any one-digit version (RFC 9110 §15.6.6).
+                    events.append(self._refuse(505, "only HTTP/1.0 and HTTP/1.1 are served"))
                     return events
                 if self._method == b"CONNECT":
                     # A 2xx would turn the connection into a tunnel, which an origin server

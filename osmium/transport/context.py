@@ -95,6 +95,8 @@ class ServerContext:
     _recount_pending: bool = False
     _all_closed: asyncio.Event = field(default_factory=asyncio.Event)
     websocket: WebSocketSettings = field(default_factory=WebSocketSettings)
+    #: --http: "auto" (HTTP/2 and HTTP/1.1), "1" or "2" (that one only: no sniffing, no h2c).
+    http: str = "auto"
     #: Per-request counts for the admin plane; None while it is off, so nothing is counted.
     request_stats: RequestStats | None = None
     #: Told of defences fired and policy closes: (kind, message, what fired, peer), for the

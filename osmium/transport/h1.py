@@ -110,7 +110,11 @@ class H1ServerProtocol(ConnectionProtocol):
             if timer is not None:
                 timer.cancel()
         self._header_timer = None
-        settings = h2c_upgrade_settings(event.headers, self._scheme)
+        settings = (
+            h2c_upgrade_settings(event.headers, self._scheme)
+            if self._context.http == "auto"
+            else None
+        )
         if settings is not None:
             self._upgrade = (settings, event.headers, bytearray())
             return

@@ -2,7 +2,9 @@
 
 TLS connections follow ALPN; cleartext ones speak HTTP/2 when their first bytes are the client
 preface (prior knowledge) and HTTP/1.1 otherwise (from where an `Upgrade: h2c` can still lead to
-HTTP/2).
+HTTP/2). With --http 1 or 2 there is nothing to pick: every connection speaks that one, so a
+cleartext client that is wrong about it gets that protocol's error (GOAWAY(PROTOCOL_ERROR) for a
+bad preface, 400 for a request line that is not HTTP/1.1).
 """
 
 from __future__ import annotations
@@ -26,6 +28,12 @@ class ProtocolNegotiator(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport  # type: ignore[assignment]
+        only = self._context.http
+        if only != "auto":
+            self._hand_over(
+                H2ServerProtocol(self._context) if only == "2" else H1ServerProtocol(self._context)
+            )
+            return
         ssl_object = transport.get_extra_info("ssl_object")
         alpn = ssl_object.selected_alpn_protocol() if ssl_object is not None else None
         if alpn == "h2":
