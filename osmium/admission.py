@@ -1,4 +1,5 @@
 """Handler admission: at most `limit` application handlers run at once in a worker; the rest wait.
+And the concurrency limit: past `limit` requests in flight, one more is refused (503), not queued.
 
 Waiting streams are admitted fairly across connections (round robin over the connections that
 have one waiting) and, within a connection, most urgent first (RFC 9218 urgency), then in stream
@@ -105,6 +106,33 @@ class Admission:
         self._ring.remove(connection)
         for _urgency, _stream_id, future in queue:
             _refuse(future)
+
+
+class ConcurrencyLimit:
+    """--limit-concurrency: the requests and WebSockets a worker has in flight (running, or
+    waiting for a handler slot). Past `limit` a new one is refused at once: the server answers
+    503 and the app never sees it, where Admission would make it wait."""
+
+    __slots__ = ("in_flight", "limit")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.in_flight = 0
+
+    @property
+    def full(self) -> bool:
+        return self.in_flight >= self.limit
+
+    def try_enter(self) -> bool:
+        """Count one more in flight; False, and nothing counted, at the limit."""
+        if self.in_flight < self.limit:
+            self.in_flight += 1
+            return True
+        return False
+
+    def leave(self) -> None:
+        """One that entered is done (its handler returned, its WebSocket ended)."""
+        self.in_flight -= 1
 
 
 def _refuse(future: asyncio.Future[bool]) -> None:

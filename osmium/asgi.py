@@ -30,6 +30,8 @@ CONNECTION_SPECIFIC = frozenset(
     {b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade"}
 )
 INTERNAL_ERROR_BODY = b"Internal Server Error"
+#: `server` field of every response whose app sent none (unless --no-server-header).
+SERVER_FIELD = (b"server", b"osmium")
 #: The ASGI extensions a request is offered, by protocol; each scope gets its own copy of the
 #: table (the empty option dicts in it are shared: the spec defines none, nothing writes them).
 HTTP1_EXTENSIONS: dict[str, dict[str, Any]] = {
@@ -40,6 +42,43 @@ HTTP2_EXTENSIONS: dict[str, dict[str, Any]] = {**HTTP1_EXTENSIONS, "http.respons
 #: What a path keeps unencoded when it becomes a pushed request's :path (RFC 3986 §3.3 pchar).
 PATH_SAFE = "/:@!$&'()*+,;="
 _STATUS_BYTES = {status: str(status).encode() for status in range(100, 600)}
+
+
+class ResponseFields:
+    """The fields the server adds to every response that does not name them itself: `date`,
+    `server` (unless --no-server-header) and the --header defaults.
+
+    Built once per worker: a response costs one set lookup per field the app sent, and, when it
+    named none of these, the date and one list extend.
+    """
+
+    __slots__ = ("date", "defaults", "names")
+
+    def __init__(self, date: Callable[[], bytes], defaults: Headers) -> None:
+        #: The current Date value (formatted at most once a second by its owner).
+        self.date = date
+        self.defaults = defaults
+        #: The names a response's own fields are checked against: the connection-specific ones
+        #: (dropped) and the server's (the app's own wins).
+        self.names = CONNECTION_SPECIFIC | {b"date"} | {name for name, _ in defaults}
+
+    def add_missing(self, headers: Headers, named: list[bytes]) -> None:
+        """Add to `headers` the server's fields but those the app `named`."""
+        if b"date" not in named:
+            headers.append((b"date", self.date()))
+        headers += [(name, value) for name, value in self.defaults if name not in named]
+
+
+def plain_response(status: int, body: bytes, fields: ResponseFields) -> Headers:
+    """The head of a short text/plain response the server makes itself (500, 503, 413)."""
+    headers = [
+        (b":status", _STATUS_BYTES[status]),
+        (b"content-type", b"text/plain; charset=utf-8"),
+        (b"content-length", str(len(body)).encode()),
+        (b"date", fields.date()),
+    ]
+    headers += fields.defaults
+    return headers
 
 
 class ClientDisconnected(OSError):
@@ -58,7 +97,7 @@ class StreamSink(Protocol):
     def end_stream(self, stream_id: int) -> None: ...
     def reset_stream(self, stream_id: int, error_code: int) -> None: ...
     def acknowledge(self, stream_id: int, size: int) -> None: ...
-    def date_header(self) -> bytes: ...
+    def response_fields(self) -> ResponseFields: ...
     def send_informational(self, stream_id: int, headers: Headers) -> None: ...
     def push(self, stream_id: int, request_headers: Headers) -> None: ...
 
@@ -272,15 +311,24 @@ class HTTPStream:
         self.status = status
         self._expects_trailers = bool(message.get("trailers", False))
         headers: Headers = [(b":status", status_bytes)]
-        has_date = False
+        fields = self._sink.response_fields()
+        names = fields.names
+        named: list[bytes] | None = None  # the server's field names the app sent itself
         for name, value in message.get("headers", ()):
             name = bytes(name).lower()
-            if name in CONNECTION_SPECIFIC:
-                continue
-            has_date = has_date or name == b"date"
+            if name in names:
+                if name in CONNECTION_SPECIFIC:
+                    continue
+                if named is None:
+                    named = [name]
+                else:
+                    named.append(name)
             headers.append((name, bytes(value)))
-        if not has_date:
-            headers.append((b"date", self._sink.date_header()))
+        if named is None:
+            headers.append((b"date", fields.date()))
+            headers += fields.defaults
+        else:
+            fields.add_missing(headers, named)
         self._response_headers = headers
 
     async def _send_body(self, body: bytes, more_body: bool) -> None:
@@ -386,12 +434,7 @@ class HTTPStream:
 
     async def _send_internal_error(self) -> None:
         self.headers_sent = True
-        headers = [
-            (b":status", b"500"),
-            (b"content-type", b"text/plain"),
-            (b"content-length", str(len(INTERNAL_ERROR_BODY)).encode()),
-            (b"date", self._sink.date_header()),
-        ]
+        headers = plain_response(500, INTERNAL_ERROR_BODY, self._sink.response_fields())
         self._sink.send_headers(self.stream_id, headers, self._is_head)
         self._finish_response()
         if not self._is_head:

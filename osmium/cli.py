@@ -75,7 +75,22 @@ def build_parser() -> argparse.ArgumentParser:
         "--factory", action="store_true", default=None,
         help="the app is a factory: call it with no arguments and serve what it returns",
     )  # fmt: skip
-    serve.add_argument("--bind", default=None, metavar="HOST:PORT", help="default 127.0.0.1:8000")
+    serve.add_argument(
+        "--bind", action="append", default=None, metavar="ADDRESS",
+        help="HOST:PORT, [IPv6]:PORT, unix:PATH or fd://N (repeatable: several listeners); "
+        "default 127.0.0.1:8000",
+    )  # fmt: skip
+    serve.add_argument(
+        "--insecure-bind", action="append", default=None, metavar="ADDRESS",
+        help="a listener that stays cleartext when --certfile makes the others TLS (repeatable)",
+    )  # fmt: skip
+    serve.add_argument(
+        "--fd", action="append", type=int, default=None, metavar="N",
+        help="serve a listening socket handed over as descriptor N (systemd socket activation)",
+    )  # fmt: skip
+    serve.add_argument(
+        "--uds-mode", default=None, metavar="MODE", help="file mode of unix sockets (default 0660)"
+    )
     serve.add_argument("--certfile", default=None, help="PEM certificate chain: serve TLS")
     serve.add_argument("--keyfile", default=None, help="PEM private key for --certfile")
     serve.add_argument("--keyfile-password", default=None, help="password of an encrypted key")
@@ -114,6 +129,36 @@ def build_parser() -> argparse.ArgumentParser:
     workers.add_argument(
         "--max-active-handlers", type=int, default=None, metavar="N",
         help="app handlers a worker runs at once; the rest wait their turn (default 0: no cap)",
+    )  # fmt: skip
+    workers.add_argument(
+        "--limit-concurrency", type=int, default=None, metavar="N",
+        help="requests and WebSockets in flight per worker; past it: 503 at once (default 0: off)",
+    )  # fmt: skip
+    responses = serve.add_argument_group("responses")
+    responses.add_argument(
+        "--server-header", action=argparse.BooleanOptionalAction, default=None,
+        help="send 'server: osmium' where the app sends no server field (default on)",
+    )  # fmt: skip
+    responses.add_argument(
+        "--header", action="append", default=None, dest="headers", metavar="NAME:VALUE",
+        help="a field every response gets unless the app sends that name (repeatable)",
+    )  # fmt: skip
+    responses.add_argument(
+        "--max-request-body-size", type=int, default=None, metavar="BYTES",
+        help="larger request bodies get 413; the app sees no more (default 0: no limit)",
+    )  # fmt: skip
+    proxy = serve.add_argument_group("behind a proxy (README: Behind a proxy)")
+    proxy.add_argument(
+        "--proxy-headers", action=argparse.BooleanOptionalAction, default=None,
+        help="client, scheme, host from Forwarded / X-Forwarded-* of trusted peers (default off)",
+    )  # fmt: skip
+    proxy.add_argument(
+        "--forwarded-allow-ips", default=None, metavar="IPS",
+        help="trusted peers: IPs and CIDRs, comma-separated, or * (default 127.0.0.1)",
+    )  # fmt: skip
+    proxy.add_argument(
+        "--root-path", default=None, metavar="PATH",
+        help="the prefix the app is mounted under, e.g. /api: ASGI root_path (default none)",
     )  # fmt: skip
     admin = serve.add_argument_group("admin plane (README: Admin plane)")
     admin.add_argument(

@@ -8,13 +8,16 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field
 from typing import Any
 
+from osmium.asgi import CONNECTION_SPECIFIC
 from osmium.protocol.limits import Limits
 from osmium.protocol.settings import ProtocolSettings
 from osmium.protocol.ws import WebSocketSettings
+from osmium.proxy import TrustedProxies, root_path_problem
 from osmium.tls import TLS12_CIPHERS, VERIFY_CLIENT
 
 DEMO_APP = "osmium.demo:app"
@@ -37,8 +40,14 @@ class Config:
     app: str = DEMO_APP
     #: `app` names a factory: call it with no arguments, serve what it returns.
     factory: bool = False
-    host: str = "127.0.0.1"
-    port: int = 8000
+    #: Where to listen: "HOST:PORT", "[IPv6]:PORT", "unix:PATH", "fd://N" (a socket handed over,
+    #: as systemd does); TLS when certfile is set. Several: several listeners, every worker
+    #: serving all of them.
+    bind: tuple[str, ...] = ("127.0.0.1:8000",)
+    #: Listeners that stay cleartext when the others serve TLS (e.g. h2c beside TLS).
+    insecure_bind: tuple[str, ...] = ()
+    #: Permissions of a unix socket's file (octal).
+    uds_mode: str = "0660"
     certfile: str | None = None
     keyfile: str | None = None
     tls_backend: str = "stdlib"
@@ -74,6 +83,23 @@ class Config:
     #: HTTP/2 server pushes (ASGI http.response.push) one request may make (0: push off); the
     #: client's SETTINGS_ENABLE_PUSH and SETTINGS_MAX_CONCURRENT_STREAMS still apply.
     max_pushes_per_request: int = 8
+    #: Largest request body in bytes (0: no limit); a larger one gets 413 and the app sees no
+    #: more of it (README: Limits).
+    max_request_body_size: int = 0
+    #: Requests and WebSockets a worker has in flight at once (0: no limit); past it a new one
+    #: gets 503 at once, never queued (README: Handler admission).
+    limit_concurrency: int = 0
+    #: `server: osmium` on every response whose app sent no `server` field.
+    server_header: bool = True
+    #: Fields added to every response that does not name them itself: (name, value) pairs,
+    #: names lower case (CLI --header NAME:VALUE, TOML headers = ["NAME:VALUE", ...]).
+    headers: tuple[tuple[str, str], ...] = ()
+    #: Behind a reverse proxy: take client, scheme and server from Forwarded / X-Forwarded-*
+    #: sent by a peer in forwarded_allow_ips (IPs and CIDRs, comma-separated, or "*"); mount
+    #: the app at root_path (README: Behind a proxy).
+    proxy_headers: bool = False
+    forwarded_allow_ips: str = "127.0.0.1"
+    root_path: str = ""
     #: The admin plane's listener, "HOST:PORT" or "unix:PATH" (None: no admin plane).
     admin_bind: str | None = None
     #: Bearer token of the admin API; without one a loopback listener gets a generated token
@@ -106,6 +132,25 @@ class Config:
             per_message_deflate=self.ws_per_message_deflate,
         )
 
+    @property
+    def listen_addresses(self) -> list[ListenAddress]:
+        """Every listener, in order: `bind` (TLS if configured), then `insecure_bind`."""
+        addresses = [parse_listen(entry, self.tls) for entry in self.bind]
+        addresses += [parse_listen(entry, False) for entry in self.insecure_bind]
+        if not addresses:
+            raise ConfigError("nothing to listen on: give --bind")
+        return addresses
+
+    @property
+    def socket_mode(self) -> int:
+        try:
+            mode = int(self.uds_mode, 8)
+        except ValueError:
+            mode = -1
+        if not 0 <= mode <= 0o777:
+            raise ConfigError(f"uds_mode {self.uds_mode!r} is not an octal file mode like 0660")
+        return mode
+
     def _client_certificate_problems(self) -> list[str]:
         if self.verify_client not in VERIFY_CLIENT:
             return [f"verify_client must be one of {', '.join(VERIFY_CLIENT)}"]
@@ -117,8 +162,11 @@ class Config:
 
     def validate(self) -> Config:
         problems = [*self.protocol.problems(), *self.limits.problems()]
-        if not 0 <= self.port <= 65535:
-            problems.append(f"port {self.port} is out of range 0-65535")
+        try:
+            self.listen_addresses  # noqa: B018 (parsed to check them)
+            self.socket_mode  # noqa: B018
+        except ConfigError as error:
+            problems.append(str(error))
         if (self.certfile is None) != (self.keyfile is None):
             problems.append("--certfile and --keyfile must be given together")
         problems += self._client_certificate_problems()
@@ -134,11 +182,16 @@ class Config:
             problems.append("max_active_handlers must be 0 (no cap) or a positive number")
         if self.max_pushes_per_request < 0:
             problems.append("max_pushes_per_request must be 0 (push off) or a positive number")
+        if self.max_request_body_size < 0 or self.limit_concurrency < 0:
+            problems.append(
+                "max_request_body_size and limit_concurrency must be 0 (no limit) or positive"
+            )
         if self.keep_alive_timeout <= 0:
             problems.append("keep_alive_timeout must be positive")
         if self.graceful_timeout < 0:
             problems.append("graceful_timeout must not be negative")
         problems += self._admin_problems()
+        problems += self._proxy_problems()
         if self.ws_max_message_size <= 0 or self.ws_ping_timeout <= 0:
             problems.append("ws_max_message_size and ws_ping_timeout must be positive")
         if self.ws_ping_interval < 0:
@@ -150,6 +203,17 @@ class Config:
         if problems:
             raise ConfigError("; ".join(problems))
         return self
+
+    def _proxy_problems(self) -> list[str]:
+        """Checked even with --proxy-headers off, so a typo shows before the day it is on."""
+        problems = []
+        try:
+            TrustedProxies(self.forwarded_allow_ips)
+        except ValueError as error:
+            problems.append(f"forwarded_allow_ips: {error}")
+        if problem := root_path_problem(self.root_path):
+            problems.append(problem)
+        return problems
 
     def _admin_problems(self) -> list[str]:
         if not 1 <= self.admin_history <= MAX_ADMIN_HISTORY:
@@ -194,7 +258,7 @@ _OPTIONAL_STRINGS = {
 
 
 def _expected_type(name: str) -> type:
-    if name in _OPTIONAL_STRINGS or name == "bind":
+    if name in _OPTIONAL_STRINGS:
         return str
     if name == "sni":
         return dict
@@ -248,20 +312,106 @@ def parse_sni(entries: object) -> dict[str, tuple[str, str]]:
     return result
 
 
+#: RFC 9110 §5.6.2 token: what a field name is made of.
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+#: RFC 9110 §5.5 field value, ASCII only (obs-text is not for new fields): visible characters,
+#: with spaces and tabs inside.
+_FIELD_VALUE = re.compile(r"([\x21-\x7e]([\t\x20-\x7e]*[\x21-\x7e])?)?")
+#: What a default header may not set: connection-specific fields (RFC 9113 §8.2.2 forbids them
+#: in HTTP/2; the HTTP/1.1 core sets its own), and what each response has its own of.
+_NOT_DEFAULTS = {
+    **dict.fromkeys(
+        [name.decode() for name in CONNECTION_SPECIFIC] + ["te"],
+        "is a connection-specific field, which HTTP/2 forbids (RFC 9113 §8.2.2)",
+    ),
+    "content-length": "is set by each response itself",
+    "date": "is set by the server on every response",
+}
+
+
+def parse_headers(entries: object) -> tuple[tuple[str, str], ...]:
+    """`NAME:VALUE` strings (--header, TOML `headers = [...]`) as (name, value) pairs: names
+    lower case, the value without the whitespace around it."""
+    if not isinstance(entries, list) or not all(isinstance(entry, str) for entry in entries):
+        raise ConfigError('headers must be a list of "NAME:VALUE" strings')
+    pairs = []
+    for entry in entries:
+        name, colon, value = entry.partition(":")
+        value = value.strip(" \t")
+        if not colon:
+            raise ConfigError(f"header {entry!r}: expected NAME:VALUE")
+        if not name:
+            raise ConfigError(f"header {entry!r}: the name is empty")
+        if not _TOKEN.fullmatch(name):
+            raise ConfigError(f"header {entry!r}: {name!r} is not a field name (RFC 9110 token)")
+        if not _FIELD_VALUE.fullmatch(value):
+            raise ConfigError(
+                f"header {entry!r}: the value may hold visible ASCII, spaces and tabs only"
+            )
+        name = name.lower()
+        if name in _NOT_DEFAULTS:
+            raise ConfigError(f"header {entry!r}: {name} {_NOT_DEFAULTS[name]}")
+        pairs.append((name, value))
+    return tuple(pairs)
+
+
+@dataclass(frozen=True)
+class ListenAddress:
+    """One listener: a TCP address (`host`, `port`), a unix socket (`path`) or a socket handed
+    over by descriptor (`fd`); TLS or not."""
+
+    kind: str
+    tls: bool
+    host: str = ""
+    port: int = 0
+    path: str = ""
+    fd: int = -1
+
+
+def parse_listen(entry: str, tls: bool) -> ListenAddress:
+    """ "HOST:PORT", "[IPv6]:PORT", ":PORT", "unix:PATH" or "fd://N"."""
+    if entry.startswith("unix:"):
+        if not entry[5:]:
+            raise ConfigError(f"invalid bind address {entry!r}: expected unix:PATH")
+        return ListenAddress("unix", tls, path=entry[5:])
+    if entry.startswith("fd://"):
+        if not entry[5:].isdigit():
+            raise ConfigError(f"invalid bind address {entry!r}: expected fd://N")
+        return ListenAddress("fd", tls, fd=int(entry[5:]))
+    host, port = parse_bind(entry)
+    if not 0 <= port <= 65535:
+        raise ConfigError(f"port {port} is out of range 0-65535")
+    return ListenAddress("tcp", tls, host=host, port=port)
+
+
+def _listen_entries(name: str, value: object) -> tuple[Any, ...]:
+    """A listener setting as a tuple: one value (TOML string, an --fd number) or a list."""
+    items = value if isinstance(value, list | tuple) else [value]
+    kind = int if name == "fd" else str
+    if not all(type(item) is kind for item in items):
+        raise ConfigError(f"setting {name} must be {kind.__name__} or a list of them")
+    return tuple(items)
+
+
 def build_config(settings: dict[str, Any]) -> Config:
     """A validated Config from flat setting names (file and CLI use the same names)."""
-    unknown = set(settings) - _PROTOCOL_FIELDS - _LIMIT_FIELDS - _SERVER_FIELDS - {"bind"}
+    unknown = set(settings) - _PROTOCOL_FIELDS - _LIMIT_FIELDS - _SERVER_FIELDS - {"fd"}
     if unknown:
         raise ConfigError(f"unknown setting(s): {', '.join(sorted(unknown))}")
     values = dict(settings)
     if "sni" in values:
         values["sni"] = parse_sni(values["sni"])
+    if "headers" in values:
+        values["headers"] = parse_headers(values["headers"])
     if values.get("workers") == "auto":
         values["workers"] = os.cpu_count() or 1
+    for name in ("bind", "insecure_bind", "fd"):
+        if name in values:
+            values[name] = _listen_entries(name, values[name])
+    if "fd" in values:  # --fd N is --bind fd://N
+        values["bind"] = values.get("bind", ()) + tuple(f"fd://{fd}" for fd in values.pop("fd"))
     for name, value in values.items():
         _check_type(name, value)
-    if "bind" in values:
-        values["host"], values["port"] = parse_bind(str(values.pop("bind")))
     protocol_values = {name: values.pop(name) for name in list(values) if name in _PROTOCOL_FIELDS}
     limit_values = {name: values.pop(name) for name in list(values) if name in _LIMIT_FIELDS}
     return Config(

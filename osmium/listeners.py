@@ -1,7 +1,9 @@
 """Listening sockets for the worker slots: one SO_REUSEPORT socket per slot, all on one address.
 
 The kernel spreads new connections across the sockets of the group, so each worker accepts from
-its own queue. Binding happens once, in the acceptor, before any fork: its errors are one line.
+its own queue. A unix socket path, or a socket handed over by descriptor, cannot be bound once
+per slot: every worker accepts from that one socket (the kernel wakes one of them per
+connection). Binding happens once, in the acceptor, before any fork: its errors are one line.
 """
 
 from __future__ import annotations
@@ -59,6 +61,8 @@ def bind_listener(host: str, port: int, backlog: int) -> socket.socket:
 
 
 def listening_url(sock: socket.socket, tls: bool) -> str:
+    if sock.family == socket.AF_UNIX:
+        return f"unix:{sock.getsockname()}"
     host, port = sock.getsockname()[:2]
     if ":" in host:
         host = f"[{host}]"
@@ -74,18 +78,42 @@ def bind_admin_listener(bind: str) -> socket.socket:
             return socket.create_server((host, port), family=_family(host), backlog=64)
         except (OSError, OverflowError) as error:
             raise _bind_error(host, port, error) from None
-    path = bind[5:]
+    return bind_unix_listener(bind[5:], 64, 0o600)
+
+
+def bind_unix_listener(path: str, backlog: int, mode: int) -> socket.socket:
+    """A unix socket at `path` with file mode `mode`: created owner-only, so nobody else may
+    connect before the mode is set; a stale socket file nobody listens on is replaced, any
+    other file is left alone."""
     _remove_stale_socket(path)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    previous_umask = os.umask(0o177)  # created 0600: no moment where others may connect
+    previous_umask = os.umask(0o177)
     try:
         sock.bind(path)
-        sock.listen(64)
+        os.chmod(path, mode)
+        sock.listen(backlog)
     except OSError as error:
         sock.close()
-        raise ConfigError(f"cannot listen on {bind}: {error.strerror or error}") from None
+        raise ConfigError(f"cannot listen on unix:{path}: {error.strerror or error}") from None
     finally:
         os.umask(previous_umask)
+    return sock
+
+
+def adopt_listener(fd: int) -> socket.socket:
+    """The listening stream socket open as descriptor `fd` (systemd's LISTEN_FDS start at 3)."""
+    try:
+        sock = socket.socket(fileno=fd)
+    except OSError as error:
+        raise ConfigError(f"--fd {fd}: {error.strerror or error}") from None
+    listening = sock.type == socket.SOCK_STREAM and sock.family in (
+        socket.AF_INET, socket.AF_INET6, socket.AF_UNIX,
+    ) and sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN)  # fmt: skip
+    if not listening:
+        sock.detach()  # not ours to close
+        raise ConfigError(f"--fd {fd}: not a listening TCP or unix stream socket")
+    if sock.family != socket.AF_UNIX:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     return sock
 
 

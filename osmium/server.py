@@ -74,13 +74,13 @@ def loop_factory(choice: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
 
 
 class Server:
-    """One listening socket, its connections, and the app's lifespan, in this process."""
+    """A worker's listening sockets, their connections, and the app's lifespan."""
 
     def __init__(
         self,
         config: Config,
         app: ASGIApp,
-        sock: socket.socket,
+        listeners: list[tuple[socket.socket, bool]],
         tls: Listener | None,
         reports: ReportWriter,
         max_requests: int = 0,
@@ -89,7 +89,8 @@ class Server:
     ) -> None:
         self.config = config
         self.app = app
-        self.sock = sock
+        #: Each listening socket, with whether it serves TLS (with `tls`).
+        self.listeners = listeners
         self.tls = tls
         self.reports = reports
         self.max_requests = max_requests
@@ -124,7 +125,8 @@ class Server:
             self.reports.send(
                 "fatal", exit_code=3, message=f"application startup failed: {failure}"
             )
-            self.sock.close()
+            for sock, _ in self.listeners:
+                sock.close()
             return EXIT_LIFESPAN
         context = ServerContext(
             app=self.app,
@@ -137,6 +139,10 @@ class Server:
             on_max_requests=self._recycle,
             max_active_handlers=self.config.max_active_handlers,
             max_pushes_per_request=self.config.max_pushes_per_request,
+            max_request_body_size=self.config.max_request_body_size,
+            limit_concurrency=self.config.limit_concurrency,
+            server_header=self.config.server_header,
+            default_headers=self.config.headers,
             websocket=self.config.websocket,
             http=self.config.http,
         )
@@ -145,22 +151,13 @@ class Server:
                 context, self.reports, self.command_fd, self.slot, self.request_retire
             )
             self._admin.start()
-        factory: ProtocolFactory = lambda: ProtocolNegotiator(context)  # noqa: E731
-        if self.tls is not None:
-            factory = self.tls.wrap(factory)
-        ssl_context = self.tls.ssl_context if self.tls is not None else None
-        server = await loop.create_server(
-            factory,
-            sock=self.sock,
-            ssl=ssl_context,
-            backlog=self.config.backlog,
-            ssl_handshake_timeout=self.config.limits.handshake_timeout if ssl_context else None,
-        )
+        servers = [await self._listen(loop, context, sock, tls) for sock, tls in self.listeners]
         self.reports.send("ready")
         self._heartbeat_handle = loop.call_later(HEARTBEAT_INTERVAL, self._heartbeat, context)
         await self._stop.wait()
         log.debug("worker stopping: no new connections, finishing streams in flight")
-        server.close()
+        for server in servers:
+            server.close()
         await self._drain(context)
         self._heartbeat_handle.cancel()
         self._report(context)
@@ -171,6 +168,30 @@ class Server:
         except LifespanFailure as failure:
             log.error("application shutdown failed: %s", failure)
         return 0
+
+    async def _listen(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        context: ServerContext,
+        sock: socket.socket,
+        tls: bool,
+    ) -> asyncio.AbstractServer:
+        """Serve one listening socket: TLS through the back-end, or cleartext."""
+        factory: ProtocolFactory = lambda: ProtocolNegotiator(context)  # noqa: E731
+        listener = self.tls if tls else None
+        if listener is not None:
+            factory = listener.wrap(factory)
+        ssl_context = listener.ssl_context if listener is not None else None
+        timeout = self.config.limits.handshake_timeout if ssl_context else None
+        if sock.family == socket.AF_UNIX:
+            return await loop.create_unix_server(
+                factory, sock=sock, ssl=ssl_context, backlog=self.config.backlog,
+                ssl_handshake_timeout=timeout,
+            )  # fmt: skip
+        return await loop.create_server(
+            factory, sock=sock, ssl=ssl_context, backlog=self.config.backlog,
+            ssl_handshake_timeout=timeout,
+        )  # fmt: skip
 
     def _heartbeat(self, context: ServerContext) -> None:
         """Report to the acceptor: its proof of life, also while draining."""

@@ -29,7 +29,13 @@ from typing import Any
 from osmium.admin.plane import AdminPlane
 from osmium.channel import CommandWriter, ReportReader
 from osmium.config import Config
-from osmium.listeners import bind_listener, claim_port, listening_url
+from osmium.listeners import (
+    adopt_listener,
+    bind_listener,
+    bind_unix_listener,
+    claim_port,
+    listening_url,
+)
 from osmium.server import loop_factory, tls_listener
 from osmium.worker import reset_signals, run_worker
 
@@ -87,11 +93,23 @@ class Supervisor:
         # Everything a worker would fail on for good is checked once here, before any fork.
         tls_listener(config)
         loop_factory(config.loop)
-        self.port = claim_port(config.host, config.port)
-        self.sockets = [
-            bind_listener(config.host, self.port, config.backlog) for _ in range(config.workers)
-        ]
-        self.url = listening_url(self.sockets[0], config.tls)
+        self.listen = config.listen_addresses
+        #: The socket of each unix path or handed-over descriptor (by listener index): one,
+        #: which every slot serves; and each TCP listener's port, claimed once (port 0: picked).
+        self._shared: dict[int, socket.socket] = {}
+        self._ports: dict[int, int] = {}
+        #: Each slot's listening sockets, in listener order.
+        self.slot_sockets: list[list[socket.socket]] = []
+        try:
+            for _ in range(config.workers):
+                self.slot_sockets.append(self._bind_slot())
+        except BaseException:
+            self._close_sockets()
+            raise
+        self.url = ", ".join(
+            listening_url(sock, address.tls)
+            for sock, address in zip(self.slot_sockets[0], self.listen, strict=True)
+        )
         self.started_at = time.time()
         #: Replacement workers started, by why the one before left (README: Admin plane).
         self.respawns: dict[str, int] = dict.fromkeys(RESPAWN_CAUSES, 0)
@@ -295,32 +313,35 @@ class Supervisor:
 
     def reload(self) -> None:
         """HUP (or the admin API): replace every worker, one slot at a time."""
-        log.info("reloading: replacing %d worker(s) one by one", len(self.sockets))
+        log.info("reloading: replacing %d worker(s) one by one", self.slots)
         self.generation += 1
         self.reloads += 1
-        self.reload_slots = list(range(len(self.sockets)))
-        self._event("reload-started", f"reload {self.reloads}: {len(self.sockets)} slot(s)")
+        self.reload_slots = list(range(self.slots))
+        self._event("reload-started", f"reload {self.reloads}: {self.slots} slot(s)")
 
     def add_slot(self) -> None:
         """TTIN (or the admin API): one worker more."""
-        self.sockets.append(bind_listener(self.config.host, self.port, self.config.backlog))
+        self.slot_sockets.append(self._bind_slot())
         self.slots_added += 1
-        log.info("adding a worker: %d slot(s)", len(self.sockets))
-        self._event("worker-added", f"one worker more: {len(self.sockets)} slot(s)")
+        log.info("adding a worker: %d slot(s)", self.slots)
+        self._event("worker-added", f"one worker more: {self.slots} slot(s)")
 
     def remove_slot(self) -> bool:
         """TTOU (or the admin API): one worker less, never the last."""
-        if len(self.sockets) <= 1:
+        if self.slots <= 1:
             log.info("not removing the last worker")
             return False
-        slot = len(self.sockets) - 1
-        self.sockets.pop().close()
+        slot = self.slots - 1
+        shared = self._shared.values()
+        for sock in self.slot_sockets.pop():
+            if sock not in shared:
+                sock.close()
         self.reload_slots = [s for s in self.reload_slots if s != slot]
         for worker in self._workers_in(slot):
             self._retire(worker, "removed")
         self.slots_removed += 1
-        log.info("removing a worker: %d slot(s)", len(self.sockets))
-        self._event("worker-removed", f"one worker less: {len(self.sockets)} slot(s)")
+        log.info("removing a worker: %d slot(s)", self.slots)
+        self._event("worker-removed", f"one worker less: {self.slots} slot(s)")
         return True
 
     def drain_worker(self, pid: int) -> bool:
@@ -338,7 +359,28 @@ class Supervisor:
 
     @property
     def slots(self) -> int:
-        return len(self.sockets)
+        return len(self.slot_sockets)
+
+    def _bind_slot(self) -> list[socket.socket]:
+        """One slot's listening sockets, in listener order: a new member of each TCP address's
+        SO_REUSEPORT group (the first claims the port, so a second osmium, or the same address
+        given twice, is refused), and the one socket of each unix path or descriptor."""
+        sockets = []
+        for index, address in enumerate(self.listen):
+            if address.kind == "tcp":
+                if index not in self._ports:
+                    self._ports[index] = claim_port(address.host, address.port)
+                port = self._ports[index]
+                sockets.append(bind_listener(address.host, port, self.config.backlog))
+                continue
+            if index not in self._shared:
+                self._shared[index] = (
+                    bind_unix_listener(address.path, self.config.backlog, self.config.socket_mode)
+                    if address.kind == "unix"
+                    else adopt_listener(address.fd)
+                )
+            sockets.append(self._shared[index])
+        return sockets
 
     def live_workers(self) -> list[WorkerHandle]:
         return list(self.workers.values())
@@ -412,16 +454,16 @@ class Supervisor:
 
     def _manage(self) -> None:
         now = time.monotonic()
-        for slot in range(len(self.sockets)):
+        for slot in range(self.slots):
             if not self._workers_in(slot) and self.restart_at.get(slot, 0.0) <= now:
                 self.restart_at.pop(slot, None)
                 self._spawn(slot)
         self._continue_reload()
         if not self.announced and all(
-            any(w.ready for w in self._workers_in(slot)) for slot in range(len(self.sockets))
+            any(w.ready for w in self._workers_in(slot)) for slot in range(self.slots)
         ):
             self.announced = True
-            log.info("listening on %s (%d worker(s))", self.url, len(self.sockets))
+            log.info("listening on %s (%d worker(s))", self.url, self.slots)
             if self.admin is not None:
                 self.admin.announce()
 
@@ -482,9 +524,9 @@ class Supervisor:
         log.debug("worker %d started for slot %d", pid, slot)
         self._event("worker-spawned", f"worker {pid} started (slot {slot})", self.workers[pid])
 
-    def _prepare_child(self, keep_socket: socket.socket | None = None) -> None:
+    def _prepare_child(self, keep: list[socket.socket] | None = None) -> None:
         """In a forked child: the signals a worker handles its own way, and none of the acceptor's
-        descriptors but `keep_socket`."""
+        descriptors but the listening sockets in `keep`."""
         reset_signals()
         signal.pthread_sigmask(signal.SIG_UNBLOCK, HANDLED_SIGNALS)
         os.close(self._wakeup_read)
@@ -493,18 +535,22 @@ class Supervisor:
             os.close(worker.reader.fd)
             if worker.commands is not None:
                 os.close(worker.commands.fd)
-        for sock in self.sockets:
-            if sock is not keep_socket:
+        kept = keep or []
+        for sock in self._all_sockets():
+            if not any(sock is mine for mine in kept):
                 sock.close()
-        if self.admin is not None and keep_socket is not None:
+        if self.admin is not None and keep is not None:
             self.admin.close_in_child()
 
     def _become_worker(self, slot: int, report_write: int, command_read: int | None) -> None:
         """In the forked child: drop the acceptor's resources, serve, and never return."""
         status = 1
         try:
-            self._prepare_child(self.sockets[slot])
-            status = run_worker(self.config, self.sockets[slot], report_write, slot, command_read)
+            sockets = self.slot_sockets[slot]
+            self._prepare_child(sockets)
+            pairs = zip(sockets, self.listen, strict=True)
+            listeners = [(sock, address.tls) for sock, address in pairs]
+            status = run_worker(self.config, listeners, report_write, slot, command_read)
         except BaseException:
             log.exception("worker crashed")
         finally:
@@ -526,6 +572,17 @@ class Supervisor:
                 self._kill(pid, signal.SIGKILL)
             self.stop_deadline = float("inf")
 
+    def _all_sockets(self) -> list[socket.socket]:
+        """Every listening socket once: the slots' and the shared ones."""
+        shared = list(self._shared.values())
+        slots = self.slot_sockets
+        return shared + [sock for sockets in slots for sock in sockets if sock not in shared]
+
     def _close_sockets(self) -> None:
-        for sock in self.sockets:
+        """Stop listening; unix socket files we made go with their sockets."""
+        for sock in self._all_sockets():
             sock.close()
+        for index, address in enumerate(self.listen):
+            if address.kind == "unix" and index in self._shared:
+                with contextlib.suppress(OSError):
+                    os.unlink(address.path)

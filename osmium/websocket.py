@@ -35,7 +35,7 @@ def websocket_scope(
     headers: Headers,
     scheme: str,
     client: tuple[str, int] | None,
-    server: tuple[str, int] | None,
+    server: tuple[str, int | None] | None,
     state: dict[str, Any] | None,
     http_version: str,
     tls: dict[str, Any] | None = None,

@@ -14,6 +14,7 @@ import socket
 from osmium.app_loader import import_app
 from osmium.channel import ReportWriter
 from osmium.config import Config, ConfigError
+from osmium.proxy import wrap_app
 from osmium.server import Server, tls_listener
 
 log = logging.getLogger("osmium")
@@ -34,13 +35,18 @@ def reset_signals() -> None:
 
 
 def run_worker(
-    config: Config, sock: socket.socket, report_fd: int, slot: int, command_fd: int | None
+    config: Config,
+    listeners: list[tuple[socket.socket, bool]],
+    report_fd: int,
+    slot: int,
+    command_fd: int | None,
 ) -> int:
-    """The whole life of a worker; returns its exit status. `command_fd`: the admin plane's
-    commands (None while it is off)."""
+    """The whole life of a worker; returns its exit status. `listeners`: its listening sockets,
+    each with whether it serves TLS; `command_fd`: the admin plane's commands (None while it is
+    off)."""
     reports = ReportWriter(report_fd)
     try:
-        app = import_app(config.app, factory=config.factory)
+        app = wrap_app(import_app(config.app, factory=config.factory), config)
         tls = tls_listener(config)
     except ConfigError as error:
         reports.send("fatal", exit_code=EXIT_CONFIG, message=str(error))
@@ -50,6 +56,6 @@ def run_worker(
         # Jitter keeps workers started together from all recycling at the same moment.
         max_requests += random.randint(0, config.max_requests_jitter)
     try:
-        return Server(config, app, sock, tls, reports, max_requests, slot, command_fd).run()
+        return Server(config, app, listeners, tls, reports, max_requests, slot, command_fd).run()
     finally:
         reports.close()

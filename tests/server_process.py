@@ -17,9 +17,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+#: The acceptor's "listening on URL, URL... (N worker(s))" line; the first URL is the server's
+#: (a unix socket first: no scheme, host or port).
 LISTENING = re.compile(
-    r"listening on (?P<scheme>https?)://(?P<host>\[[^\]]+\]|[^:/]+):(?P<port>\d+)"
+    r"listening on (?:(?P<scheme>https?)://(?P<host>\[[^\]]+\]|[^:/]+):(?P<port>\d+)|unix:)"
 )
+#: Every listener in that line.
+LISTENER = re.compile(r"(https?://(?:\[[^\]]+\]|[^:/]+):\d+|unix:[^\s,]+)")
 STARTUP_DEADLINE = 20.0
 
 
@@ -39,6 +43,12 @@ class ServerProcess:
     @property
     def output(self) -> str:
         return "".join(self.lines)
+
+    @property
+    def listeners(self) -> list[str]:
+        """Every listener's URL (or unix:PATH) from the acceptor's "listening on" line."""
+        line = next(line for line in self.lines if LISTENING.search(line))
+        return LISTENER.findall(line.split("listening on ", 1)[1])
 
     def wait_for_line(self, pattern: str, timeout: float = 10.0) -> re.Match[str]:
         """Block until the server prints a line matching `pattern` (already printed lines count)."""
@@ -128,13 +138,18 @@ def running_server(
     env: dict[str, str] | None = None,
     cwd: str | None = None,
     new_session: bool = False,
+    pass_fds: tuple[int, ...] = (),
 ) -> Iterator[ServerProcess]:
-    """`osmium serve [app] --bind 127.0.0.1:0 *args`, yielded once it listens, then stopped.
+    """`osmium serve [app] --bind 127.0.0.1:0 *args`, yielded once it listens, then stopped
+    (without that --bind when `args` say where to listen: several --bind are several listeners).
 
     `new_session`: the server leads its own process group, which a test may signal as a whole
-    (as a terminal's Ctrl-C does) without hitting pytest.
+    (as a terminal's Ctrl-C does) without hitting pytest. `pass_fds`: descriptors it inherits
+    (a listening socket for --fd, as systemd hands one over).
     """
-    command = osmium_command("serve", *([app] if app else []), "--bind", "127.0.0.1:0", *args)
+    listens = any(arg in ("--bind", "--fd") for arg in args)
+    bind = () if listens else ("--bind", "127.0.0.1:0")
+    command = osmium_command("serve", *([app] if app else []), *bind, *args)
     child_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     process = subprocess.Popen(
         command,
@@ -144,14 +159,15 @@ def running_server(
         env=child_env,
         cwd=cwd,
         start_new_session=new_session,
+        pass_fds=pass_fds,
     )
     server = ServerProcess(process)
     threading.Thread(target=pump_output, args=(server,), daemon=True).start()
     try:
         match = server.wait_for_line(LISTENING.pattern, timeout=STARTUP_DEADLINE)
-        server.scheme = match["scheme"]
-        server.host = match["host"]
-        server.port = int(match["port"])
+        server.scheme = match["scheme"] or ""
+        server.host = match["host"] or ""
+        server.port = int(match["port"] or 0)
         yield server
     finally:
         server.stop()

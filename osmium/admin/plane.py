@@ -52,7 +52,7 @@ class AdminPlane:
         self._link: socket.socket | None = None
         self._buffer = bytearray()
         self._restart_at = 0.0
-        self._prepare_child: Callable[[socket.socket | None], None] = lambda _sock: None
+        self._prepare_child: Callable[[list[socket.socket] | None], None] = lambda _keep: None
         self._stopping = False
 
     # -- the admin process -----------------------------------------------------------------------

@@ -170,6 +170,15 @@ class H1Connection:
         self._chunked = not has_length and self._h11.their_http_version == b"1.1"
         self._output += self._h11.send(self._response(status, headers))
 
+    def reject(self, status: int, headers: Headers, body: bytes) -> None:
+        """Answer the request in progress for the server (413, 503) with `Connection: close`:
+        whatever the client sends after it, the rest of the body included, is ignored."""
+        self.failed = True
+        self.start_response(status, headers, close=True)
+        if self._method != b"HEAD":
+            self.send_data(body)
+        self.end_response()
+
     def send_data(self, data: bytes) -> None:
         if data:
             self._output += self._h11.send(h11.Data(data=data))
@@ -191,8 +200,11 @@ class H1Connection:
     def next_request(self) -> list[Event] | None:
         """After a finished exchange: the next request's events (pipelined bytes first).
 
-        None when the connection cannot carry another request and must be closed.
+        None when the connection cannot carry another request and must be closed; no events
+        after `reject`: the transport closes the connection once the client has had its answer.
         """
+        if self.failed:
+            return []
         if self._h11.our_state is h11.DONE and self._h11.their_state is h11.SEND_BODY:
             # The app answered without reading the whole body: skip the rest of it.
             return None

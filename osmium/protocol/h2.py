@@ -15,6 +15,9 @@ import h2.exceptions
 import h2.settings
 from h2.connection import ConnectionState
 from h2.errors import ErrorCodes
+from hpack import Encoder
+from hpack.hpack import INDEX_NONE
+from hpack.table import HeaderTable
 from hyperframe.exceptions import HyperframeError
 
 from osmium.protocol.events import (
@@ -106,6 +109,67 @@ FINAL_GOAWAY_DELAY = 1.0
 RETIRE_IDLE_TIMEOUT = 0.5
 
 
+class ConstantFieldsEncoder(Encoder):
+    """hpack's encoder, with the fields the server adds to every response (`server`, --header)
+    encoded once, as literals without indexing (RFC 7541 §6.2.2).
+
+    Passed to h2 and encoded as usual, each would cost h2's copy of the field and a search of
+    the dynamic table (a linear scan, longer as `date` values pile up in it): about 20,000
+    instructions a response for `server` alone. A response ends with them (ResponseFields adds
+    them last): `send_headers` takes them off and `encode` appends their bytes. A response that
+    named one of them itself is encoded as usual.
+    """
+
+    def __init__(self, fields: Headers) -> None:
+        super().__init__()
+        self._fields = fields
+        self._count = len(fields)
+        self._block = b"".join(self._literal(name, value) for name, value in fields)
+        #: What the header block being encoded ends with (the block, during `send_headers`).
+        self._suffix = b""
+        #: The `date` value the server adds before them, and its encoding: a new value each
+        #: second, which indexed would fill the dynamic table and lengthen every search of it.
+        self._date = b""
+        self._date_block = b""
+
+    def _literal(self, name: bytes, value: bytes) -> bytes:
+        static = HeaderTable.STATIC_TABLE_MAPPING.get(name)
+        if static is None:
+            return self._encode_literal(name, value, INDEX_NONE, huffman=True)
+        return self._encode_indexed_literal(static[0], value, INDEX_NONE, huffman=True)
+
+    def send_headers(
+        self,
+        connection: h2.connection.H2Connection,
+        stream_id: int,
+        headers: Headers,
+        end_stream: bool,
+    ) -> None:
+        """`connection.send_headers`, the constant fields at the end of `headers` encoded from
+        their precomputed bytes (the same fields, values and order: only the representation
+        differs)."""
+        count = self._count
+        if headers[-count:] != self._fields:  # the very objects, usually: compared by identity
+            connection.send_headers(stream_id, headers, end_stream=end_stream)
+            return
+        name, date = headers[-count - 1]
+        if name != b"date":
+            self._suffix = self._block
+            kept = headers[:-count]
+        else:
+            if date is not self._date:
+                self._date, self._date_block = date, self._literal(b"date", date)
+            self._suffix = self._date_block + self._block
+            kept = headers[: -count - 1]
+        try:
+            connection.send_headers(stream_id, kept, end_stream=end_stream)
+        finally:
+            self._suffix = b""
+
+    def encode(self, headers: Headers, huffman: bool = True) -> bytes:  # type: ignore[override]
+        return Encoder.encode(self, headers, huffman) + self._suffix
+
+
 class UpgradeRefused(Exception):
     """An h2c upgrade that cannot be accepted; the request is answered over HTTP/1.1 instead."""
 
@@ -124,8 +188,12 @@ class ServerConnection:
         limits: Limits | None = None,
         debug_frames: bool = False,
         keep_alive_timeout: float | None = None,
+        constant_fields: Headers | None = None,
     ) -> None:
+        """`constant_fields`: what ends every response's fields (ResponseFields.defaults)."""
         self._h2 = ServerH2Connection(config=server_config(debug_frames))
+        if constant_fields:
+            self._h2.encoder = ConstantFieldsEncoder(constant_fields)
         limits = limits or Limits()
         self._h2.local_settings = h2.settings.Settings(
             client=False,
@@ -605,8 +673,13 @@ class ServerConnection:
                 if name == b"priority":
                     self._take_response_priority(stream_id, value)
                     break
+        h2_connection = self._h2
+        encoder = h2_connection.encoder
         try:
-            self._h2.send_headers(stream_id, headers, end_stream=end_stream)
+            if type(encoder) is ConstantFieldsEncoder:
+                encoder.send_headers(h2_connection, stream_id, headers, end_stream)
+            else:
+                h2_connection.send_headers(stream_id, headers, end_stream=end_stream)
         except (h2.exceptions.NoSuchStreamError, h2.exceptions.StreamIDTooLowError) as error:
             # StreamIDTooLowError: the stream was reset and h2 has forgotten it since.
             raise StreamGone(stream_id) from error

@@ -106,7 +106,12 @@ def _context(settings: TLSSettings, certfile: str, keyfile: str) -> SSL.Context:
         encrypted = settings.password is not None and b"ENCRYPTED" in data
         password = settings.password.encode() if encrypted else None  # type: ignore[union-attr]
         key = serialization.load_pem_private_key(data, password)
-    except (OSError, ValueError, TypeError, UnsupportedAlgorithm) as error:
+    except ValueError as error:
+        # A wrong password usually fails the padding check ("Incorrect password?"), but about
+        # one time in 256 it decrypts to bytes that only fail as ASN.1: the same cause.
+        reason = "the password does not decrypt it" if encrypted else str(error)
+        raise TLSConfigError(f"cannot load key {keyfile}: {reason}") from None
+    except (OSError, TypeError, UnsupportedAlgorithm) as error:
         raise TLSConfigError(f"cannot load key {keyfile}: {error}") from None
     try:
         context.use_privatekey(key)  # type: ignore[arg-type]

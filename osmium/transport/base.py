@@ -9,13 +9,17 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any, Protocol
 
-from osmium.asgi import HTTP1_EXTENSIONS, HTTPStream
+from osmium.asgi import HTTP1_EXTENSIONS, HTTPStream, ResponseFields
+from osmium.protocol.events import Headers, field_value
 from osmium.protocol.priority import DEFAULT_PRIORITY
 from osmium.tls.scope import tls_extension
 from osmium.transport.context import ConnectionTally, ServerContext
 from osmium.transport.drain import WriteGate
 
 log = logging.getLogger("osmium.connection")
+
+#: The body of each answer the server gives a request no handler runs for (or runs no more for).
+REFUSAL_BODIES = {413: b"Content Too Large", 503: b"Service Unavailable"}
 
 
 class OutputCore(Protocol):
@@ -53,10 +57,25 @@ def stream_snapshot(
     }
 
 
+def declared_size(headers: Headers) -> int:
+    """The request's content-length, 0 without one (h11 and h2 checked it is a number)."""
+    value = field_value(headers, b"content-length")
+    return int(value) if value is not None and value.isdigit() else 0
+
+
 def address(info: object) -> tuple[str, int] | None:
+    """A TCP peer or local address as (host, port); None for anything else (a unix socket's
+    peer has no address)."""
     if isinstance(info, tuple) and len(info) >= 2:
         return str(info[0]), int(info[1])
     return None
+
+
+def server_address(info: object) -> tuple[str, int | None] | None:
+    """The scope's `server`: (host, port), or (path, None) on a unix socket (ASGI)."""
+    if isinstance(info, str) and info:
+        return info, None
+    return address(info)
 
 
 class ConnectionProtocol(asyncio.Protocol):
@@ -81,7 +100,7 @@ class ConnectionProtocol(asyncio.Protocol):
         #: The scope's `extensions` on this connection (with `tls` over TLS).
         self._extensions: dict[str, dict[str, Any]] = HTTP1_EXTENSIONS
         self._client: tuple[str, int] | None = None
-        self._server: tuple[str, int] | None = None
+        self._server: tuple[str, int | None] | None = None
         self._write_gate = WriteGate(self._loop)
         self._flush_pending = False
         self._stall_timer: asyncio.TimerHandle | None = None
@@ -102,7 +121,7 @@ class ConnectionProtocol(asyncio.Protocol):
             self._scheme = "https"
             self._extensions = {**self._extensions, "tls": tls_extension(tls)}
         self._client = address(transport.get_extra_info("peername"))
-        self._server = address(transport.get_extra_info("sockname"))
+        self._server = server_address(transport.get_extra_info("sockname"))
         self.tally.opened_at = self._loop.time()
         self._context.register(self, new=not upgraded)  # type: ignore[arg-type]
 
@@ -122,6 +141,21 @@ class ConnectionProtocol(asyncio.Protocol):
         if admission is not None and not admission.try_enter():
             queued = admission.wait(self, stream.stream_id, self._urgency(stream.stream_id))
         return self._loop.create_task(self._run_stream(stream, queued))
+
+    def _refusal(self, headers: Headers) -> int | None:
+        """Whether the server answers this request (or WebSocket) itself, before any handler
+        runs: 413 for a content-length over max_request_body_size, 503 past --limit-concurrency
+        (counted either way). None: it goes on, and counts in flight until its handler ends."""
+        context = self._context
+        limit = context.max_request_body_size
+        if limit and declared_size(headers) > limit:
+            context.refused("max_request_body_size", 413)
+            return 413
+        concurrency = context.concurrency
+        if concurrency is not None and not concurrency.try_enter():
+            context.refused("limit_concurrency", 503)
+            return 503
+        return None
 
     def _count_websocket(self) -> None:
         """A WebSocket counts as a request; it takes no handler slot (it may live for hours)."""
@@ -280,5 +314,6 @@ class ConnectionProtocol(asyncio.Protocol):
         """Close now, whatever is in flight (the graceful timeout ran out)."""
         self._close_transport()
 
-    def date_header(self) -> bytes:
-        return self._context.date_header()
+    def response_fields(self) -> ResponseFields:
+        # A method, not a property: Python 3.11 specialises a method call, not a property read.
+        return self._context.response_fields

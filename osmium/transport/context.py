@@ -6,13 +6,13 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field
 from email.utils import formatdate
 from typing import Any, Protocol
 
 from osmium.admin.stats import RequestStats
-from osmium.admission import Admission
-from osmium.asgi import ASGIApp
+from osmium.admission import Admission, ConcurrencyLimit
+from osmium.asgi import SERVER_FIELD, ASGIApp, ResponseFields
 from osmium.channel import Counters
 from osmium.protocol.limits import Limits
 from osmium.protocol.settings import ProtocolSettings
@@ -85,8 +85,15 @@ class ServerContext:
     max_active_handlers: int = 0
     #: Server pushes one HTTP/2 request may make (0: push off, not offered to apps).
     max_pushes_per_request: int = 0
+    #: Largest request body in bytes (0: no limit): a larger one gets 413, the app sees no more.
+    max_request_body_size: int = 0
+    #: Requests and WebSockets in flight at once (0: no limit); see `concurrency`.
+    limit_concurrency: InitVar[int] = 0
+    #: Send `server: osmium` where the app sent no `server` field.
+    server_header: InitVar[bool] = True
+    #: Fields every response gets unless it names them itself: (name, value), names lower case.
+    default_headers: InitVar[tuple[tuple[str, str], ...]] = ()
     connections: set[Connection] = field(default_factory=set)
-    date_header: DateHeader = field(default_factory=DateHeader)
     counters: Counters = field(default_factory=Counters)
     #: Output bytes buffered by all connections, as of each one's last write (drains that
     #: happen in between are not seen, so it can only overstate; a recount makes it exact).
@@ -110,10 +117,25 @@ class ServerContext:
     #: The worker's handler slots, shared by its connections; None without a cap, so that a
     #: server without one spends nothing on admission.
     admission: Admission | None = field(init=False, default=None)
+    #: The worker's requests in flight, refused past --limit-concurrency; None without a limit.
+    concurrency: ConcurrencyLimit | None = field(init=False, default=None)
+    #: Date, server and --header fields, added to every response (precomputed once).
+    response_fields: ResponseFields = field(init=False)
 
-    def __post_init__(self) -> None:
-        if self.max_active_handlers:
-            self.admission = Admission(self.max_active_handlers)
+    def __post_init__(
+        self,
+        limit_concurrency: int,
+        server_header: bool,
+        default_headers: tuple[tuple[str, str], ...],
+    ) -> None:
+        # Set on the instance even when None: read on every request, an attribute only the
+        # class has takes Python 3.11's slow path (no specialisation) each time.
+        self.admission = Admission(self.max_active_handlers) if self.max_active_handlers else None
+        self.concurrency = ConcurrencyLimit(limit_concurrency) if limit_concurrency else None
+        defaults = [(name.encode(), value.encode()) for name, value in default_headers]
+        if server_header and all(name != b"server" for name, _ in defaults):
+            defaults.insert(0, SERVER_FIELD)
+        self.response_fields = ResponseFields(DateHeader(), defaults)
 
     def register(self, connection: Connection, new: bool = True) -> None:
         """A connection to serve; `new` is False for one an upgrade handed over (h2c, a
@@ -187,6 +209,15 @@ class ServerContext:
         defences[defence] = defences.get(defence, 0) + 1
         if self.on_event is not None:
             self.on_event("defence", f"{defence}: closed a connection from {peer}", defence, peer)
+
+    def refused(self, limit: str, status: int | None = None) -> None:
+        """A request stopped by `limit` (413, 503), counted with the defences. `status`: the
+        answer to one no handler ran for, recorded as a response when the admin plane is on (a
+        running handler's request is recorded when it ends)."""
+        defences = self.counters.defences
+        defences[limit] = defences.get(limit, 0) + 1
+        if status is not None and self.request_stats is not None:
+            self.request_stats.record(status, 0.0)
 
     def closed_by_policy(self, policy: str, peer: str) -> None:
         """A connection closed by a policy (idle-ping): told to the admin plane when it is on."""

@@ -12,12 +12,12 @@ import asyncio
 import logging
 from typing import Any
 
-from osmium.asgi import ClientDisconnected, HTTPStream, build_scope, run_http
+from osmium.asgi import ClientDisconnected, HTTPStream, build_scope, plain_response, run_http
 from osmium.protocol.events import Body, ConnectionFailed, EndBody, Event, Headers, Request
 from osmium.protocol.h1 import H2C_SWITCH, H1Connection, h2c_upgrade_settings
 from osmium.protocol.h2 import UpgradeRefused
 from osmium.protocol.ws import handshake_problem, is_websocket_request
-from osmium.transport.base import ConnectionProtocol, stream_snapshot
+from osmium.transport.base import REFUSAL_BODIES, ConnectionProtocol, stream_snapshot
 from osmium.transport.context import ServerContext
 from osmium.transport.drain import ReadGate
 from osmium.transport.h2 import H2ServerProtocol
@@ -27,6 +27,10 @@ log = logging.getLogger("osmium.connection")
 
 #: Largest request body read before answering an h2c upgrade (RFC 7540 §3.2 lets us decline).
 UPGRADE_BODY_LIMIT = 1024 * 1024
+#: Seconds a connection answered by the server itself (413, 503) is still read, and what arrives
+#: dropped, before it is closed: closing with the client's body still arriving would reset the
+#: connection, and the client could lose the answer.
+LINGER_TIMEOUT = 5.0
 #: Fields of an HTTP/1.1 request that mean nothing on HTTP/2 (RFC 9113 §8.2.2).
 HOP_BY_HOP = frozenset(
     {b"connection", b"upgrade", b"http2-settings", b"keep-alive", b"proxy-connection",
@@ -121,11 +125,17 @@ class H1ServerProtocol(ConnectionProtocol):
         if is_websocket_request(event.headers):
             self._open_websocket(event.headers)
             return
-        self._start_stream(event.stream_id, event.headers)
-        self._core.send_continue()
+        if self._start_stream(event.stream_id, event.headers):
+            self._core.send_continue()
 
-    def _start_stream(self, stream_id: int, headers: Headers) -> None:
+    def _start_stream(self, stream_id: int, headers: Headers) -> bool:
+        """Run the request's handler; False when the server answered it instead (413, 503)."""
         context = self._context
+        if context.max_request_body_size or context.concurrency is not None:
+            status = self._refusal(headers)
+            if status is not None:
+                self._reject(status)
+                return False
         scope = build_scope(
             headers,
             self._scheme,
@@ -138,6 +148,7 @@ class H1ServerProtocol(ConnectionProtocol):
         self._stream = HTTPStream(self, stream_id, scope)
         # One request at a time on this connection: the default urgency, none to put it before.
         self._task = self._start_handler(self._stream)
+        return True
 
     def _on_body(self, event: Body) -> None:
         if self._upgrade is not None:
@@ -146,11 +157,44 @@ class H1ServerProtocol(ConnectionProtocol):
             if len(body) > UPGRADE_BODY_LIMIT:
                 self._decline_upgrade()
             return
-        if self._stream is None:
+        stream = self._stream
+        if stream is None:
             return
-        self._stream.feed_body(event.data, event.flow_controlled_length)
+        limit = self._context.max_request_body_size
+        if limit and stream.bytes_in + len(event.data) > limit and not stream.response_finished:
+            self._body_too_large(stream)
+            return
+        stream.feed_body(event.data, event.flow_controlled_length)
         assert self._transport is not None
         self._input.hold(self._transport, event.flow_controlled_length)
+
+    def _body_too_large(self, stream: HTTPStream) -> None:
+        """A chunked body grew past max_request_body_size: the app gets no more of it (its
+        `receive` says http.disconnect), the client gets 413 unless the response has started,
+        and the connection closes (the rest of the body cannot be skipped)."""
+        assert self._core is not None
+        self._context.refused("max_request_body_size")
+        if self._core.response_started:
+            self._close_transport()
+            return
+        stream.disconnect()
+        self._reject(413)
+
+    def _reject(self, status: int) -> None:
+        """Answer the request in progress for the server (413, 503) and close once the client
+        had time to read it: meanwhile what it sends is read and dropped (a close with its body
+        still arriving would reset the connection, and could take the answer with it)."""
+        assert self._core is not None and self._transport is not None
+        body = REFUSAL_BODIES[status]
+        self._core.reject(status, plain_response(status, body, self.response_fields())[1:], body)
+        self._flush()
+        for timer in (self._idle_timer, self._header_timer):
+            if timer is not None:
+                timer.cancel()
+        if self._transport.can_write_eof():
+            self._transport.write_eof()
+        # In the header timer's place: no request head is timed (none will be read) meanwhile.
+        self._header_timer = self._loop.call_later(LINGER_TIMEOUT, self._close_transport)
 
     def _on_end_body(self) -> None:
         if self._upgrade is not None:
@@ -181,13 +225,22 @@ class H1ServerProtocol(ConnectionProtocol):
         self._close_transport()
 
     def _switch_to_websocket(self, headers: Headers) -> None:
-        """The connection becomes the WebSocket's: its protocol answers the handshake."""
+        """The connection becomes the WebSocket's: its protocol answers the handshake. Past
+        --limit-concurrency the server answers 503 instead; under it the WebSocket counts in
+        flight until its handler ends."""
         assert self._core is not None and self._transport is not None
         self._websocket = None
+        status = self._refusal(headers)
+        if status is not None:
+            self._reject(status)
+            return
         self._context.unregister(self)
         if self._idle_timer is not None:
             self._idle_timer.cancel()
-        WebSocketProtocol(self._context, self._core, headers).take_over(self._transport, b"")
+        task = WebSocketProtocol(self._context, self._core, headers).take_over(self._transport, b"")
+        concurrency = self._context.concurrency
+        if concurrency is not None:
+            task.add_done_callback(lambda _task: concurrency.leave())
 
     # -- h2c upgrade -----------------------------------------------------------------------------
 
@@ -214,11 +267,12 @@ class H1ServerProtocol(ConnectionProtocol):
         assert self._upgrade is not None and self._core is not None
         _settings, headers, body = self._upgrade
         self._upgrade = None
-        self._start_stream(self._core.request_id, headers)
-        assert self._stream is not None
+        request_id = self._core.request_id
+        if not self._start_stream(request_id, headers):
+            return
         if body:
-            self._stream.feed_body(bytes(body), 0)
-        if self._core.request_complete:
+            self._on_body(Body(request_id, bytes(body), 0))
+        if self._core.request_complete and self._stream is not None:
             self._stream.feed_end()
 
     # -- the stream ------------------------------------------------------------------------------
@@ -234,6 +288,8 @@ class H1ServerProtocol(ConnectionProtocol):
         finally:
             if self._context.admission is not None:
                 self._context.admission.leave(queued)
+            if self._context.concurrency is not None:
+                self._context.concurrency.leave()
             if self._context.request_stats is not None:
                 self._count_request(stream)
             stream.close()

@@ -25,6 +25,7 @@ from osmium.asgi import (
     ClientDisconnected,
     HTTPStream,
     build_scope,
+    plain_response,
     run_http,
 )
 from osmium.protocol.events import (
@@ -47,7 +48,7 @@ from osmium.protocol.events import (
 )
 from osmium.protocol.h2 import ServerConnection, StreamGone
 from osmium.protocol.ws import WebSocketSettings
-from osmium.transport.base import ConnectionProtocol, stream_snapshot
+from osmium.transport.base import REFUSAL_BODIES, ConnectionProtocol, stream_snapshot
 from osmium.transport.context import ServerContext
 from osmium.transport.h2_ws import H2WebSocket
 from osmium.websocket import run_websocket, websocket_scope
@@ -77,6 +78,7 @@ class H2ServerProtocol(ConnectionProtocol):
             limits=context.limits,
             debug_frames=context.debug_frames,
             keep_alive_timeout=context.keep_alive_timeout,
+            constant_fields=context.response_fields.defaults,
         )
         self._streams: dict[int, HTTPStream] = {}
         self._tasks: dict[int, asyncio.Task[None]] = {}
@@ -119,10 +121,11 @@ class H2ServerProtocol(ConnectionProtocol):
         self._attach(transport, upgraded=True)
         self._core.busy()
         self._on_request(Request(1, headers))
-        stream = self._streams[1]
-        if body:
-            stream.feed_body(body, 0)  # sent over HTTP/1.1: no HTTP/2 window to give back
-        stream.feed_end()
+        stream = self._streams.get(1)
+        if stream is not None:  # None: the server answered it (413, 503)
+            if body:
+                self._on_body(Body(1, body, 0))  # sent over HTTP/1.1: no HTTP/2 window to give back
+            stream.feed_end()
         if trailing:
             self.data_received(trailing)
 
@@ -272,6 +275,11 @@ class H2ServerProtocol(ConnectionProtocol):
         if scope["method"] == "CONNECT":
             self._on_connect(event)
             return
+        if context.max_request_body_size or context.concurrency is not None:
+            status = self._refusal(event.headers)
+            if status is not None:
+                self._answer_alone(stream_id, status, scope["method"] == "HEAD")
+                return
         stream = HTTPStream(self, stream_id, scope)
         self._streams[stream_id] = stream
         self._tasks[stream_id] = self._start_handler(stream)
@@ -285,6 +293,10 @@ class H2ServerProtocol(ConnectionProtocol):
         if field_value(headers, b":protocol") != b"websocket":
             self._core.send_headers(stream_id, [(b":status", b"501")], True)
             self._schedule_flush()
+            return
+        status = self._refusal(headers)
+        if status is not None:
+            self._answer_alone(stream_id, status, False)
             return
         context = self._context
         scope = websocket_scope(
@@ -308,6 +320,8 @@ class H2ServerProtocol(ConnectionProtocol):
             if not await run_websocket(self._context.app, websocket.session, label):
                 self._counters.app_errors += 1
         finally:
+            if self._context.concurrency is not None:
+                self._context.concurrency.leave()
             self._stream_done(stream_id)
 
     @property
@@ -336,8 +350,55 @@ class H2ServerProtocol(ConnectionProtocol):
         stream = self._streams.get(event.stream_id)
         if stream is None:
             self._core.acknowledge(event.stream_id, event.flow_controlled_length)
+            return
+        limit = self._context.max_request_body_size
+        if (
+            limit
+            and type(stream) is HTTPStream  # a WebSocket's messages have their own limit
+            and stream.bytes_in + len(event.data) > limit
+            and not stream.response_finished
+        ):
+            self._body_too_large(stream, event.flow_controlled_length)
         else:
             stream.feed_body(event.data, event.flow_controlled_length)
+
+    def _body_too_large(self, stream: HTTPStream, flow_controlled_length: int) -> None:
+        """The body grew past max_request_body_size: the app gets no more of it (its `receive`
+        says http.disconnect, its sends raise), the client gets 413 and RST_STREAM(NO_ERROR)
+        when the response had not started, RST_STREAM(CANCEL) when it had. The connection and
+        its other streams go on."""
+        stream_id = stream.stream_id
+        self._context.refused("max_request_body_size")
+        self._core.acknowledge(stream_id, flow_controlled_length)
+        if stream.headers_sent:
+            self._count_error(ErrorCode.CANCEL)
+            self._core.reset(stream_id, ErrorCode.CANCEL)
+        else:
+            self._answer(stream_id, 413, stream.scope["method"] == "HEAD")
+        self._on_reset(stream_id)
+        self._schedule_flush()
+
+    def _answer(self, stream_id: int, status: int, head: bool) -> None:
+        """The server's own answer (413, 503) to a request, then RST_STREAM(NO_ERROR) once it
+        is out: RFC 9113 §8.1's way to ask the client to stop sending a body nobody will read
+        (nothing is sent for a stream the client has ended already)."""
+        body = REFUSAL_BODIES[status]
+        core = self._core
+        try:
+            core.send_headers(stream_id, plain_response(status, body, self.response_fields()), head)
+            if not head:
+                core.send_data(stream_id, body, True)
+        except StreamGone:
+            return
+        core.reset_when_sent(stream_id, ErrorCode.NO_ERROR)
+        self._schedule_flush()
+
+    def _answer_alone(self, stream_id: int, status: int, head: bool) -> None:
+        """`_answer` a request no handler runs for; with no stream running, the keep-alive
+        starts again (the request stopped it)."""
+        self._answer(stream_id, status, head)
+        if not self._streams:
+            self._core.idle(monotonic())
 
     def _on_reset(self, stream_id: int) -> None:
         if self._context.admission is not None:
@@ -400,6 +461,8 @@ class H2ServerProtocol(ConnectionProtocol):
         finally:
             if self._context.admission is not None:
                 self._context.admission.leave(queued)
+            if self._context.concurrency is not None:
+                self._context.concurrency.leave()
             if self._context.request_stats is not None:
                 self._count_request(stream)
             if self._pushes:
@@ -547,12 +610,17 @@ class H2ServerProtocol(ConnectionProtocol):
         pushes = self._pushes.get(stream_id, 0)
         if self._closed or pushes >= self._context.max_pushes_per_request:
             return
+        concurrency = self._context.concurrency
+        if concurrency is not None and concurrency.full:
+            return  # a push is optional: none past --limit-concurrency rather than a pushed 503
         promised_id = self._core.push(stream_id, request_headers)
         if promised_id is None:
             return
         self._pushes[stream_id] = pushes + 1
         self._on_request(Request(promised_id, request_headers))
-        self._streams[promised_id].feed_end()  # a promised request has no content (§8.4)
+        promised = self._streams.get(promised_id)  # None: the server answered it (413)
+        if promised is not None:
+            promised.feed_end()  # a promised request has no content (§8.4)
         self._schedule_flush()
 
     def end_stream(self, stream_id: int) -> None:

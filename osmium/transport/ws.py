@@ -68,8 +68,9 @@ class WebSocketProtocol(ConnectionProtocol):
         )
         self._close_timer: asyncio.TimerHandle | None = None
 
-    def take_over(self, transport: asyncio.BaseTransport, trailing: bytes) -> None:
-        """The HTTP/1.1 connection is ours now; the app decides on the handshake."""
+    def take_over(self, transport: asyncio.BaseTransport, trailing: bytes) -> asyncio.Task[bool]:
+        """The HTTP/1.1 connection is ours now; the app decides on the handshake. Returns the
+        app's task (the WebSocket is in flight until it ends)."""
         transport.set_protocol(self)
         self._adopt(transport, upgraded=True)
         self._last_received_at = self._loop.time()
@@ -90,6 +91,7 @@ class WebSocketProtocol(ConnectionProtocol):
         self._task.add_done_callback(self._app_done)
         if trailing:
             self.data_received(trailing)
+        return self._task
 
     # -- asyncio.Protocol ------------------------------------------------------------------------
 

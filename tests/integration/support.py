@@ -28,10 +28,13 @@ def run_tool(
 
 
 def run_osmium(
-    *args: str, timeout: float = 30.0, env: dict[str, str] | None = None
+    *args: str,
+    timeout: float = 30.0,
+    env: dict[str, str] | None = None,
+    pass_fds: tuple[int, ...] = (),
 ) -> subprocess.CompletedProcess[str]:
     """`python -m osmium *args` from the repository root, for CLI tests that expect it to exit;
-    `env`: variables added to this process's environment."""
+    `env`: variables added to this process's environment; `pass_fds`: descriptors it inherits."""
     return subprocess.run(
         osmium_command(*args),
         capture_output=True,
@@ -39,6 +42,7 @@ def run_osmium(
         timeout=timeout,
         cwd=REPO_ROOT,
         env={**os.environ, **env} if env else None,
+        pass_fds=pass_fds,
         check=False,
     )
 

@@ -18,6 +18,7 @@ from osmium.asgi import (
     ClientDisconnected,
     HTTPStream,
     Message,
+    ResponseFields,
     build_scope,
     run_http,
 )
@@ -50,8 +51,8 @@ class RecordingSink:
     def acknowledge(self, stream_id: int, size: int) -> None:
         self.acknowledged += size
 
-    def date_header(self) -> bytes:
-        return b"Thu, 01 Jan 1970 00:00:00 GMT"
+    def response_fields(self) -> ResponseFields:
+        return ResponseFields(lambda: b"Thu, 01 Jan 1970 00:00:00 GMT", [])
 
     def send_informational(self, stream_id: int, headers: Headers) -> None:
         self.sent.append(("informational", headers))
