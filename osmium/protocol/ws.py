@@ -336,4 +336,4 @@ class WebSocket:
         self._pending = 0
         if writes and not writes[-1]:  # the end-of-stream marker: `ended` says so
             writes.pop()
-        return writes[0] if len(writes) == 1 else b"".join(writes)
+        return b"".join(writes)  # one frame: the very bytes, not a copy

@@ -76,9 +76,7 @@ class H1ServerProtocol(ConnectionProtocol):
         self._handle(self._core.receive(data))
 
     def connection_lost(self, exc: Exception | None) -> None:
-        for timer in (self._idle_timer, self._header_timer):
-            if timer is not None:
-                timer.cancel()
+        self._cancel_timers()
         if self._stream is not None:
             self._stream.disconnect()
         if self._context.admission is not None:
@@ -108,11 +106,15 @@ class H1ServerProtocol(ConnectionProtocol):
                 return
         self._flush()
 
-    def _on_request(self, event: Request) -> None:
-        assert self._core is not None
+    def _cancel_timers(self) -> None:
+        """The idle and header timers: the connection is gone, a request is in, or answered."""
         for timer in (self._idle_timer, self._header_timer):
             if timer is not None:
                 timer.cancel()
+
+    def _on_request(self, event: Request) -> None:
+        assert self._core is not None
+        self._cancel_timers()
         self._header_timer = None
         settings = (
             h2c_upgrade_settings(event.headers, self._scheme)
@@ -188,9 +190,7 @@ class H1ServerProtocol(ConnectionProtocol):
         body = REFUSAL_BODIES[status]
         self._core.reject(status, plain_response(status, body, self.response_fields())[1:], body)
         self._flush()
-        for timer in (self._idle_timer, self._header_timer):
-            if timer is not None:
-                timer.cancel()
+        self._cancel_timers()
         if self._transport.can_write_eof():
             self._transport.write_eof()
         # In the header timer's place: no request head is timed (none will be read) meanwhile.
