@@ -13,7 +13,7 @@ from typing import Any
 
 from osmium import __version__
 from osmium.admin import top
-from osmium.config import DEMO_APP, ConfigError, build_config, load_file
+from osmium.config import DEMO_APP, PROXY_PROTOCOL, ConfigError, build_config, load_file
 
 EXIT_CONFIG = 2
 
@@ -155,6 +155,10 @@ def build_parser() -> argparse.ArgumentParser:
     proxy.add_argument(
         "--forwarded-allow-ips", default=None, metavar="IPS",
         help="trusted peers: IPs and CIDRs, comma-separated, or * (default 127.0.0.1)",
+    )  # fmt: skip
+    proxy.add_argument(
+        "--proxy-protocol", default=None, choices=PROXY_PROTOCOL,
+        help="every connection starts with a HAProxy PROXY header of this version (default off)",
     )  # fmt: skip
     proxy.add_argument(
         "--root-path", default=None, metavar="PATH",

@@ -15,6 +15,7 @@ from typing import Any
 
 from osmium.asgi import CONNECTION_SPECIFIC
 from osmium.protocol.limits import Limits
+from osmium.protocol.proxy_header import VERSIONS as PROXY_PROTOCOL_VERSIONS
 from osmium.protocol.settings import ProtocolSettings
 from osmium.protocol.ws import WebSocketSettings
 from osmium.proxy import TrustedProxies, root_path_problem
@@ -24,6 +25,7 @@ DEMO_APP = "osmium.demo:app"
 LOOPS = ("auto", "asyncio", "uvloop")
 #: --http: both protocols (ALPN, prior knowledge, h2c upgrade), HTTP/1.1 only, HTTP/2 only.
 HTTP_MODES = ("auto", "1", "2")
+PROXY_PROTOCOL = ("off", *PROXY_PROTOCOL_VERSIONS)
 MAX_WORKERS = 1024
 #: A day of per-second history at most (about 1.4 MiB an hour for one worker, 0.5 MiB more for
 #: each other worker; README: Admin plane).
@@ -100,6 +102,10 @@ class Config:
     proxy_headers: bool = False
     forwarded_allow_ips: str = "127.0.0.1"
     root_path: str = ""
+    #: Every listener expects a HAProxy PROXY protocol header ("v1" text, "v2" binary) ahead of
+    #: each connection's bytes (TLS included) and serves it as from the header's client; "off":
+    #: none (README: Behind a proxy).
+    proxy_protocol: str = "off"
     #: The admin plane's listener, "HOST:PORT" or "unix:PATH" (None: no admin plane).
     admin_bind: str | None = None
     #: Bearer token of the admin API; without one a loopback listener gets a generated token
@@ -213,6 +219,9 @@ class Config:
             problems.append(f"forwarded_allow_ips: {error}")
         if problem := root_path_problem(self.root_path):
             problems.append(problem)
+        if self.proxy_protocol not in PROXY_PROTOCOL:
+            choices = ", ".join(PROXY_PROTOCOL)
+            problems.append(f"proxy_protocol must be one of {choices}, not {self.proxy_protocol!r}")
         return problems
 
     def _admin_problems(self) -> list[str]:

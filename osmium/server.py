@@ -22,6 +22,7 @@ from osmium.protocol.hpack_logging import quiet_hpack_debug_logging
 from osmium.tls import Listener, ProtocolFactory, TLSConfigError, TLSSettings, load_backend
 from osmium.transport.context import ServerContext
 from osmium.transport.negotiate import ProtocolNegotiator
+from osmium.transport.proxy_protocol import ProxyProtocolServer
 
 log = logging.getLogger("osmium")
 
@@ -175,22 +176,28 @@ class Server:
         context: ServerContext,
         sock: socket.socket,
         tls: bool,
-    ) -> asyncio.AbstractServer:
+    ) -> asyncio.AbstractServer | ProxyProtocolServer:
         """Serve one listening socket: TLS through the back-end, or cleartext."""
         factory: ProtocolFactory = lambda: ProtocolNegotiator(context)  # noqa: E731
         listener = self.tls if tls else None
         if listener is not None:
             factory = listener.wrap(factory)
         ssl_context = listener.ssl_context if listener is not None else None
-        timeout = self.config.limits.handshake_timeout if ssl_context else None
+        timeout = self.config.limits.handshake_timeout
+        if self.config.proxy_protocol != "off":
+            return ProxyProtocolServer(
+                sock, factory, self.config.proxy_protocol, timeout, ssl_context,
+                self.config.backlog,
+            )  # fmt: skip
+        handshake_timeout = timeout if ssl_context else None
         if sock.family == socket.AF_UNIX:
             return await loop.create_unix_server(
                 factory, sock=sock, ssl=ssl_context, backlog=self.config.backlog,
-                ssl_handshake_timeout=timeout,
+                ssl_handshake_timeout=handshake_timeout,
             )  # fmt: skip
         return await loop.create_server(
             factory, sock=sock, ssl=ssl_context, backlog=self.config.backlog,
-            ssl_handshake_timeout=timeout,
+            ssl_handshake_timeout=handshake_timeout,
         )  # fmt: skip
 
     def _heartbeat(self, context: ServerContext) -> None:
