@@ -68,6 +68,14 @@ class ResponseFields:
             headers.append((b"date", self.date()))
         headers += [(name, value) for name, value in self.defaults if name not in named]
 
+    def complete(self, headers: Headers) -> Headers:
+        """`headers` (lower-case names, pseudo-fields first) and after them the server's fields
+        they do not name: for the answers that bypass HTTPStream (WebSocket handshakes and
+        denials, protocol refusals), so that they too name the server, once."""
+        completed = list(headers)
+        self.add_missing(completed, [name for name, _ in headers if name in self.names])
+        return completed
+
 
 def plain_response(status: int, body: bytes, fields: ResponseFields) -> Headers:
     """The head of a short text/plain response the server makes itself (500, 503, 413)."""

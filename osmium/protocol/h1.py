@@ -7,6 +7,7 @@ and can accept an upgrade (h2c, websocket) by answering 101 and handing the rest
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from http import HTTPStatus
 
 import h11
@@ -53,6 +54,10 @@ def h2c_upgrade_settings(headers: Headers, scheme: str) -> bytes | None:
 H2C_SWITCH: Headers = [(b"connection", b"Upgrade"), (b"upgrade", b"h2c")]
 
 
+def _as_given(headers: Headers) -> Headers:
+    return headers
+
+
 def _reason(status: int) -> bytes:
     try:
         return HTTPStatus(status).phrase.encode()
@@ -63,8 +68,16 @@ def _reason(status: int) -> bytes:
 class H1Connection:
     """The protocol state of one HTTP/1.1 connection, fed by a transport that owns the socket."""
 
-    def __init__(self, scheme: str, max_header_bytes: int = MAX_HEADER_BYTES) -> None:
+    def __init__(
+        self,
+        scheme: str,
+        max_header_bytes: int = MAX_HEADER_BYTES,
+        server_fields: Callable[[Headers], Headers] = _as_given,
+    ) -> None:
+        """`server_fields`: a response's fields plus the server's own (date, server, defaults)
+        that they lack, for the answers this core makes itself: refusals and 101s."""
         self._h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=max_header_bytes)
+        self._server_fields = server_fields
         self._scheme = scheme.encode()
         self._output = bytearray()
         self.request_id = 0
@@ -136,7 +149,9 @@ class H1Connection:
         self.failed = True
         if self._h11.our_state in (h11.IDLE, h11.SEND_RESPONSE):
             body = _reason(status)
-            headers = [(b"content-length", str(len(body)).encode()), (b"connection", b"close")]
+            headers = self._server_fields(
+                [(b"content-length", str(len(body)).encode()), (b"connection", b"close")]
+            )
             self._output += self._h11.send(self._response(status, headers))
             if self._method != b"HEAD":  # a response to HEAD has no body (RFC 9110 §9.3.2)
                 self._output += self._h11.send(h11.Data(data=body))
@@ -215,9 +230,10 @@ class H1Connection:
         return self._pull()
 
     def accept_upgrade(self, headers: Headers) -> bytes:
-        """101 Switching Protocols with `headers` (h2c, websocket); returns the bytes the client
-        sent after its request."""
-        self._output += self._h11.send(h11.InformationalResponse(status_code=101, headers=headers))
+        """101 Switching Protocols with `headers` (h2c, websocket) and the server's fields;
+        returns the bytes the client sent after its request."""
+        response = h11.InformationalResponse(status_code=101, headers=self._server_fields(headers))
+        self._output += self._h11.send(response)
         trailing, _closed = self._h11.trailing_data
         return bytes(trailing)
 

@@ -61,7 +61,8 @@ class H1ServerProtocol(ConnectionProtocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._adopt(transport)
-        self._core = H1Connection(self._scheme)
+        fields = self._context.response_fields
+        self._core = H1Connection(self._scheme, server_fields=fields.complete)
         self._arm_idle_timer()
 
     def data_received(self, data: bytes) -> None:
@@ -217,9 +218,10 @@ class H1ServerProtocol(ConnectionProtocol):
         status, reason, fields = problem
         log.info("WebSocket handshake refused from %s: %s", self.peer_host, reason)
         body = reason.encode()
-        self._core.start_response(
-            status, [*fields, (b"content-length", str(len(body)).encode())], close=True
+        head = self.response_fields().complete(
+            [*fields, (b"content-length", str(len(body)).encode())]
         )
+        self._core.start_response(status, head, close=True)
         self._core.send_data(body)
         self._core.end_response()
         self._close_transport()

@@ -291,7 +291,8 @@ class H2ServerProtocol(ConnectionProtocol):
         protocol, or a plain CONNECT (a tunnel), gets 501 (RFC 8441 §4, RFC 9110 §9.3.6)."""
         stream_id, headers = event.stream_id, event.headers
         if field_value(headers, b":protocol") != b"websocket":
-            self._core.send_headers(stream_id, [(b":status", b"501")], True)
+            head = self.response_fields().complete([(b":status", b"501")])
+            self._core.send_headers(stream_id, head, True)
             self._schedule_flush()
             return
         status = self._refusal(headers)

@@ -12,6 +12,7 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
+from osmium.asgi import CONNECTION_SPECIFIC
 from osmium.protocol.events import ErrorCode, Headers
 from osmium.protocol.ws import (
     ABNORMAL_CLOSURE,
@@ -31,8 +32,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("osmium.connection")
 
-#: Fields of an HTTP/1.1 101 that have no place in HTTP/2's 200 (RFC 8441 §5).
-HTTP1_ONLY = frozenset({b"upgrade", b"connection", b"sec-websocket-accept"})
+#: Fields of an HTTP/1.1 101 that have no place in HTTP/2's 200 (RFC 8441 §5), nor in any
+#: HTTP/2 response (RFC 9113 §8.2.2).
+HTTP1_ONLY = CONNECTION_SPECIFIC | {b"sec-websocket-accept"}
 
 
 class H2WebSocket:
@@ -104,8 +106,7 @@ class H2WebSocket:
     def accept(self, subprotocol: str | None, headers: Headers) -> None:
         settings = self._connection.websocket_settings
         acceptance = accept(self._request_headers, subprotocol, headers, settings)
-        fields = [(name, value) for name, value in acceptance.headers if name not in HTTP1_ONLY]
-        self._connection.send_headers(self.stream_id, [(b":status", b"200"), *fields], False)
+        self._connection.send_headers(self.stream_id, self._head(200, acceptance.headers), False)
         self._ws = WebSocket(settings.max_message_size, acceptance.extensions)
         self._keepalive = KeepAlive(
             asyncio.get_running_loop(),
@@ -117,11 +118,19 @@ class H2WebSocket:
         self._keepalive.start()
 
     def deny(self, status: int, headers: Headers, body: bytes, finished: bool) -> None:
-        if status:
-            response = [(b":status", str(status).encode()), *headers]
+        if status:  # the app's denial, or the server's 403/500
+            response = self._head(status, headers)
             self._connection.send_headers(self.stream_id, response, finished and not body)
         if body or (finished and not status):
             self._connection.queue_data(self.stream_id, body, finished)
+
+    def _head(self, status: int, headers: Headers) -> Headers:
+        """A response head for the stream: `headers` less what HTTP/2 forbids, and the server's
+        fields they do not name."""
+        fields = [(name, value) for name, value in headers if name not in HTTP1_ONLY]
+        return self._connection.response_fields().complete(
+            [(b":status", str(status).encode()), *fields]
+        )
 
     async def send_message(self, data: str | bytes) -> None:
         ws = self._ws

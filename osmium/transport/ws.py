@@ -149,8 +149,8 @@ class WebSocketProtocol(ConnectionProtocol):
 
     def deny(self, status: int, headers: Headers, body: bytes, finished: bool) -> None:
         h1 = self._h1
-        if status:
-            h1.start_response(status, headers, close=True)
+        if status:  # the app's denial, or the server's 403/500: the server's fields added
+            h1.start_response(status, self.response_fields().complete(headers), close=True)
         h1.send_data(body)
         if finished:
             h1.end_response()

@@ -1,6 +1,7 @@
 """Response fields and request limits against a live server (README: Settings, Limits, Handler
 admission): `server: osmium` and --no-server-header, --header defaults, --max-request-body-size
-(413) and --limit-concurrency (503), over HTTP/1.1 and HTTP/2, with real clients and raw frames.
+(413) and --limit-concurrency (503), over HTTP/1.1 and HTTP/2, with real clients and raw frames;
+the answers the server makes itself (refusals, WebSocket handshakes) carry the fields too.
 
 `app` below is the server's app in these tests; it runs in the server process.
 """
@@ -8,7 +9,7 @@ admission): `server: osmium` and --no-server-header, --header defaults, --max-re
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
@@ -19,14 +20,17 @@ from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
 from osmium import demo
+from osmium.asgi import CONNECTION_SPECIFIC
 from osmium.protocol.events import ErrorCode
 from tests.conformance.frames import RawClient
 from tests.integration.apps import asgi_apps
+from tests.integration.apps.http1_raw import RawConnection, RawResponse, request_bytes
 from tests.integration.support import h2c_client, run_osmium, run_tool, wait_until
 from tests.integration.test_cli import assert_one_line_error
 from tests.server_process import ServerProcess, running_server
 from tests.support.admin import AdminServer, admin_server
 from tests.support.h2_websocket import H2WebSocketClient
+from tests.support.websocket import handshake_headers, new_key
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -38,14 +42,17 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     """asgi_apps' routes (lifespan, /events, /wait-disconnect, /raise-before...) and the demo's
     WebSocket echo, plus:
 
-    /own?NAME=VALUE...  a response carrying those fields of its own
-    /body?id=X          reads the body; records for /events how many bytes it saw and whether
-                        `receive` ended with the whole body ("complete") or http.disconnect
+    /own?NAME=VALUE...         a response carrying those fields of its own
+    /body?id=X                 reads the body; records for /events how many bytes it saw and
+                               whether `receive` ended with the whole body ("complete") or
+                               http.disconnect
+    /ws/own?NAME=VALUE...      (WebSocket) accepted with those fields of its own, then closed
+    /ws/deny-own?NAME=VALUE... (WebSocket) denied with a 401 carrying those fields
     """
     if scope["type"] == "websocket":
-        await demo.app(scope, receive, send)
+        await websocket(scope, receive, send)
     elif scope["type"] == "http" and scope["path"] == "/own":
-        fields = [(name.encode(), value.encode()) for name, value in parse_qsl(_query(scope))]
+        fields = _own_fields(scope)
         await send({"type": "http.response.start", "status": 200, "headers": fields})
         await send({"type": "http.response.body", "body": b"own"})
     elif scope["type"] == "http" and scope["path"] == "/body":
@@ -67,8 +74,25 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         await asgi_apps.app(scope, receive, send)
 
 
+async def websocket(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    if scope["path"] == "/ws/own":
+        await receive()  # websocket.connect
+        await send({"type": "websocket.accept", "headers": _own_fields(scope)})
+    elif scope["path"] == "/ws/deny-own":
+        await receive()
+        start = {"type": "websocket.http.response.start", "status": 401}
+        await send({**start, "headers": _own_fields(scope)})
+        await send({"type": "websocket.http.response.body", "body": b"denied"})
+    else:
+        await demo.app(scope, receive, send)
+
+
 def _query(scope: dict[str, Any]) -> str:
     return scope["query_string"].decode("latin-1")
+
+
+def _own_fields(scope: dict[str, Any]) -> list[tuple[bytes, bytes]]:
+    return [(name.encode(), value.encode()) for name, value in parse_qsl(_query(scope))]
 
 
 @pytest.fixture(scope="module")
@@ -175,6 +199,192 @@ def test_headers_in_the_config_file_must_be_a_list(tmp_path: Path) -> None:
     config.write_text('headers = "x-a: b"\n')
     result = run_osmium("serve", "--bind", "127.0.0.1:0", "--config", str(config))
     assert_one_line_error(result, "headers must be a list")
+
+
+# -- the answers the server makes itself -----------------------------------------------------------
+
+TEAM = ("--header", "x-team:core")
+#: A field the server's answers carry (name and value as sent; names lower case on HTTP/2).
+Field = tuple[str | bytes, str | bytes]
+
+
+@pytest.fixture(scope="module")
+def team_server() -> Iterator[ServerProcess]:
+    with running_server(*TEAM, app=APP) as process:
+        yield process
+
+
+def values(fields: Sequence[Field]) -> dict[str, list[str]]:
+    """Each field's values by lower-case name, in the order sent."""
+    found: dict[str, list[str]] = {}
+    for name, value in fields:
+        text = (name.decode() if isinstance(name, bytes) else name).lower()
+        found.setdefault(text, []).append(value.decode() if isinstance(value, bytes) else value)
+    return found
+
+
+def assert_the_server_s_fields(fields: Sequence[Field], server: str | None = "osmium") -> None:
+    """`server` (None: no server field), x-team and a date, each exactly once."""
+    found = values(fields)
+    assert found.get("server", []) == ([server] if server else []), fields
+    assert found.get("x-team") == ["core"], fields
+    assert len(found.get("date", [])) == 1, fields
+
+
+def h1_answer(server: ServerProcess, request: bytes) -> RawResponse:
+    """The server's answer to `request`, written on a fresh HTTP/1.1 connection (a 101's head)."""
+    with RawConnection.open(server.host, server.port) as connection:
+        connection.send_tolerant(request)  # the server may answer, and close, before it has all
+        return connection.read_response()
+
+
+def upgrade_request(server: ServerProcess, path: str, headers: list[tuple[str, str]]) -> bytes:
+    return request_bytes("GET", path, f"{server.host}:{server.port}", headers)
+
+
+def h2c_request(server: ServerProcess) -> bytes:
+    headers = [
+        ("Connection", "Upgrade, HTTP2-Settings"),
+        ("Upgrade", "h2c"),
+        ("HTTP2-Settings", "AAMAAABkAAQAAP__"),
+    ]
+    return upgrade_request(server, "/sleep?ms=0", headers)
+
+
+#: HTTP/1.1 requests the server answers itself, and with what.
+H1_ANSWERS: dict[str, tuple[int, Callable[[ServerProcess], bytes]]] = {
+    "400 both framings": (
+        400,
+        lambda _server: (
+            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+        ),
+    ),
+    "431 header block": (
+        431,
+        lambda _server: b"GET / HTTP/1.1\r\nHost: x\r\nX-Huge: " + b"h" * 200_000 + b"\r\n\r\n",
+    ),
+    "505 version": (505, lambda _server: b"GET / HTTP/2.0\r\nHost: x\r\n\r\n"),
+    "501 CONNECT": (
+        501,
+        lambda _server: b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n",
+    ),
+    "101 h2c": (101, h2c_request),
+    "101 WebSocket": (
+        101,
+        lambda server: upgrade_request(server, "/ws/echo", handshake_headers(new_key())),
+    ),
+    "400 WebSocket without a key": (
+        400,
+        lambda server: upgrade_request(server, "/ws/echo", handshake_headers(None)),
+    ),
+    "426 WebSocket version": (
+        426,
+        lambda server: upgrade_request(server, "/ws/echo", handshake_headers(new_key(), "8")),
+    ),
+    "403 WebSocket closed before accept": (
+        403,
+        lambda server: upgrade_request(server, "/ws/closed", handshake_headers(new_key())),
+    ),
+}
+
+
+def h2_answer(server: ServerProcess, headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The head of the server's answer to a stream opened with `headers` (it need not end)."""
+    with raw_client(server) as client:
+        stream_id = client.next_stream_id()
+        client.send_headers(stream_id, headers, end_stream=False)
+
+        def answered(_frame: object) -> bool:
+            state = client.streams.get(stream_id)
+            return state is not None and bool(state.header_blocks)
+
+        client.wait_for(answered, f"the answer on stream {stream_id}")
+        return client.streams[stream_id].header_blocks[0]
+
+
+def extended_connect(server: ServerProcess, path: str) -> list[tuple[str, str]]:
+    """RFC 8441's request for a WebSocket on a stream."""
+    return [
+        (":method", "CONNECT"),
+        (":protocol", "websocket"),
+        (":scheme", "http"),
+        (":path", path),
+        (":authority", f"{server.host}:{server.port}"),
+        ("sec-websocket-version", "13"),
+    ]
+
+
+#: HTTP/2 streams the server answers itself, and with what.
+H2_ANSWERS: dict[str, tuple[str, Callable[[ServerProcess], list[tuple[str, str]]]]] = {
+    "501 plain CONNECT": (
+        "501",
+        lambda server: [(":method", "CONNECT"), (":authority", "example.com:443")],
+    ),
+    "200 extended CONNECT": ("200", lambda server: extended_connect(server, "/ws/echo")),
+    "403 WebSocket closed before accept": (
+        "403",
+        lambda server: extended_connect(server, "/ws/closed"),
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(H1_ANSWERS))
+def test_the_server_s_own_http1_answers_name_it_once(team_server: ServerProcess, case: str) -> None:
+    status, request = H1_ANSWERS[case]
+    response = h1_answer(team_server, request(team_server))
+    assert response.status == status, response
+    assert_the_server_s_fields(response.headers)
+
+
+@pytest.mark.parametrize("case", list(H2_ANSWERS))
+def test_the_server_s_own_h2_answers_name_it_once(team_server: ServerProcess, case: str) -> None:
+    status, request = H2_ANSWERS[case]
+    head = h2_answer(team_server, request(team_server))
+    assert head[0] == (":status", status), head
+    assert_the_server_s_fields(head)
+    assert not CONNECTION_SPECIFIC & {name.encode() for name, _ in head}, head
+
+
+def test_no_server_header_leaves_the_server_s_own_answers_unnamed() -> None:
+    with running_server("--no-server-header", *TEAM, app=APP) as server:
+        for case, (status, request) in H1_ANSWERS.items():
+            response = h1_answer(server, request(server))
+            assert response.status == status, (case, response)
+            assert_the_server_s_fields(response.headers, server=None)
+        for case, (h2_status, h2_request) in H2_ANSWERS.items():
+            head = h2_answer(server, h2_request(server))
+            assert head[0] == (":status", h2_status), (case, head)
+            assert_the_server_s_fields(head, server=None)
+
+
+OWN = "?server=shop&x-team=own&date=Thu,%2001%20Jan%201970%2000:00:00%20GMT"
+
+
+def assert_the_app_s_fields_won(fields: Sequence[Field]) -> None:
+    found = values(fields)
+    assert found.get("server") == ["shop"], fields
+    assert found.get("x-team") == ["own"], fields
+    assert found.get("date") == ["Thu, 01 Jan 1970 00:00:00 GMT"], fields
+
+
+@pytest.mark.parametrize(("path", "status"), [("/ws/own", 101), ("/ws/deny-own", 401)])
+def test_a_websocket_s_own_fields_win_over_http1(
+    team_server: ServerProcess, path: str, status: int
+) -> None:
+    request = upgrade_request(team_server, path + OWN, handshake_headers(new_key()))
+    response = h1_answer(team_server, request)
+    assert response.status == status, response
+    assert_the_app_s_fields_won(response.headers)
+
+
+@pytest.mark.parametrize(("path", "status"), [("/ws/own", "200"), ("/ws/deny-own", "401")])
+def test_a_websocket_s_own_fields_win_over_h2(
+    team_server: ServerProcess, path: str, status: str
+) -> None:
+    head = h2_answer(team_server, extended_connect(team_server, path + OWN))
+    assert head[0] == (":status", status), head
+    assert_the_app_s_fields_won(head)
 
 
 # -- --max-request-body-size: HTTP/1.1 -------------------------------------------------------------

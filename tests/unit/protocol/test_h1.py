@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from osmium.asgi import ResponseFields
 from osmium.protocol.events import Body, ConnectionFailed, EndBody, Request
 from osmium.protocol.h1 import H2C_SWITCH, H1Connection
 
@@ -131,3 +132,27 @@ def test_early_hints_precede_the_response_only_for_http11_clients() -> None:
     old_client.receive(b"GET / HTTP/1.0\r\n\r\n")
     old_client.send_informational(103, link)
     assert old_client.data_to_send() == b""
+
+
+def test_the_core_s_own_answers_carry_the_server_s_fields_of_the_moment() -> None:
+    """A refusal and a 101 get date, server and the defaults, the date as it is when each goes
+    out; a field the 101 names itself (an app's, on a WebSocket's) is not added again."""
+    dates = iter([b"Thu, 01 Jan 1970 00:00:00 GMT", b"Thu, 01 Jan 1970 00:00:01 GMT"])
+    fields = ResponseFields(lambda: next(dates), [(b"server", b"osmium"), (b"x-team", b"core")])
+    refusing = H1Connection("http", server_fields=fields.complete)
+    refusing.receive(b"GET / HTTP/2.0\r\nHost: x\r\n\r\n")
+    assert refusing.data_to_send() == (
+        b"HTTP/1.1 505 HTTP Version Not Supported\r\ncontent-length: 26\r\n"
+        b"connection: close\r\ndate: Thu, 01 Jan 1970 00:00:00 GMT\r\nserver: osmium\r\n"
+        b"x-team: core\r\n\r\nHTTP Version Not Supported"
+    )
+    upgrading = H1Connection("http", server_fields=fields.complete)
+    upgrading.receive(
+        b"GET / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+        b"Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\n\r\n"
+    )
+    upgrading.accept_upgrade([*H2C_SWITCH, (b"server", b"own")])
+    assert upgrading.data_to_send() == (
+        b"HTTP/1.1 101 \r\nconnection: Upgrade\r\nupgrade: h2c\r\nserver: own\r\n"
+        b"date: Thu, 01 Jan 1970 00:00:01 GMT\r\nx-team: core\r\n\r\n"
+    )
