@@ -23,6 +23,12 @@ from osmium.tls import TLS12_CIPHERS, VERIFY_CLIENT
 
 DEMO_APP = "osmium.demo:app"
 LOOPS = ("auto", "asyncio", "uvloop")
+LOG_FORMATS = ("text", "json")
+LIFESPAN_MODES = ("auto", "on", "off")
+#: The default access line: `127.0.0.1:51234 - "GET /items?id=3 HTTP/2" 200 OK 12 0.41ms`.
+ACCESS_LOG_FORMAT = (
+    '{client} - "{method} {target} {protocol}" {status} {reason} {bytes} {duration_ms}ms'
+)
 #: --http: both protocols (ALPN, prior knowledge, h2c upgrade), HTTP/1.1 only, HTTP/2 only.
 HTTP_MODES = ("auto", "1", "2")
 PROXY_PROTOCOL = ("off", *PROXY_PROTOCOL_VERSIONS)
@@ -119,8 +125,25 @@ class Config:
     ws_ping_interval: float = 20.0
     ws_ping_timeout: float = 20.0
     ws_per_message_deflate: bool = True
-    access_log: bool = False
+    #: One line per request on the osmium.access logger (README: Logs).
+    access_log: bool = True
+    #: The access line, as a str.format template of the fields README: Logs lists.
+    access_log_format: str = ACCESS_LOG_FORMAT
     log_level: str = "info"
+    #: "text": a line of text per record; "json": one JSON object per line (README: Logs).
+    log_format: str = "text"
+    #: A logging.config.dictConfig file (JSON, TOML or YAML) applied after osmium's own setup.
+    log_config: str | None = None
+    #: The ASGI lifespan protocol: "auto" (if the app speaks it), "on" (an app that does not
+    #: is an error), "off" (never sent).
+    lifespan: str = "auto"
+    #: Development: restart the workers when a Python file under reload_dirs (default: the
+    #: working directory) changes.
+    reload: bool = False
+    reload_dirs: tuple[str, ...] = ()
+    #: KEY=VALUE lines added to the environment (variables already set win) before settings
+    #: are read from it and before the app is imported.
+    env_file: str | None = None
     #: Log every frame h2 sees and sends (debug level, logger "osmium.frames").
     debug_frames: bool = False
     loop: str = "auto"
@@ -206,6 +229,9 @@ class Config:
             problems.append(f"loop must be one of {', '.join(LOOPS)}")
         if self.log_level.lower() not in ("critical", "error", "warning", "info", "debug"):
             problems.append(f"unknown log level {self.log_level!r}")
+        for name, choices in (("log_format", LOG_FORMATS), ("lifespan", LIFESPAN_MODES)):
+            if getattr(self, name) not in choices:
+                problems.append(f"{name} must be one of {', '.join(choices)}")
         if problems:
             raise ConfigError("; ".join(problems))
         return self
@@ -253,9 +279,9 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-_PROTOCOL_FIELDS = {f.name for f in dataclasses.fields(ProtocolSettings)}
-_LIMIT_FIELDS = {f.name for f in dataclasses.fields(Limits)}
-_SERVER_FIELDS = {f.name for f in dataclasses.fields(Config)} - {"protocol", "limits"}
+PROTOCOL_FIELDS = {f.name for f in dataclasses.fields(ProtocolSettings)}
+LIMIT_FIELDS = {f.name for f in dataclasses.fields(Limits)}
+SERVER_FIELDS = {f.name for f in dataclasses.fields(Config)} - {"protocol", "limits"}
 _OPTIONAL_STRINGS = {
     "certfile",
     "keyfile",
@@ -263,27 +289,26 @@ _OPTIONAL_STRINGS = {
     "ca_certs",
     "admin_bind",
     "admin_token",
+    "log_config",
+    "env_file",
 }
 
 
-def _expected_type(name: str) -> type:
+def setting_type(name: str) -> type:
+    """What a setting's value must be (a file's or the environment's, before any conversion)."""
     if name in _OPTIONAL_STRINGS:
         return str
     if name == "sni":
         return dict
     owner = (
-        ProtocolSettings
-        if name in _PROTOCOL_FIELDS
-        else Limits
-        if name in _LIMIT_FIELDS
-        else Config
+        ProtocolSettings if name in PROTOCOL_FIELDS else Limits if name in LIMIT_FIELDS else Config
     )
     default = next(f.default for f in dataclasses.fields(owner) if f.name == name)
     return type(default)
 
 
 def _check_type(name: str, value: Any) -> None:
-    expected = _expected_type(name)
+    expected = setting_type(name)
     if expected is float and isinstance(value, int) and not isinstance(value, bool):
         return
     if type(value) is not expected:
@@ -393,8 +418,8 @@ def parse_listen(entry: str, tls: bool) -> ListenAddress:
     return ListenAddress("tcp", tls, host=host, port=port)
 
 
-def _listen_entries(name: str, value: object) -> tuple[Any, ...]:
-    """A listener setting as a tuple: one value (TOML string, an --fd number) or a list."""
+def _list_entries(name: str, value: object) -> tuple[Any, ...]:
+    """A list setting as a tuple: one value (TOML string, an --fd number) or a list."""
     items = value if isinstance(value, list | tuple) else [value]
     kind = int if name == "fd" else str
     if not all(type(item) is kind for item in items):
@@ -404,7 +429,7 @@ def _listen_entries(name: str, value: object) -> tuple[Any, ...]:
 
 def build_config(settings: dict[str, Any]) -> Config:
     """A validated Config from flat setting names (file and CLI use the same names)."""
-    unknown = set(settings) - _PROTOCOL_FIELDS - _LIMIT_FIELDS - _SERVER_FIELDS - {"fd"}
+    unknown = set(settings) - PROTOCOL_FIELDS - LIMIT_FIELDS - SERVER_FIELDS - {"fd"}
     if unknown:
         raise ConfigError(f"unknown setting(s): {', '.join(sorted(unknown))}")
     values = dict(settings)
@@ -414,15 +439,15 @@ def build_config(settings: dict[str, Any]) -> Config:
         values["headers"] = parse_headers(values["headers"])
     if values.get("workers") == "auto":
         values["workers"] = os.cpu_count() or 1
-    for name in ("bind", "insecure_bind", "fd"):
+    for name in ("bind", "insecure_bind", "fd", "reload_dirs"):
         if name in values:
-            values[name] = _listen_entries(name, values[name])
+            values[name] = _list_entries(name, values[name])
     if "fd" in values:  # --fd N is --bind fd://N
         values["bind"] = values.get("bind", ()) + tuple(f"fd://{fd}" for fd in values.pop("fd"))
     for name, value in values.items():
         _check_type(name, value)
-    protocol_values = {name: values.pop(name) for name in list(values) if name in _PROTOCOL_FIELDS}
-    limit_values = {name: values.pop(name) for name in list(values) if name in _LIMIT_FIELDS}
+    protocol_values = {name: values.pop(name) for name in list(values) if name in PROTOCOL_FIELDS}
+    limit_values = {name: values.pop(name) for name in list(values) if name in LIMIT_FIELDS}
     return Config(
         protocol=ProtocolSettings(**protocol_values), limits=Limits(**limit_values), **values
     ).validate()
@@ -445,4 +470,43 @@ def load_file(path: str) -> dict[str, Any]:
     if table is not document and len(document) > 1:
         outside = ", ".join(sorted(key for key in document if key != "server"))
         raise ConfigError(f"config file {path}: settings outside [server]: {outside}")
-    return {key.replace("-", "_"): value for key, value in table.items()}
+    settings = {key.replace("-", "_"): value for key, value in table.items()}
+    return relative_to(os.path.dirname(os.path.abspath(path)), settings)
+
+
+#: Settings that name files or directories: a config file's relative ones are relative to it.
+PATH_SETTINGS = frozenset({"certfile", "keyfile", "ca_certs", "log_config", "env_file"})
+#: Listener settings, whose "unix:PATH" entries are paths too.
+LISTENER_SETTINGS = frozenset({"bind", "insecure_bind", "admin_bind"})
+
+
+def relative_to(base: str, settings: dict[str, Any]) -> dict[str, Any]:
+    """`settings` with their relative paths made relative to `base`, not to the working
+    directory (which a service manager picks, not the person who wrote the file)."""
+
+    def path(value: Any) -> Any:
+        return os.path.join(base, value) if isinstance(value, str) and value else value
+
+    def listener(value: Any) -> Any:
+        if isinstance(value, str) and value.startswith("unix:"):
+            return "unix:" + path(value[5:])
+        return value
+
+    def sni_entry(entry: Any) -> Any:
+        host, separator, files = str(entry).partition("=")
+        return f"{host}={','.join(map(path, files.split(',')))}" if separator else entry
+
+    def each(value: Any, convert: Any) -> Any:
+        return [convert(item) for item in value] if isinstance(value, list) else convert(value)
+
+    resolved = dict(settings)
+    for name, value in settings.items():
+        if name in PATH_SETTINGS or name == "reload_dirs":
+            resolved[name] = each(value, path)
+        elif name in LISTENER_SETTINGS:
+            resolved[name] = each(value, listener)
+        elif name == "sni" and isinstance(value, dict):
+            resolved[name] = {host: each(files, path) for host, files in value.items()}
+        elif name == "sni" and isinstance(value, list):  # --sni HOST=CERT,KEY
+            resolved[name] = [sni_entry(entry) for entry in value]
+    return resolved

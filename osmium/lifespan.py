@@ -21,8 +21,12 @@ class LifespanFailure(Exception):
 
 
 class Lifespan:
-    def __init__(self, app: ASGIApp, state: dict[str, Any]) -> None:
+    """`mode` (--lifespan): "auto" runs it if the app speaks it, "on" makes an app that does not
+    a startup failure, "off" never starts it (nor the app's state)."""
+
+    def __init__(self, app: ASGIApp, state: dict[str, Any], mode: str = "auto") -> None:
         self._app = app
+        self._mode = mode
         self._state = state
         self._inbox: asyncio.Queue[Message] = asyncio.Queue()
         self._outcome: asyncio.Queue[Message] = asyncio.Queue()
@@ -30,11 +34,15 @@ class Lifespan:
         #: The last event the app received ("lifespan.startup", ...) and its answer to it.
         self._received: str | None = None
         self._answered: str | None = None
-        self.supported = True
+        self.supported = mode != "off"
 
     async def startup(self) -> None:
+        if not self.supported:
+            return
         self._task = asyncio.get_running_loop().create_task(self._run())
         await self._exchange("startup")
+        if self._mode == "on" and not self.supported:
+            raise LifespanFailure("the app does not speak the lifespan protocol (--lifespan on)")
 
     async def shutdown(self) -> None:
         if self.supported and self._task is not None and not self._task.done():

@@ -119,7 +119,7 @@ class Server:
         loop.add_signal_handler(signal.SIGQUIT, self.request_stop_now)
         loop.add_signal_handler(signal.SIGUSR2, self.request_retire)
         state: dict = {}
-        lifespan = Lifespan(self.app, state)
+        lifespan = Lifespan(self.app, state, self.config.lifespan)
         try:
             await lifespan.startup()
         except LifespanFailure as failure:

@@ -26,7 +26,7 @@ REQUESTS = re.compile(r"requests: (\d+) total, .* (\d+) succeeded, (\d+) failed"
 
 def start_server(workers: int, cores: str) -> tuple[subprocess.Popen[bytes], int]:
     command = ["taskset", "-c", cores, sys.executable, "-m", "osmium", "serve"]
-    command += ["--bind", "127.0.0.1:0", "--workers", str(workers)]
+    command += ["--bind", "127.0.0.1:0", "--workers", str(workers), "--no-access-log"]
     server = subprocess.Popen(command, stderr=subprocess.PIPE)
     assert server.stderr is not None
     deadline = time.monotonic() + 60

@@ -139,20 +139,21 @@ def running_server(
     cwd: str | None = None,
     new_session: bool = False,
     pass_fds: tuple[int, ...] = (),
+    command: str = "serve",
 ) -> Iterator[ServerProcess]:
     """`osmium serve [app] --bind 127.0.0.1:0 *args`, yielded once it listens, then stopped
     (without that --bind when `args` say where to listen: several --bind are several listeners).
 
     `new_session`: the server leads its own process group, which a test may signal as a whole
     (as a terminal's Ctrl-C does) without hitting pytest. `pass_fds`: descriptors it inherits
-    (a listening socket for --fd, as systemd hands one over).
+    (a listening socket for --fd, as systemd hands one over). `command` "": `osmium [app] ...`.
     """
-    listens = any(arg in ("--bind", "--fd") for arg in args)
+    listens = any(arg in ("--bind", "--fd", "--host", "--port") for arg in args)
     bind = () if listens else ("--bind", "127.0.0.1:0")
-    command = osmium_command("serve", *([app] if app else []), *bind, *args)
+    argv = osmium_command(*([command] if command else []), *([app] if app else []), *bind, *args)
     child_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     process = subprocess.Popen(
-        command,
+        argv,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

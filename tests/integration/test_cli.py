@@ -285,4 +285,6 @@ def test_ipv6_bind() -> None:
 def test_version_flag() -> None:
     result = run_osmium("--version")
     assert result.returncode == 0
-    assert re.fullmatch(r"osmium \d+\.\d+\.\d+\n", result.stdout)
+    assert re.fullmatch(
+        r"osmium \d+\.\d+\.\d+ \(h2 [\d.]+, h11 [\d.]+, .*; CPython 3\.\d+\.\d+\)\n", result.stdout
+    )

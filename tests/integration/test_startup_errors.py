@@ -110,6 +110,24 @@ def test_app_without_lifespan_gets_one_info_line_and_is_served() -> None:
     assert "Traceback" not in server.output
 
 
+def test_lifespan_on_refuses_an_app_without_lifespan() -> None:
+    result = serve(f"{APPS}.asgi_apps:no_lifespan_app", "--lifespan", "on")
+    assert result.returncode == 3, details(result)
+    assert result.stderr.splitlines()[-1] == (
+        f"{ERROR_PREFIX} application startup failed: "
+        "the app does not speak the lifespan protocol (--lifespan on)"
+    )
+
+
+def test_lifespan_off_never_starts_it() -> None:
+    # startup_raises would stop the server at startup: with lifespan off it is only served.
+    with running_server("--lifespan", "off", app=f"{STARTUP_APPS}:startup_raises") as server:
+        with h2c_client(server) as client:
+            assert client.get("/").status_code == 200
+        assert server.stop() == 0
+    assert "lifespan" not in server.output
+
+
 # -- imports ---------------------------------------------------------------------------------------
 
 
