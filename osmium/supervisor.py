@@ -8,6 +8,7 @@ self-pipe; each loop turn reads worker reports, handles signals, then reap -> mu
   TERM/INT only as "drain", however often; "now" is QUIT, which only the acceptor decides on.
 - QUIT: stop now.
 - HUP: rolling reload, one slot at a time: the new worker is ready before the old one retires.
+  With --reload, a changed Python file under the watched directories does the same.
 - TTIN/TTOU: one worker slot more/less.
 The acceptor keeps its copy of every slot socket, so when a worker dies the connections queued on
 its socket wait for the replacement instead of being refused.
@@ -28,7 +29,7 @@ from typing import Any
 
 from osmium.admin.plane import AdminPlane
 from osmium.channel import CommandWriter, ReportReader
-from osmium.config import Config
+from osmium.config import Config, ConfigError
 from osmium.listeners import (
     adopt_listener,
     bind_listener,
@@ -36,6 +37,7 @@ from osmium.listeners import (
     claim_port,
     listening_url,
 )
+from osmium.reloader import Reloader, describe
 from osmium.server import loop_factory, tls_listener
 from osmium.worker import reset_signals, run_worker
 
@@ -84,6 +86,8 @@ class WorkerHandle:
     retiring: bool = False
     #: Why it left, once known: max-requests, reload, drain, removed, timeout.
     leaving_for: str | None = None
+    #: It said why it cannot start (a fatal report): its exit needs no log line of its own.
+    failed: bool = False
     stats: dict[str, Any] = field(default_factory=dict)
 
 
@@ -93,6 +97,8 @@ class Supervisor:
         # Everything a worker would fail on for good is checked once here, before any fork.
         tls_listener(config)
         loop_factory(config.loop)
+        #: --reload: the watcher of the app's source files, started once all else is in place.
+        self.reloader = Reloader(config.reload_dirs) if config.reload else None
         self.listen = config.listen_addresses
         #: The socket of each unix path or handed-over descriptor (by listener index): one,
         #: which every slot serves; and each TCP listener's port, claimed once (port 0: picked).
@@ -130,6 +136,18 @@ class Supervisor:
         #: Cumulative counters of the workers that have exited, from their last reports.
         self.served: dict[str, int] = dict.fromkeys(SUMMED_COUNTERS, 0)
         self._wakeup_read, self._wakeup_write = os.pipe()
+        if self.reloader is not None:
+            self._start_reloader(self.reloader)
+
+    def _start_reloader(self, reloader: Reloader) -> None:
+        """Last in __init__, so that when the watches cannot be placed nothing stays bound."""
+        try:
+            reloader.start()
+        except ConfigError:
+            self._close_sockets()
+            if self.admin is not None:
+                self.admin.stop()
+            raise
 
     # -- the loop --------------------------------------------------------------------------------
 
@@ -154,6 +172,8 @@ class Supervisor:
             self._close_sockets()
             if self.admin is not None:
                 self.admin.stop()
+            if self.reloader is not None:
+                self.reloader.stop()
         if self.exit_code == 0:
             defences = "".join(
                 f"; {self.served[name]} {what}"
@@ -181,9 +201,10 @@ class Supervisor:
     def _wait_and_read_reports(self) -> None:
         readers = {worker.reader.fd: worker for worker in self.workers.values()}
         admin_fds = self.admin.fds() if self.admin is not None else []
+        reloader_fds = [self.reloader.fd] if self.reloader is not None else []
         try:
             ready, _, _ = select.select(
-                [self._wakeup_read, *readers, *admin_fds], [], [], self._timeout()
+                [self._wakeup_read, *readers, *admin_fds, *reloader_fds], [], [], self._timeout()
             )
         except InterruptedError:
             return
@@ -192,6 +213,8 @@ class Supervisor:
                 os.read(self._wakeup_read, 4096)
             elif fd in readers:
                 self._read_reports(readers[fd])
+            elif fd in reloader_fds:
+                self._on_source_change()
             elif self.admin is not None:
                 self.admin.on_readable(fd)
 
@@ -201,6 +224,13 @@ class Supervisor:
         if self.admin is not None:
             due.append(self.admin.next_deadline() - now)
         return max(0.0, min([LOOP_TICK, *due]))
+
+    def _on_source_change(self) -> None:
+        """--reload: the files changed since the last batch, in one reload (none while stopping)."""
+        assert self.reloader is not None
+        changed = self.reloader.changed()
+        if changed and not self.stopping:
+            self.reload(f"{describe(changed)} changed")
 
     def _read_reports(self, worker: WorkerHandle) -> None:
         for message in worker.reader.read():
@@ -256,8 +286,10 @@ class Supervisor:
     def _on_fatal(self, worker: WorkerHandle, message: dict[str, Any]) -> None:
         """Before the server ever served: stop it with the message. After: keep what serves."""
         text = message.get("message", "worker failed")
+        worker.failed = True
         if self.announced:
-            if self.reload_slots:
+            # A worker of a reload since replaced by another (a file saved again) ends only itself.
+            if self.reload_slots and worker.generation == self.generation:
                 log.error("reload abandoned, the current workers keep serving: %s", text)
                 self.reload_slots = []
             else:
@@ -311,13 +343,15 @@ class Supervisor:
             # Not a second TERM/INT: the workers may have had those from the process group.
             self._signal_workers(signal.SIGQUIT)
 
-    def reload(self) -> None:
-        """HUP (or the admin API): replace every worker, one slot at a time."""
-        log.info("reloading: replacing %d worker(s) one by one", self.slots)
+    def reload(self, cause: str | None = None) -> None:
+        """HUP, the admin API or --reload (`cause`: the files changed): replace every worker, one
+        slot at a time."""
+        why = f"{cause}; " if cause else ""
+        log.info("reloading: %sreplacing %d worker(s) one by one", why, self.slots)
         self.generation += 1
         self.reloads += 1
         self.reload_slots = list(range(self.slots))
-        self._event("reload-started", f"reload {self.reloads}: {self.slots} slot(s)")
+        self._event("reload-started", f"reload {self.reloads}: {why}{self.slots} slot(s)")
 
     def add_slot(self) -> None:
         """TTIN (or the admin API): one worker more."""
@@ -426,7 +460,8 @@ class Supervisor:
             return
         if self._workers_in(worker.slot):
             # A reload's new worker failed; the slot's current worker goes on serving.
-            log.error("worker %d (slot %d) failed to start (%s)", worker.pid, worker.slot, how)
+            if not worker.failed:
+                log.error("worker %d (slot %d) failed to start (%s)", worker.pid, worker.slot, how)
             return
         crashes = self.crashes_in_a_row.get(worker.slot, 0) + 1
         self.crashes_in_a_row[worker.slot] = crashes
@@ -541,6 +576,8 @@ class Supervisor:
                 sock.close()
         if self.admin is not None and keep is not None:
             self.admin.close_in_child()
+        if self.reloader is not None:
+            self.reloader.close_in_child()
 
     def _become_worker(self, slot: int, report_write: int, command_read: int | None) -> None:
         """In the forked child: drop the acceptor's resources, serve, and never return."""
