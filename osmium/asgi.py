@@ -10,6 +10,8 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, MutableMapping
+from http import HTTPStatus
+from time import monotonic
 from typing import Any, Protocol
 from urllib.parse import quote, unquote
 
@@ -42,6 +44,15 @@ HTTP2_EXTENSIONS: dict[str, dict[str, Any]] = {**HTTP1_EXTENSIONS, "http.respons
 #: What a path keeps unencoded when it becomes a pushed request's :path (RFC 3986 §3.3 pchar).
 PATH_SAFE = "/:@!$&'()*+,;="
 _STATUS_BYTES = {status: str(status).encode() for status in range(100, 600)}
+#: The fields of an access line: --access-log-format's names and the JSON keys (README: Logs).
+ACCESS_FIELDS = (
+    "client", "method", "target", "path", "query", "protocol", "status", "reason", "bytes",
+    "duration_ms", "stream",
+)  # fmt: skip
+_REASONS = {status.value: status.phrase for status in HTTPStatus}
+#: Whether requests are timed for their access line: settled once at start-up, after logging is
+#: configured (`time_requests`), so that a request with the access log off asks nothing more.
+_timed = False
 
 
 class ResponseFields:
@@ -87,6 +98,84 @@ def plain_response(status: int, body: bytes, fields: ResponseFields) -> Headers:
     ]
     headers += fields.defaults
     return headers
+
+
+class Milliseconds(float):
+    """A duration that reads with two decimals ("0.41", "12.00") and stays a number in JSON."""
+
+    __slots__ = ()
+
+    def __str__(self) -> str:
+        return f"{self:.2f}"
+
+
+class _Absent:
+    """A field an access line has no value for (no response, no stream on HTTP/1.1): "-" in
+    text whatever the template's format spec, null in JSON."""
+
+    __slots__ = ()
+
+    def __format__(self, spec: str) -> str:
+        return "-"
+
+    def __repr__(self) -> str:
+        return "-"
+
+
+ABSENT = _Absent()
+
+
+def request_line(method: str, scope: Scope, stream_id: int | None) -> str:
+    """`"GET /path HTTP/2" stream 5` for log lines (the stream id only where there are many)."""
+    target = scope["raw_path"].decode("ascii", "backslashreplace")
+    version = scope["http_version"]
+    line = f'"{method} {target} HTTP/{version}"'
+    return f"{line} stream {stream_id}" if version == "2" and stream_id is not None else line
+
+
+def access_fields(
+    scope: Scope, method: str, status: int | None, sent: int, seconds: float, stream_id: int | None
+) -> dict[str, Any]:
+    """An access line's fields (ACCESS_FIELDS), from the scope the app saw (its client, after
+    --proxy-headers) and how the exchange went: `sent` body bytes in `seconds`."""
+    client = scope["client"]
+    if client is None:
+        peer = "-"
+    elif ":" in client[0]:
+        peer = f"[{client[0]}]:{client[1]}"
+    else:
+        peer = f"{client[0]}:{client[1]}"
+    path = scope["raw_path"].decode("ascii", "backslashreplace")
+    query = scope["query_string"].decode("ascii", "backslashreplace")
+    version = scope["http_version"]
+    return {
+        "client": peer,
+        "method": method,
+        "target": f"{path}?{query}" if query else path,
+        "path": path,
+        "query": query,
+        "protocol": f"HTTP/{version}",
+        "status": ABSENT if status is None else status,
+        "reason": _REASONS.get(status, ""),  # type: ignore[arg-type]
+        "bytes": sent,
+        "duration_ms": Milliseconds(round(seconds * 1000, 2)),
+        "stream": stream_id if version == "2" and stream_id is not None else ABSENT,
+    }
+
+
+def time_requests(on: bool) -> None:
+    """Time each request from its head on (for its access line), or not: osmium.logs says which
+    once the access logger's level is known."""
+    global _timed
+    _timed = on
+
+
+def log_access(
+    scope: Scope, method: str, status: int | None, sent: int, started: float, stream_id: int | None
+) -> None:
+    """One access line, for an exchange that began at `started` (time.monotonic()); the fields
+    are the record's message, which osmium.logs renders with --access-log-format."""
+    access_log.info(access_fields(scope, method, status, sent, monotonic() - started, stream_id))
 
 
 class ClientDisconnected(OSError):
@@ -203,11 +292,11 @@ class HTTPStream:
         self._expects_trailers = False
         self._body_finished = False
         self.headers_sent = False
-        #: For the admin plane: body bytes each way, and when the handler started (0.0 while
-        #: the admin plane is off: nothing asks).
+        #: Body bytes each way (admin plane, access line), and when the request's head arrived
+        #: (0.0 unless the access log or the admin plane asks).
         self.bytes_in = 0
         self.bytes_out = 0
-        self.started_at = 0.0
+        self.started_at = monotonic() if _timed else 0.0
 
     # -- fed by the connection -------------------------------------------------------------------
 
@@ -258,11 +347,8 @@ class HTTPStream:
 
     @property
     def request_line(self) -> str:
-        """`"GET /path HTTP/2" stream 5` for log lines (the stream id only where there are many)."""
-        scope = self.scope
-        target = scope["raw_path"].decode("ascii", "backslashreplace")
-        line = f'"{scope["method"]} {target} HTTP/{scope["http_version"]}"'
-        return f"{line} stream {self.stream_id}" if scope["http_version"] == "2" else line
+        """`"GET /path HTTP/2" stream 5`: which request a log line is about."""
+        return request_line(self.scope["method"], self.scope, self.stream_id)
 
     def _wake_receiver(self) -> None:
         waiter = self._receive_waiter
@@ -442,20 +528,23 @@ class HTTPStream:
 
     async def _send_internal_error(self) -> None:
         self.headers_sent = True
+        self.status = 500
         headers = plain_response(500, INTERNAL_ERROR_BODY, self._sink.response_fields())
         self._sink.send_headers(self.stream_id, headers, self._is_head)
         self._finish_response()
         if not self._is_head:
+            self.bytes_out += len(INTERNAL_ERROR_BODY)
             await self._sink.send_body(self.stream_id, INTERNAL_ERROR_BODY, True)
 
 
 async def run_http(app: ASGIApp, stream: HTTPStream) -> bool:
-    """Run the app for one stream; a failure becomes a 500 or RST_STREAM, logged with the request.
+    """Run the app for one stream; a failure becomes a 500 or RST_STREAM, logged with the request,
+    and the exchange one access line (when the access log is on: `started_at` is set then).
 
     Returns False when the app failed (raised, or returned without a complete response); an app
     that stops because its client went away has not failed.
     """
-    failed = False
+    failed = gone = False
     try:
         await app(stream.scope, stream.receive, stream.send)
     except Exception as exc:
@@ -463,24 +552,22 @@ async def run_http(app: ASGIApp, stream: HTTPStream) -> bool:
         # ClientDisconnect), and an app may fail otherwise once its peer is gone: normal traffic.
         if stream.client_gone or isinstance(exc, ClientDisconnected):
             error_log.info("%s: client went away (%s)", stream.request_line, type(exc).__name__)
-            return True
-        # Only a flag is kept: holding `exc` here would tie this frame, the app's frames and
-        # what they hold (a streaming response's generator) in a cycle that only gc breaks.
-        failed = True
-        error_log.exception("%s: exception in ASGI application", stream.request_line)
-    succeeded = not failed and stream.response_finished
-    try:
-        await stream.finish_after_app(failed)
-    except ClientDisconnected:
-        return succeeded
-    if access_log.isEnabledFor(logging.INFO):
+            gone = True
+        else:
+            # Only a flag is kept: holding `exc` here would tie this frame, the app's frames and
+            # what they hold (a streaming response's generator) in a cycle that only gc breaks.
+            failed = True
+            error_log.exception("%s: exception in ASGI application", stream.request_line)
+    succeeded = gone or (not failed and stream.response_finished)
+    if not gone:
+        try:  # noqa: SIM105 (contextlib.suppress would cost a context manager per request)
+            await stream.finish_after_app(failed)
+        except ClientDisconnected:
+            pass  # the client left while the server ended the exchange: nothing is owed now
+    if stream.started_at and access_log.isEnabledFor(logging.INFO):
         scope = stream.scope
-        access_log.info(
-            '%s - "%s %s HTTP/%s" %s',
-            scope["client"][0] if scope["client"] else "-",
-            scope["method"],
-            scope["path"],
-            scope["http_version"],
-            stream.status if stream.status is not None else "-",
-        )
+        log_access(
+            scope, scope["method"], stream.status, stream.bytes_out, stream.started_at,
+            stream.stream_id,
+        )  # fmt: skip
     return succeeded

@@ -10,9 +10,19 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
+from time import monotonic
 from typing import Any, Protocol
 
-from osmium.asgi import ASGIApp, ClientDisconnected, Message, Scope, build_scope
+from osmium.asgi import (
+    ASGIApp,
+    ClientDisconnected,
+    Message,
+    Scope,
+    access_log,
+    build_scope,
+    log_access,
+    request_line,
+)
 from osmium.protocol.events import Headers
 from osmium.protocol.ws import INTERNAL_ERROR, NORMAL_CLOSURE, subprotocols
 
@@ -29,6 +39,17 @@ class WebSocketSink(Protocol):
     async def send_message(self, data: str | bytes) -> None: ...
     def close(self, code: int, reason: str) -> None: ...
     def consumed(self, size: int) -> None: ...
+
+
+def handshake_method(scope: Scope) -> str:
+    """The opening handshake's method: GET (RFC 6455), or CONNECT on HTTP/2 (RFC 8441)."""
+    return "CONNECT" if scope["http_version"] == "2" else "GET"
+
+
+def describe(scope: Scope, stream_id: int | None, peer: str) -> str:
+    """`WebSocket "GET /chat HTTP/1.1" from 10.0.0.7` (HTTP/2: `... HTTP/2" stream 3 from ...`):
+    which WebSocket a log line is about."""
+    return f"WebSocket {request_line(handshake_method(scope), scope, stream_id)} from {peer}"
 
 
 def websocket_scope(
@@ -65,6 +86,10 @@ class WebSocketSession:
         #: The peer's close code once the WebSocket is over for the app.
         self.disconnect_code: int | None = None
         self._disconnect_reason = ""
+        #: For the access line: the handshake's answer (101 or HTTP/2's 200, or the denial's
+        #: status), and the bytes sent: message payloads (UTF-8 for text) or the denial's body.
+        self.status: int | None = None
+        self.bytes_out = 0
 
     # -- fed by the connection -------------------------------------------------------------------
 
@@ -133,6 +158,7 @@ class WebSocketSession:
         headers = [(bytes(n), bytes(v)) for n, v in message.get("headers", ())]
         self._sink.accept(message.get("subprotocol"), headers)
         self.state = "accepted"
+        self.status = 200 if self.scope["http_version"] == "2" else 101
 
     async def _send_data(self, message: Message) -> None:
         if self.state != "accepted":
@@ -144,6 +170,10 @@ class WebSocketSession:
             data = message.get("text")
         if data is None:
             raise RuntimeError("websocket.send without text or bytes")
+        if isinstance(data, str):
+            self.bytes_out += len(data) if data.isascii() else len(data.encode())
+        else:
+            self.bytes_out += len(data)
         await self._sink.send_message(data)
 
     def _close(self, code: int, reason: str) -> None:
@@ -157,8 +187,9 @@ class WebSocketSession:
         if self.state != "handshake" or self._response_started:
             raise RuntimeError("websocket.http.response.start after the handshake was answered")
         self._response_started = True
+        self.status = int(message["status"])
         self._denial = (
-            int(message["status"]),
+            self.status,
             [(bytes(n).lower(), bytes(v)) for n, v in message.get("headers", ())],
         )
 
@@ -168,12 +199,15 @@ class WebSocketSession:
         status, headers = self._denial
         finished = not message.get("more_body", False)
         self.state = "denying"
-        self._sink.deny(status, headers, bytes(message.get("body", b"")), finished)
+        body = bytes(message.get("body", b""))
+        self.bytes_out += len(body)
+        self._sink.deny(status, headers, body, finished)
         if finished:
             self.state = "denied"
 
     def _deny(self, status: int, headers: Headers, body: bytes, finished: bool) -> None:
         self.state = "denied"
+        self.status = status
         self._sink.deny(status, headers, body, finished)
 
     # -- after the app returns -------------------------------------------------------------------
@@ -190,14 +224,24 @@ class WebSocketSession:
             self._sink.close(INTERNAL_ERROR if app_raised else NORMAL_CLOSURE, "")
 
 
-async def run_websocket(app: ASGIApp, session: WebSocketSession, label: str) -> bool:
-    """Run the app for one WebSocket; False when it raised (logged with `label`)."""
+async def run_websocket(
+    app: ASGIApp, session: WebSocketSession, peer: str, stream_id: int | None = None
+) -> bool:
+    """Run the app for one WebSocket (from `peer`, on HTTP/2 stream `stream_id`); False when it
+    raised, logged naming the WebSocket. Its access line is written when it ends."""
+    started = monotonic() if access_log.isEnabledFor(logging.INFO) else 0.0
+    scope = session.scope
     raised = False
     try:
-        await app(session.scope, session.receive, session.send)
+        await app(scope, session.receive, session.send)
     except Exception as exc:
         if session.disconnect_code is None and not isinstance(exc, ClientDisconnected):
             raised = True
-            error_log.exception("%s: exception in ASGI application", label)
+            error_log.exception(
+                "%s: exception in ASGI application", describe(scope, stream_id, peer)
+            )
     session.finish(raised)
+    if started and access_log.isEnabledFor(logging.INFO):
+        method = handshake_method(scope)
+        log_access(scope, method, session.status, session.bytes_out, started, stream_id)
     return not raised

@@ -205,6 +205,11 @@ class H1Connection:
         self._output += self._h11.send(h11.EndOfMessage(headers=trailers or []))
 
     @property
+    def http_version(self) -> str:
+        """The current request's version, "1.1" or "1.0", as the ASGI scope gives it."""
+        return "1.0" if self._h11.their_http_version == b"1.0" else "1.1"
+
+    @property
     def request_complete(self) -> bool:
         return self._h11.their_state in (h11.DONE, h11.MIGHT_SWITCH_PROTOCOL)
 

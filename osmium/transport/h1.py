@@ -145,7 +145,7 @@ class H1ServerProtocol(ConnectionProtocol):
             self._client,
             self._server,
             context.lifespan_state,
-            "1.1",
+            self._core.http_version,
             self._extensions,
         )
         self._stream = HTTPStream(self, stream_id, scope)

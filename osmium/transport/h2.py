@@ -51,7 +51,7 @@ from osmium.protocol.ws import WebSocketSettings
 from osmium.transport.base import REFUSAL_BODIES, ConnectionProtocol, stream_snapshot
 from osmium.transport.context import ServerContext
 from osmium.transport.h2_ws import H2WebSocket
-from osmium.websocket import run_websocket, websocket_scope
+from osmium.websocket import describe, run_websocket, websocket_scope
 
 log = logging.getLogger("osmium.connection")
 
@@ -316,9 +316,9 @@ class H2ServerProtocol(ConnectionProtocol):
 
     async def _run_websocket(self, websocket: H2WebSocket) -> None:
         stream_id = websocket.stream_id
-        label = f"WebSocket {websocket.scope['path']} stream {stream_id} from {self.peer_host}"
         try:
-            if not await run_websocket(self._context.app, websocket.session, label):
+            app = self._context.app
+            if not await run_websocket(app, websocket.session, self.peer_host, stream_id):
                 self._counters.app_errors += 1
         finally:
             if self._context.concurrency is not None:
@@ -419,12 +419,15 @@ class H2ServerProtocol(ConnectionProtocol):
 
     def _on_send_timed_out(self, event: SendTimedOut) -> None:
         self._count_error(ErrorCode.CANCEL)
-        log.info(
-            "stream %d of %s: no progress sending for %.0f s; resetting it",
-            event.stream_id,
-            self.peer_host,
-            event.seconds,
-        )
+        stream = self._streams.get(event.stream_id)
+        peer = self.peer_host
+        if type(stream) is HTTPStream:
+            which = f"{stream.request_line} from {peer}"
+        elif stream is not None:  # a WebSocket
+            which = describe(stream.scope, event.stream_id, peer)
+        else:
+            which = f"stream {event.stream_id} from {peer}"
+        log.info("%s: no progress sending for %.0f s; resetting it", which, event.seconds)
         self._on_reset(event.stream_id)
 
     def _on_goaway(self, event: GoAway) -> None:

@@ -25,7 +25,7 @@ from osmium.protocol.ws import (
     accept,
 )
 from osmium.transport.ws_keepalive import KeepAlive
-from osmium.websocket import WebSocketSession
+from osmium.websocket import WebSocketSession, describe
 
 if TYPE_CHECKING:
     from osmium.transport.h2 import H2ServerProtocol
@@ -161,8 +161,8 @@ class H2WebSocket:
     def _no_pong(self) -> None:
         connection = self._connection
         timeout = connection.websocket_settings.ping_timeout
-        log.info("closing WebSocket on stream %d from %s: no Pong within %g s",
-                 self.stream_id, connection.peer_host, timeout)  # fmt: skip
+        which = describe(self.scope, self.stream_id, connection.peer_host)
+        log.info("closing %s: no Pong within %g s", which, timeout)
         connection.count_timeout()
         self.session.disconnect(INTERNAL_ERROR)
         self.close(INTERNAL_ERROR, "ping timeout")

@@ -29,7 +29,7 @@ from osmium.transport.base import ConnectionProtocol
 from osmium.transport.context import ServerContext
 from osmium.transport.drain import ReadGate
 from osmium.transport.ws_keepalive import KeepAlive
-from osmium.websocket import WebSocketSession, run_websocket, websocket_scope
+from osmium.websocket import WebSocketSession, describe, run_websocket, websocket_scope
 
 log = logging.getLogger("osmium.connection")
 
@@ -86,8 +86,9 @@ class WebSocketProtocol(ConnectionProtocol):
         )
         self._session = WebSocketSession(self, scope)
         self._count_websocket()
-        label = f"WebSocket {scope['path']} from {self.peer_host}"
-        self._task = self._loop.create_task(run_websocket(context.app, self._session, label))
+        self._task = self._loop.create_task(
+            run_websocket(context.app, self._session, self.peer_host)
+        )
         self._task.add_done_callback(self._app_done)
         if trailing:
             self.data_received(trailing)
@@ -200,10 +201,12 @@ class WebSocketProtocol(ConnectionProtocol):
         return True
 
     def _no_pong(self) -> None:
-        log.info("closing WebSocket from %s: no Pong within %g s", self.peer_host,
-                 self._settings.ping_timeout)  # fmt: skip
+        session = self._session
+        assert session is not None
+        which = describe(session.scope, None, self.peer_host)
+        log.info("closing %s: no Pong within %g s", which, self._settings.ping_timeout)
         self._counters.timeouts += 1
-        self._session.disconnect(INTERNAL_ERROR)  # type: ignore[union-attr]
+        session.disconnect(INTERNAL_ERROR)
         self.close(INTERNAL_ERROR, "ping timeout")
 
     def _end(self) -> None:

@@ -229,8 +229,8 @@ def test_event_loop_choice_and_access_log(loop: str) -> None:
         with h2c_client(server) as client:
             assert client.get("/big", params={"size": 10}).content == b"x" * 10
             assert client.get("/missing").status_code == 404
-        server.wait_for_line(r'"GET /big HTTP/2" 200', timeout=5)
-        server.wait_for_line(r'"GET /missing HTTP/2" 404', timeout=5)
+        server.wait_for_line(r'"GET /big\?size=10 HTTP/2" 200 OK 10 ', timeout=5)
+        server.wait_for_line(r'"GET /missing HTTP/2" 404 Not Found', timeout=5)
         assert server.stop() == 0
 
 

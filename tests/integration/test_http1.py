@@ -197,6 +197,14 @@ def test_http10_request_is_answered_then_closed(server: ServerProcess) -> None:
         assert connection.read_to_eof() == b""
 
 
+def test_http10_scope_says_1_0(scope_server: ServerProcess) -> None:
+    with raw(scope_server) as connection:
+        host = authority(scope_server).encode()
+        connection.send(b"GET /scope HTTP/1.0\r\nHost: " + host + b"\r\n\r\n")
+        response = connection.read_response()
+    assert json.loads(response.body)["http_version"] == "1.0"
+
+
 def test_head_has_no_body_and_keeps_the_connection_in_step(server: ServerProcess) -> None:
     # A body after a HEAD response would be read as the start of the next response.
     with raw(server) as connection:
