@@ -40,7 +40,8 @@ def _shown(value: Any) -> str:
         return "on" if value else "off"
     if isinstance(value, tuple) and value:
         return ", ".join(str(item) for item in value)
-    return "none" if value in (None, (), "") else str(value)
+    empty = value is None or (isinstance(value, tuple | dict | str) and not value)
+    return "none" if empty else str(value)
 
 
 class _Group:
@@ -321,12 +322,12 @@ def _admin(group: _Group) -> None:
     group.flag(
         "--admin-bind",
         metavar="HOST:PORT|unix:PATH",
-        help="serve the admin API, /metrics and the dashboard there",
+        help="serve the admin API, /metrics and the dashboard there (default: off)",
     )
     group.flag(
         "--admin-token",
         metavar="TOKEN",
-        help="bearer token of the admin API (none: generated, logged)",
+        help="bearer token of the admin API (default: generated and logged)",
     )
     group.flag(
         "--admin-history", type=int, metavar="SECONDS", help="seconds of per-second history kept"
