@@ -29,6 +29,8 @@ from hyperframe.frame import (
     WindowUpdateFrame,
 )
 
+from osmium.protocol.h2_headers import check_received
+
 #: DATA after our RST_STREAM that carries less than this is an ignored frame; larger ones cost
 #: the peer what an upload costs (and a client's in-flight upload is made of them).
 TINY_LATE_DATA = 1024
@@ -73,7 +75,8 @@ class PlainConfig(h2.config.H2Configuration):
     validate_outbound_headers = False
     normalize_outbound_headers = False
     split_outbound_cookies = False
-    validate_inbound_headers = True
+    #: osmium checks request headers itself, in one pass (h2_headers.py).
+    validate_inbound_headers = False
     normalize_inbound_headers = True
 
 
@@ -84,7 +87,7 @@ def server_config(debug_frames: bool) -> PlainConfig:
         header_encoding=None,
         validate_outbound_headers=False,
         normalize_outbound_headers=False,
-        validate_inbound_headers=True,
+        validate_inbound_headers=False,
         normalize_inbound_headers=True,
         logger=FrameLogger() if debug_frames else None,
     )
@@ -138,6 +141,7 @@ class ServerH2Connection(h2.connection.H2Connection):
         is_new_stream = stream_id not in self.streams
         try:
             frames, events = super()._receive_headers_frame(frame)
+            check_received(events)
         except h2.exceptions.ProtocolError as error:
             cause = error.__cause__
             # h2 reports every HPACK decoding failure as PROTOCOL_ERROR; RFC 9113 §4.3 says

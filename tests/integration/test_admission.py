@@ -90,7 +90,9 @@ def test_a_busy_connection_does_not_starve_another(
         f"{victim_latency * 1000:.0f} ms; the crowd of {CROWD}: {crowd_total * 1000:.0f} ms"
     )
     if capped(server):
-        assert victim_latency < crowd_total / 3, (victim_latency, crowd_total)
+        # About a quarter here (a slot, then its own run); under half on a loaded CI machine,
+        # where the control below stays near the whole crowd's time.
+        assert victim_latency < crowd_total / 2, (victim_latency, crowd_total)
     else:
         # The control: without a cap the victim shares the CPU with the whole crowd.
         assert victim_latency > crowd_total / 2, (victim_latency, crowd_total)
