@@ -38,6 +38,7 @@ from osmium.protocol.events import (
 )
 from osmium.protocol.h2_internals import (
     FrameIgnored,
+    LeanSettings,
     ServerFrameBuffer,
     ServerH2Connection,
     final_headers_sent,
@@ -195,7 +196,7 @@ class ServerConnection:
         if constant_fields:
             self._h2.encoder = ConstantFieldsEncoder(constant_fields)
         limits = limits or Limits()
-        self._h2.local_settings = h2.settings.Settings(
+        self._h2.local_settings = LeanSettings(
             client=False,
             initial_values={
                 h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: settings.max_concurrent_streams,

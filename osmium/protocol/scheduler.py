@@ -44,10 +44,11 @@ class Scheduler:
         #: The ready streams and their priorities.
         self.ready: dict[int, Priority] = {}
         # Per urgency: the round's members in turn order, the head's bytes sent in its turn,
-        # and the non-incremental stream ids, sorted.
-        self._rounds: list[deque[int]] = [deque() for _ in URGENCIES]
+        # and the non-incremental stream ids, sorted. Rounds and lists are made for the
+        # urgencies in use only: an empty deque is 600 bytes, and most connections use one.
+        self._rounds: dict[int, deque[int]] = {}
         self._turn: list[int] = [0 for _ in URGENCIES]
-        self._non_incremental: list[list[int]] = [[] for _ in URGENCIES]
+        self._non_incremental: dict[int, list[int]] = {}
         #: Bit u set while urgency u's round has members: non-zero while any stream is ready, and
         #: next() is a lowest-set-bit look-up.
         self.occupied = 0
@@ -68,12 +69,17 @@ class Scheduler:
             self.discard(stream_id)  # and in again below, where its new priority puts it
         ready[stream_id] = priority
         urgency = priority.urgency
+        round_ = self._rounds.get(urgency)
+        if round_ is None:
+            round_ = self._rounds[urgency] = deque()
         if priority.incremental:
-            self._rounds[urgency].append(stream_id)
+            round_.append(stream_id)
         else:
-            waiting = self._non_incremental[urgency]
+            waiting = self._non_incremental.get(urgency)
+            if waiting is None:
+                waiting = self._non_incremental[urgency] = []
             if not waiting:
-                self._rounds[urgency].append(_NON_INCREMENTAL)
+                round_.append(_NON_INCREMENTAL)
             insort(waiting, stream_id)
         self.occupied |= 1 << urgency
 
