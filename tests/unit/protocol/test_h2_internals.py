@@ -10,11 +10,15 @@ import inspect
 
 import h2.config
 import h2.connection
+import h2.exceptions
 import h2.frame_buffer
+import h2.settings
 import h2.stream
 import pytest
+from h2.settings import SettingCodes
 
 from osmium.protocol.h2_internals import (
+    LeanSettings,
     PlainConfig,
     ServerH2Connection,
     final_headers_sent,
@@ -91,3 +95,29 @@ def test_plain_config_keeps_the_values_it_is_given() -> None:
     assert config.normalize_inbound_headers is True
     assert config.header_encoding is None
     assert ServerH2Connection(config=config).config is config
+
+
+def test_lean_settings_behave_as_h2s() -> None:
+    """The same updates and acknowledgements give the same values and the same changes."""
+    initial = {SettingCodes.MAX_CONCURRENT_STREAMS: 100, SettingCodes.INITIAL_WINDOW_SIZE: 1000}
+    ours, theirs = LeanSettings(False, initial), h2.settings.Settings(False, initial)
+    for settings in (ours, theirs):
+        settings[SettingCodes.INITIAL_WINDOW_SIZE] = 2000
+        settings[SettingCodes.MAX_HEADER_LIST_SIZE] = 4096  # a setting not there before
+        settings[SettingCodes.INITIAL_WINDOW_SIZE] = 3000
+
+    def values(settings: h2.settings.Settings) -> dict:
+        return {code: settings.get(code) for code in SettingCodes}
+
+    assert values(ours) == values(theirs)  # nothing acknowledged yet: the old values
+    for _ in range(3):
+        assert ours.acknowledge() == theirs.acknowledge()
+        assert values(ours) == values(theirs)
+    assert ours.initial_window_size == 3000 and ours.max_header_list_size == 4096
+    with pytest.raises(h2.exceptions.InvalidSettingsValueError):
+        ours[SettingCodes.ENABLE_PUSH] = 2
+
+
+def test_h2_settings_still_keep_their_values_where_lean_settings_replace_them() -> None:
+    assert callable(h2.settings._validate_setting)
+    assert isinstance(h2.settings.Settings()._settings, dict)
