@@ -10,6 +10,7 @@ tests/unit/protocol/test_h2_internals.py fails loudly when an h2 release changes
 from __future__ import annotations
 
 import logging
+import struct
 
 import h2.config
 import h2.connection
@@ -145,6 +146,38 @@ class ServerH2Connection(h2.connection.H2Connection):
     def __init__(self, config: h2.config.H2Configuration) -> None:
         super().__init__(config=config)
         self.remote_settings = LeanSettings(client=True)  # the peer is a client
+        #: What is to be sent, frame by frame. A DATA frame is its 9-byte header and its payload
+        #: as given: h2 would serialise it (a copy), append that to a bytearray (another) and
+        #: copy the bytearray out in data_to_send (a third); here the payload is copied once, in
+        #: data_to_send's join.
+        self._chunks: list[bytes] = []
+
+    def _prepare_for_sending(self, frames: list[Frame]) -> None:
+        chunks = self._chunks
+        for frame in frames:
+            if type(frame) is DataFrame and not frame.pad_length:
+                flags = END_STREAM_FLAG if "END_STREAM" in frame.flags else 0
+                data = frame.data
+                size = len(data)
+                header = FRAME_HEADER.pack(size >> 8, size & 0xFF, 0, flags, frame.stream_id)
+                chunks += (header, data)
+            else:
+                chunks.append(frame.serialize())
+
+    def data_to_send(self, amount: int | None = None) -> bytes:
+        if self._data_to_send:  # written by h2 itself: the SETTINGS of initiate_connection
+            self._chunks.insert(0, bytes(self._data_to_send))
+            self._data_to_send = bytearray()
+        data = b"".join(self._chunks)
+        self._chunks.clear()
+        if amount is not None and len(data) > amount:
+            self._chunks.append(data[amount:])
+            data = data[:amount]
+        return data
+
+    def clear_outbound_data_buffer(self) -> None:
+        super().clear_outbound_data_buffer()
+        self._chunks.clear()
 
     goaway_last_stream_id: int | None = None
     _open_stream_count = 0
@@ -166,7 +199,7 @@ class ServerH2Connection(h2.connection.H2Connection):
         for frame in frames:
             if frame.type == RstStreamFrame.type:
                 self.provoked_resets += 1
-        h2.connection.H2Connection._prepare_for_sending(self, frames)
+        ServerH2Connection._prepare_for_sending(self, frames)
 
     @property
     def open_inbound_streams(self) -> int:
@@ -282,6 +315,9 @@ def final_headers_sent(stream: H2Stream) -> bool:
 # -- frame-level checks h2's FrameBuffer leaves out, made on the 9-byte header alone ----------
 
 FRAME_HEADER_SIZE = 9
+#: A frame header: length (24 bits, as 16 + 8), type, flags, stream id (RFC 9113 §4.1).
+FRAME_HEADER = struct.Struct("!HBBBL")
+END_STREAM_FLAG = 0x1
 SETTINGS_TYPE = 0x4
 WINDOW_UPDATE_TYPE = 0x8
 ACK_FLAG = 0x1
