@@ -125,3 +125,35 @@ def test_lean_settings_behave_as_h2s() -> None:
 def test_h2_settings_still_keep_their_values_where_lean_settings_replace_them() -> None:
     assert callable(h2.settings._validate_setting)
     assert isinstance(h2.settings.Settings()._settings, dict)
+
+
+def test_frames_go_out_as_h2_would_write_them() -> None:
+    """DATA frames queued as header + payload chunks: the same bytes as h2's own serialising,
+    padded DATA and other frames included, whether taken whole or in pieces."""
+    client = h2.connection.H2Connection()
+    client.initiate_connection()
+    preface = client.data_to_send()
+    outputs = []
+    for connection in (ServerH2Connection(config=server_config(False)),
+                       h2.connection.H2Connection(config=server_config(False))):  # fmt: skip
+        connection.initiate_connection()
+        connection.receive_data(preface)
+        connection.receive_data(request_frames())
+        connection.send_headers(1, [(b":status", b"200")])
+        connection.send_data(1, b"x" * 1000)
+        connection.send_data(1, b"padded", pad_length=7)
+        connection.ping(b"12345678")
+        connection.send_data(1, b"", end_stream=True)
+        first = connection.data_to_send(50)
+        outputs.append(first + connection.data_to_send())
+    assert outputs[0] == outputs[1]
+    assert len(outputs[0]) > 1000
+
+
+def request_frames() -> bytes:
+    client = h2.connection.H2Connection()
+    client.initiate_connection()
+    client.data_to_send()
+    headers = [(":method", "GET"), (":path", "/"), (":scheme", "http"), (":authority", "a")]
+    client.send_headers(1, headers, end_stream=True)
+    return client.data_to_send()
