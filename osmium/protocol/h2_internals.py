@@ -97,6 +97,10 @@ def server_config(debug_frames: bool) -> PlainConfig:
     )
 
 
+#: What h2's Settings answers for MAX_CONCURRENT_STREAMS when it was never set.
+UNLIMITED_STREAMS = 2**32 + 1
+
+
 class LeanSettings(h2.settings.Settings):
     """h2's Settings, each setting's values (the current one, then those not yet acknowledged)
     in a list where h2 keeps a deque: an empty deque costs 600 bytes, and each connection holds
@@ -115,6 +119,18 @@ class LeanSettings(h2.settings.Settings):
                 old = values.pop(0)  # type: ignore[attr-defined]
                 changed[key] = ChangedSetting(key, old, values[0])
         return changed
+
+    @property
+    def max_concurrent_streams(self) -> int:
+        """Read on every new stream (by h2 and by us): a dict look-up, not Mapping.get's
+        __getitem__ and KeyError."""
+        values = self._settings.get(SettingCodes.MAX_CONCURRENT_STREAMS)
+        current = values[0] if values else None
+        return UNLIMITED_STREAMS if current is None else current
+
+    @max_concurrent_streams.setter
+    def max_concurrent_streams(self, value: int) -> None:
+        self[SettingCodes.MAX_CONCURRENT_STREAMS] = value
 
     def __setitem__(self, key: SettingCodes | int, value: int) -> None:
         invalid = h2.settings._validate_setting(key, value)

@@ -18,6 +18,7 @@ import pytest
 from h2.settings import SettingCodes
 
 from osmium.protocol.h2_internals import (
+    UNLIMITED_STREAMS,
     LeanSettings,
     PlainConfig,
     ServerH2Connection,
@@ -118,6 +119,13 @@ def test_lean_settings_behave_as_h2s() -> None:
         assert changes(ours) == changes(theirs)
         assert values(ours) == values(theirs)
     assert ours.initial_window_size == 3000 and ours.max_header_list_size == 4096
+    assert ours.max_concurrent_streams == theirs.max_concurrent_streams == 100
+    fresh = LeanSettings(client=True)
+    assert fresh.max_concurrent_streams == h2.settings.Settings().max_concurrent_streams
+    fresh.max_concurrent_streams = 7
+    assert fresh.max_concurrent_streams == UNLIMITED_STREAMS  # until acknowledged, as h2's
+    fresh.acknowledge()
+    assert fresh.max_concurrent_streams == 7
     with pytest.raises(h2.exceptions.InvalidSettingsValueError):
         ours[SettingCodes.ENABLE_PUSH] = 2
 
