@@ -67,14 +67,49 @@ def lint(session: nox.Session) -> None:
     session.run("ruff", "format", "--check", ".")
 
 
+#: What `bench -- --compare NAME` installs for the Python peers (loadtest/launcher.py's
+#: PEER_MODULES, with the versions the comparison was written against).
+PEER_PACKAGES = {
+    "hypercorn": ("hypercorn>=0.16",),
+    "uvicorn": ("uvicorn>=0.54", "zttp>=0.0.35"),
+    "uvicorn-httptools": ("uvicorn>=0.30", "httptools>=0.6"),
+    "granian": ("granian>=2",),
+    "h2corn": ("h2corn>=2",),
+}
+
+
+def compared_peers(arguments: list[str]) -> list[str]:
+    """The names given to the harness's `--compare` (it takes names up to the next option)."""
+    names: list[str] = []
+    taking = False
+    for argument in arguments:
+        if argument.startswith("--compare="):
+            names.append(argument.partition("=")[2])
+            taking = False
+        elif argument.startswith("-"):
+            taking = argument == "--compare"
+        elif taking:
+            names.append(argument)
+    return names
+
+
 @nox.session(python=PYTHON)
 def bench(session: nox.Session) -> None:
     """The main job: h2load scenarios against the demo app, sampled; report in results/latest/.
 
     Arguments go to the harness: `-- --quick`, `-- --compare hypercorn`, `-- --repeats 5`, ...
+    The Python peers named after `--compare` are installed here first.
     """
     ensure_client_tools(session)
     install_project(session, "bench")
+    for name in compared_peers(session.posargs):
+        packages = PEER_PACKAGES.get(name)
+        if packages is None:
+            continue  # bare-h2 needs only osmium's h2; an unknown name is the harness's to refuse
+        try:
+            session.install(*packages)
+        except nox.command.CommandFailed:
+            session.error(f"--compare {name}: cannot install {' '.join(packages)} (pip above)")
     session.run("python", "-m", "loadtest.bench", *session.posargs)
 
 

@@ -1,17 +1,20 @@
 """Run nghttp2's h2load as a subprocess and parse its whole text report into typed, JSON-ready data.
 
-Strict: one exact regex per line of h2load 1.52's report, so a changed or cut report fails loudly.
+Strict: one exact regex per line of h2load 1.52's report, so a changed or cut report fails loudly;
+the same for its per-request `--log-file`, whose timings give latency percentiles.
 """
 
 import dataclasses
 import re
 import shlex
 import shutil
+import statistics
 import subprocess
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from pathlib import Path
+from typing import Any, NamedTuple
 
 DEFAULT_TIMEOUT = 300.0
 INSTALL_HINT = "install Debian's nghttp2-client"
@@ -26,6 +29,11 @@ _DURATION = r"(?:\d+us|\d+\.\d\d(?:ms|s))"
 _SIZE = r"(?:\d+|\d+\.\d\d[KMG])B"
 _FIXED = r"-?\d+\.\d\d"  # std::fixed with setprecision(2)
 _COUNT = r"(\d+)"
+# One --log-file row: start (µs since the epoch), status, µs to the end of the response. Status -1
+# is a failed stream; 0 an HTTP/1.1 status line h2load did not read (an empty reason phrase, as
+# hypercorn sends). "More columns may be added later" (h2load --help): extra ones are allowed.
+_LOG_ROW = re.compile(r"(\d+)\t(-1|\d+)\t(\d+)(?:\t[^\t]*)*")
+FAILED_STREAM = -1
 
 
 class H2LoadError(Exception):
@@ -54,6 +62,11 @@ class Requests:
     failed: int
     errored: int  # a subset of failed: stream or connection errors, not bad statuses
     timeout: int
+
+    @property
+    def answered(self) -> int:
+        """Requests that got a whole response, whatever its status: what h2load's req/s counts."""
+        return self.done - self.errored
 
 
 @dataclass(frozen=True)
@@ -214,6 +227,55 @@ def parse(output: str) -> H2LoadResult:
     )
 
 
+class LoggedRequest(NamedTuple):
+    """One row of h2load's `--log-file`, in whole microseconds as written."""
+
+    start_us: int  # wall clock, since the epoch
+    status: int  # FAILED_STREAM (-1): the stream was reset or failed; 0: status line not read
+    duration_us: int  # from sending the request to the end of the response
+
+
+@dataclass(frozen=True)
+class Percentiles:
+    """Request times over every response that completed, in seconds."""
+
+    p50: float
+    p90: float
+    p99: float
+    max: float
+
+
+def parse_log(text: str) -> list[LoggedRequest]:
+    """Rows of an h2load `--log-file`; a malformed row raises, naming its line number.
+
+    h2load logs each request of the measured phase once (a timed-out or abandoned one not at all)
+    and, with several threads, not in order.
+    """
+    rows = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        match = _LOG_ROW.fullmatch(line)
+        if match is None:
+            raise H2LoadParseError(f"line {number} of the request log is malformed: {line!r}")
+        rows.append(LoggedRequest(int(match[1]), int(match[2]), int(match[3])))
+    return rows
+
+
+def read_log(path: Path) -> list[LoggedRequest]:
+    return parse_log(path.read_text())
+
+
+def latency_percentiles(rows: Sequence[LoggedRequest]) -> Percentiles | None:
+    """p50, p90, p99 (interpolated between the nearest ranks) and max of the requests that got
+    a response (any status), as h2load's own `time for request` counts them; None if none did."""
+    seconds = sorted(row.duration_us / 1e6 for row in rows if row.status != FAILED_STREAM)
+    if not seconds:
+        return None
+    if len(seconds) == 1:
+        return Percentiles(seconds[0], seconds[0], seconds[0], seconds[0])
+    cuts = statistics.quantiles(seconds, n=100, method="inclusive")
+    return Percentiles(cuts[49], cuts[89], cuts[98], seconds[-1])
+
+
 def as_dict(result: H2LoadResult) -> dict[str, Any]:
     """JSON-ready nested dict whose keys are the dataclass field names, for results.json."""
     return dataclasses.asdict(result)
@@ -252,6 +314,7 @@ def command(
     streams: int = 1,
     threads: int = 1,
     data_file: str | None = None,
+    log_file: str | None = None,
     extra_args: Sequence[str] = (),
     prefix: Sequence[str] = (),
 ) -> list[str]:
@@ -263,6 +326,8 @@ def command(
     argv += ["-c", str(clients), "-m", str(streams), "-t", str(threads)]
     if data_file is not None:
         argv += ["-d", data_file]
+    if log_file is not None:
+        argv += ["--log-file", log_file]
     return [*argv, *extra_args, url]
 
 
@@ -287,6 +352,7 @@ def run(
     streams: int = 1,
     threads: int = 1,
     data_file: str | None = None,
+    log_file: str | None = None,
     extra_args: Sequence[str] = (),
     prefix: Sequence[str] = (),
     timeout: float = DEFAULT_TIMEOUT,
@@ -295,8 +361,11 @@ def run(
 
     Failed requests are data, not errors: h2load exits 0 even when no connection succeeded, so
     check `result.requests`. H2LoadError means there is no report (bad arguments, timeout, crash).
+    `log_file` is emptied first: h2load appends to it, and it should hold this run's rows only.
     """
     _check_installed()
+    if log_file is not None:
+        Path(log_file).write_bytes(b"")
     argv = command(
         url,
         requests=requests,
@@ -305,6 +374,7 @@ def run(
         streams=streams,
         threads=threads,
         data_file=data_file,
+        log_file=log_file,
         extra_args=extra_args,
         prefix=prefix,
     )

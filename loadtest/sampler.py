@@ -2,12 +2,14 @@
 
 Runs in its own process so sampling never competes with the load generator's bookkeeping:
 `python -m loadtest.sampler --root PID --output FILE [--interval 0.1]`, stopped with SIGTERM.
-Each line of FILE is one JSON sample: per process, and summed over the tree.
+Each line of FILE is one JSON sample: per process, and summed over the tree. `tree_cpu_seconds`
+gives the tree's CPU time so far, for rates per CPU second between two readings.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import signal
 import subprocess
@@ -68,6 +70,19 @@ class TreeSampler:
                 "ctx_voluntary": switches.voluntary,
                 "ctx_involuntary": switches.involuntary,
             }
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a process tree has used so far: its live processes (workers
+    forked later included once they exist) and the children each has reaped, so a worker that
+    exited between two readings still counts."""
+    root = psutil.Process(pid)
+    total = 0.0
+    for process in [root, *root.children(recursive=True)]:
+        with contextlib.suppress(psutil.NoSuchProcess):  # exited since the listing
+            times = process.cpu_times()
+            total += times.user + times.system + times.children_user + times.children_system
+    return total
 
 
 def run(root_pid: int, output: Path, interval: float) -> None:

@@ -7,6 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from loadtest.launcher import KNOWN_SERVERS, available
 from tests.integration.support import REPO_ROOT
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -47,7 +50,7 @@ def test_quick_bench_writes_results_plots_and_report(tmp_path: Path) -> None:
     assert max(s["total"]["cpu_percent"] for s in samples) > 0
 
     page = (run_dir / "index.html").read_text()
-    for image in ("throughput.png", "latency.png", "resources-hello-osmium.png"):
+    for image in ("throughput.png", "efficiency.png", "latency.png", "resources-hello-osmium.png"):
         assert (run_dir / image).read_bytes().startswith(PNG_SIGNATURE)
         assert f'src="{image}"' in page
 
@@ -55,10 +58,8 @@ def test_quick_bench_writes_results_plots_and_report(tmp_path: Path) -> None:
 def test_bench_refuses_an_unknown_peer_in_one_line(tmp_path: Path) -> None:
     result = run_bench("--quick", "--compare", "nginx", "--output", str(tmp_path))
     assert result.returncode == 2
-    assert (
-        result.stderr.strip()
-        == "bench: error: unknown server 'nginx' (known: osmium, hypercorn, granian, uvicorn)"
-    )
+    known = ", ".join(KNOWN_SERVERS)
+    assert result.stderr.strip() == f"bench: error: unknown server 'nginx' (known: {known})"
     assert not list(tmp_path.iterdir())
 
 
@@ -74,8 +75,17 @@ def test_any_server_command_line_can_be_compared(tmp_path: Path) -> None:
     assert ratio["peer"] == "twin" and ratio["ratio"] > 0  # the same server: noise only
 
 
+def http1_only_peer() -> str:
+    """A known peer that serves HTTP/1.1 only, installed here."""
+    for name, make in KNOWN_SERVERS.items():
+        if not make().http2 and available(name):
+            return name
+    pytest.skip("no HTTP/1.1-only peer is installed")
+
+
 def test_http1_scenarios_run_against_an_http1_only_peer(tmp_path: Path) -> None:
-    """`h1 = true` drives h2load --h1; uvicorn (HTTP/1.1 only) runs those scenarios alone."""
+    """`h1 = true` drives h2load --h1; a peer that speaks HTTP/1.1 only runs those alone."""
+    peer = http1_only_peer()
     scenarios = tmp_path / "scenarios.toml"
     scenarios.write_text(
         '[[scenario]]\nname = "items-h1"\npath = "/items"\nrequests = 500\nclients = 2\n'
@@ -84,14 +94,79 @@ def test_http1_scenarios_run_against_an_http1_only_peer(tmp_path: Path) -> None:
     )
     output = tmp_path / "results"
     result = run_bench(
-        "--scenarios", str(scenarios), "--compare", "uvicorn", "--loop", "asyncio",
+        "--scenarios", str(scenarios), "--compare", peer, "--loop", "asyncio",
         "--repeats", "1", "--output", str(output),
     )  # fmt: skip
     assert result.returncode == 0, result.stderr + result.stdout
     results = json.loads((output / "latest" / "results.json").read_text())
     rows = {(row["scenario"], row["server"]): row for row in results["summary"]}
-    assert set(rows) == {("items-h1", "osmium"), ("items-h1", "uvicorn"), ("hello", "osmium")}
+    assert set(rows) == {("items-h1", "osmium"), ("items-h1", peer), ("hello", "osmium")}
     assert all(row["failed"] == 0 for row in rows.values())
     assert results["settings"]["loop"] == "asyncio"
     h2load_run = next(run for run in results["runs"] if run["scenario"] == "items-h1")
     assert h2load_run["h2load"]["requests"]["succeeded"] == 500
+
+
+BODY = 64 * 1024
+SHORT_SCENARIOS = f"""
+[[scenario]]
+name = "hello"
+path = "/"
+requests = 2000
+clients = 2
+streams = 4
+
+[[scenario]]
+name = "upload-64kib"
+group = "bodies"
+path = "/echo"
+upload = {BODY}
+requests = 100
+clients = 2
+streams = 2
+unit = "MB/s"
+"""
+
+
+def test_a_short_run_measures_cpu_latency_and_body_throughput(tmp_path: Path) -> None:
+    """Every run: requests per server CPU second, ordered percentiles from h2load's request log;
+    the body scenario in MB/s of request bodies; the report names parameters and commit."""
+    scenarios = tmp_path / "scenarios.toml"
+    scenarios.write_text(SHORT_SCENARIOS)
+    output = tmp_path / "results"
+    result = run_bench(
+        "--scenarios", str(scenarios), "--only", "hello", "bodies", "--repeats", "1",
+        "--output", str(output),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr + result.stdout
+    results = json.loads((output / "latest" / "results.json").read_text())
+    runs = {run["scenario"]: run for run in results["runs"]}
+    assert set(runs) == {"hello", "upload-64kib"}
+    for run in runs.values():
+        values = run["metrics"]
+        assert values["failed"] == 0 and run["server_cpu_s"] > 0
+        assert values["req_per_cpu_s"] == pytest.approx(values["succeeded"] / run["server_cpu_s"])
+        percentiles = [values[f"latency_{name}_ms"] for name in ("p50", "p90", "p99", "max")]
+        assert 0 < percentiles[0] <= percentiles[1] <= percentiles[2] <= percentiles[3]
+    upload = runs["upload-64kib"]
+    assert upload["unit"] == "MB/s" and "-d" in upload["command"].split()
+    assert upload["metrics"]["mb_per_s"] == pytest.approx(
+        upload["metrics"]["req_per_s"] * BODY / 1e6, rel=0.01
+    )
+    assert "mb_per_s" not in runs["hello"]["metrics"]
+    rows = {row["scenario"]: row for row in results["summary"]}
+    assert rows["upload-64kib"]["mb_per_s"]["median"] == upload["metrics"]["mb_per_s"]
+    assert rows["hello"]["req_per_cpu_s"]["median"] > 0
+
+    head = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True,
+        check=True,
+    ).stdout.strip()  # fmt: skip
+    assert results["osmium"]["commit"] == head
+    page = (output / "latest" / "index.html").read_text()
+    assert f"commit {head}" in page
+    assert (
+        "<tr><td>upload-64kib</td><td>h2c (prior knowledge)</td><td>POST /echo, 65,536-byte "
+        "body</td><td>2</td><td>2</td><td>100</td><td>-</td><td>MB/s</td></tr>"
+    ) in page
+    assert '<a href="runs/hello-osmium-0.log">server log</a>' in page

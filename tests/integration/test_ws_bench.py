@@ -142,10 +142,11 @@ def test_a_refused_extended_connect_is_one_clear_error(server: ServerProcess) ->
 
 
 def test_an_http1_only_server_is_one_clear_error(tmp_path: Path) -> None:
-    if not available("uvicorn"):
-        pytest.skip("uvicorn is not installed")
+    if not available("uvicorn-httptools"):
+        pytest.skip("uvicorn with httptools is not installed")
     plan = EchoPlan(messages=1, http2=True)
-    with LaunchedServer(KNOWN_SERVERS["uvicorn"](loop="asyncio"), tmp_path / "uvicorn.log") as peer:
+    spec = KNOWN_SERVERS["uvicorn-httptools"](loop="asyncio")
+    with LaunchedServer(spec, tmp_path / "uvicorn.log") as peer:
         url = f"ws://127.0.0.1:{peer.port}/ws/echo"
         with pytest.raises(WsClientError, match="without answering in HTTP/2"):
             run(url, plan, timeout=H2_DEADLINE)

@@ -1,7 +1,9 @@
-"""loadtest.h2load: parse real h2load 1.52 reports exactly, and run h2load against a real osmium.
+"""loadtest.h2load: parse real h2load 1.52 reports and request logs exactly, and run h2load
+against a real osmium.
 
 The reports in data/ were captured from h2load against a fresh osmium (demo app) on 127.0.0.1;
 the checks below re-derive each number from the text with their own regexes, not the parser's.
+The `log_*` captures come with the `--log-file` h2load wrote in the same run (`.tsv`).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import json
 import math
 import re
 import socket
+import statistics
 from pathlib import Path
 
 import pytest
@@ -36,7 +39,16 @@ REPORTS = {
     "mixed_status": "h2load -n 300 -c 3 -m 5 http://127.0.0.1:PORT/ .../missing .../big?size=x",
     "slow_inactivity_timeout": "h2load -n 6 -c 2 -T 1 http://127.0.0.1:PORT/slow?ms=3000",
     "connection_refused": "h2load -n 10 -c 2 http://127.0.0.1:1/ (nothing listens: exit 0)",
+    "log_n400_c4_m4_t2": "h2load -n 400 -c 4 -m 4 -t 2 --log-file LOG http://127.0.0.1:PORT/",
+    # --max-concurrent-streams 2: streams sent before h2load read the SETTINGS are refused.
+    "log_refused_streams": "h2load -n 30 -c 2 -m 5 --log-file LOG http://127.0.0.1:PORT/ "
+    ".../missing (osmium --max-concurrent-streams 2)",
+    # hypercorn's status line "HTTP/1.1 200 " (empty reason): h2load reads no status, logs 0.
+    "log_h1_empty_reason": "h2load -n 20 -c 2 --h1 --log-file LOG http://127.0.0.1:PORT/ "
+    "(hypercorn, loadtest/hypercorn.toml)",
 }
+#: The request logs (data/<name>.tsv) that came with those reports.
+LOGS = ("log_n400_c4_m4_t2", "log_refused_streams", "log_h1_empty_reason")
 # Output that is not a report: h2load was interrupted before printing one.
 INCOMPLETE = {
     "killed_midrun": "timeout -s INT 1 h2load -n 6 -c 2 http://127.0.0.1:PORT/slow?ms=3000",
@@ -93,6 +105,7 @@ def report(request: pytest.FixtureRequest) -> Report:
 
 def test_every_capture_is_described() -> None:
     assert {path.stem for path in DATA.glob("*.txt")} == set(REPORTS) | set(INCOMPLETE)
+    assert {path.stem for path in DATA.glob("*.tsv")} == set(LOGS)
 
 
 def test_request_totals_equal_h2loads_own_line(report: Report) -> None:
@@ -176,6 +189,8 @@ def test_protocols(report: Report) -> None:
     if name.startswith("tls"):
         assert result.application_protocol == "h2"
         assert result.tls == h2load.TlsInfo("TLSv1.3", "TLS_AES_256_GCM_SHA384", "X25519 253 bits")
+    elif name == "log_h1_empty_reason":
+        assert (result.application_protocol, result.tls) == ("http/1.1", None)
     elif name == "connection_refused":
         assert (result.application_protocol, result.tls) == (None, None)
     else:
@@ -378,3 +393,107 @@ def test_run_for_a_fractional_duration(server: ServerProcess) -> None:
     result = h2load.run(f"{server.url}/", duration=0.3, clients=2, streams=2, timeout=60)
     assert result.requests.succeeded == result.requests.total > 0
     assert result.requests.failed == 0
+
+
+def test_command_with_a_request_log() -> None:
+    argv = h2load.command("http://127.0.0.1:8000/", requests=5, log_file="/tmp/requests.tsv")
+    assert argv[-3:] == ["--log-file", "/tmp/requests.tsv", "http://127.0.0.1:8000/"]
+
+
+# -- the per-request log (--log-file) ----------------------------------------------------------
+
+
+def log_text(name: str) -> str:
+    return (DATA / f"{name}.tsv").read_text()
+
+
+@pytest.mark.parametrize("name", LOGS)
+def test_the_log_has_a_row_per_request_done(name: str) -> None:
+    rows = h2load.parse_log(log_text(name))
+    result = h2load.parse(text(name))
+    assert len(rows) == result.requests.done
+    fields = [line.split("\t") for line in log_text(name).splitlines()]
+    assert rows == [tuple(int(value) for value in row) for row in fields]
+
+
+def test_log_statuses_match_the_report() -> None:
+    rows = h2load.parse_log(log_text("log_refused_streams"))
+    result = h2load.parse(text("log_refused_streams"))
+    statuses = [row.status for row in rows]
+    assert statuses.count(200) == result.status_codes.s2xx == 12
+    assert statuses.count(404) == result.status_codes.s4xx == 12
+    # Refused streams: failed, errored, logged as -1; the rest were answered.
+    assert statuses.count(h2load.FAILED_STREAM) == result.requests.errored == 6
+    assert result.requests.answered == 24
+
+
+def test_an_unread_http1_status_is_zero_but_answered() -> None:
+    rows = h2load.parse_log(log_text("log_h1_empty_reason"))
+    result = h2load.parse(text("log_h1_empty_reason"))
+    assert {row.status for row in rows} == {0}
+    assert (result.requests.succeeded, result.requests.failed) == (0, 20)
+    assert result.requests.answered == 20  # responses, which h2load's req/s counts
+    assert h2load.latency_percentiles(rows) is not None
+
+
+def test_log_timings_agree_with_the_report() -> None:
+    """The log holds every request; the report's min and max are of the same requests."""
+    rows = h2load.parse_log(log_text("log_n400_c4_m4_t2"))
+    request_time = h2load.parse(text("log_n400_c4_m4_t2")).request_time
+    seconds = [row.duration_us / 1e6 for row in rows]
+    # The report prints two decimals of ms (or whole µs): within 10 µs of the logged values.
+    assert min(seconds) == pytest.approx(request_time.min, abs=1e-5)
+    assert max(seconds) == pytest.approx(request_time.max, abs=1e-5)
+    assert statistics.fmean(seconds) == pytest.approx(request_time.mean, abs=1e-5)
+
+
+def test_percentiles_of_the_answered_requests() -> None:
+    rows = h2load.parse_log(log_text("log_refused_streams"))
+    answered = sorted(row.duration_us / 1e6 for row in rows if row.status != -1)
+    assert len(answered) == 24
+    percentiles = h2load.latency_percentiles(rows)
+    assert percentiles is not None
+    assert percentiles.max == answered[-1]
+    assert answered[0] <= percentiles.p50 <= percentiles.p90 <= percentiles.p99 <= answered[-1]
+    # The median of 24 values: halfway between the 12th and 13th.
+    assert percentiles.p50 == pytest.approx((answered[11] + answered[12]) / 2)
+
+
+def test_percentiles_by_hand() -> None:
+    rows = [h2load.LoggedRequest(0, 200, micros) for micros in range(1000, 101_000, 1000)]
+    rows.append(h2load.LoggedRequest(0, h2load.FAILED_STREAM, 10**9))  # not a response: left out
+    percentiles = h2load.latency_percentiles(rows)
+    assert percentiles is not None
+    # 1..100 ms, one each: interpolated between the nearest ranks.
+    expected = (0.0505, 0.0901, 0.09901, 0.100)
+    assert dataclasses.astuple(percentiles) == pytest.approx(expected, rel=1e-12)
+    one = h2load.latency_percentiles([h2load.LoggedRequest(0, 200, 1500)])
+    assert one == h2load.Percentiles(0.0015, 0.0015, 0.0015, 0.0015)
+    assert h2load.latency_percentiles([h2load.LoggedRequest(0, -1, 5)]) is None
+    assert h2load.latency_percentiles([]) is None
+
+
+def test_extra_log_columns_are_allowed_and_an_empty_log_is_empty() -> None:
+    assert h2load.parse_log("1\t200\t30\tlater\t\n") == [h2load.LoggedRequest(1, 200, 30)]
+    assert h2load.parse_log("") == []
+
+
+@pytest.mark.parametrize(
+    "line",
+    ["1796190291758529 200 1916", "1796190291758529\t200", "x\t200\t5", "1\t-2\t5", "1\t200\t-5"],
+)
+def test_a_malformed_log_row_names_its_line(line: str) -> None:
+    with pytest.raises(h2load.H2LoadParseError, match=r"line 2 of the request log is malformed"):
+        h2load.parse_log(f"1\t200\t3\n{line}\n")
+
+
+@needs_h2load
+def test_run_writes_a_fresh_log(server: ServerProcess, tmp_path: Path) -> None:
+    """h2load appends to its log file; run() starts it empty, so it holds one run's rows."""
+    log = tmp_path / "requests.tsv"
+    log.write_text("stale\n")
+    for _ in range(2):
+        result = h2load.run(f"{server.url}/", requests=50, clients=2, streams=2, log_file=str(log))
+        rows = h2load.read_log(log)
+        assert len(rows) == result.requests.done == 50
+        assert {row.status for row in rows} == {200}

@@ -1,4 +1,5 @@
-"""The psutil sampler sees a whole process tree, children included, and sums it."""
+"""The psutil sampler sees a whole process tree, children included, and sums it; the tree's CPU
+time counts children that exited and children forked after the first reading."""
 
 from __future__ import annotations
 
@@ -9,13 +10,37 @@ from pathlib import Path
 
 import pytest
 
-from loadtest.sampler import SUMMED, SamplerProcess, TreeSampler, load
+from loadtest.sampler import SUMMED, SamplerProcess, TreeSampler, load, tree_cpu_seconds
 
 PARENT = """
 import subprocess, sys, time
 child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
 print(child.pid, flush=True)
 time.sleep(60)
+"""
+
+
+#: A parent that, per line on stdin, runs a child burning BURN_SECONDS of CPU: `exited` waits for
+#: it to exit (reaped), `alive` leaves it running (until the parent's stdin closes).
+BURN_SECONDS = 0.3
+SPAWNER = f"""
+import subprocess, sys
+burn = "import sys, time\\nend = time.process_time() + {BURN_SECONDS}\\n"
+burn += "while time.process_time() < end: pass\\nprint('burned', flush=True)\\nsys.stdin.read()"
+children = []
+for command in sys.stdin:
+    child = subprocess.Popen([sys.executable, "-c", burn], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True)
+    child.stdout.readline()
+    if command.strip() == "exited":
+        child.stdin.close()
+        child.wait()
+    else:
+        children.append(child)
+    print("done", flush=True)
+for child in children:
+    child.stdin.close()
+    child.wait()
 """
 
 
@@ -67,3 +92,24 @@ def test_sampler_of_a_missing_process_fails_clearly(tmp_path: Path) -> None:
     )  # fmt: skip
     assert result.returncode == 2
     assert result.stderr.strip() == "sampler: no process 999999999"
+
+
+def test_tree_cpu_counts_exited_children_and_children_forked_later() -> None:
+    parent = subprocess.Popen(
+        [sys.executable, "-c", SPAWNER], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    assert parent.stdin is not None and parent.stdout is not None
+    try:
+        before = tree_cpu_seconds(parent.pid)
+        for burned, command in enumerate(("exited", "alive"), start=1):
+            parent.stdin.write(f"{command}\n")
+            parent.stdin.flush()
+            assert parent.stdout.readline() == "done\n"
+            assert tree_cpu_seconds(parent.pid) - before >= burned * BURN_SECONDS
+    finally:
+        parent.stdin.close()
+        try:
+            parent.wait(10)
+        except subprocess.TimeoutExpired:
+            parent.kill()
+            parent.wait()
