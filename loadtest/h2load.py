@@ -65,8 +65,10 @@ class Requests:
 
     @property
     def answered(self) -> int:
-        """Requests that got a whole response, whatever its status: what h2load's req/s counts."""
-        return self.done - self.errored
+        """Requests that got a whole response, whatever its status. `errored` also counts the
+        requests a lost connection never started (those are not in `done`), so it is taken off
+        the failures, not off `done`."""
+        return min(self.done, self.succeeded + self.failed - self.errored)
 
 
 @dataclass(frozen=True)

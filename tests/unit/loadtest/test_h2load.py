@@ -436,6 +436,16 @@ def test_an_unread_http1_status_is_zero_but_answered() -> None:
     assert h2load.latency_percentiles(rows) is not None
 
 
+def test_a_lost_connection_leaves_only_the_answered_requests() -> None:
+    """uvicorn 0.54 on zttp dropped its connection under 100 streams: h2load counted the
+    requests it never started as errored (not in `done`), so `done - errored` went negative."""
+    requests = h2load.Requests(
+        total=20000, started=4166, done=4136, succeeded=4066, failed=15934, errored=15934,
+        timeout=0,
+    )  # fmt: skip
+    assert requests.answered == 4066
+
+
 def test_log_timings_agree_with_the_report() -> None:
     """The log holds every request; the report's min and max are of the same requests."""
     rows = h2load.parse_log(log_text("log_n400_c4_m4_t2"))
