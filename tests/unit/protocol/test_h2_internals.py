@@ -165,3 +165,70 @@ def request_frames() -> bytes:
     headers = [(":method", "GET"), (":path", "/"), (":scheme", "http"), (":authority", "a")]
     client.send_headers(1, headers, end_stream=True)
     return client.data_to_send()
+
+
+def served_pair() -> list[h2.connection.H2Connection]:
+    """Ours and h2's own, each past the preface with streams 1 and 3 requested."""
+    client = h2.connection.H2Connection()
+    client.initiate_connection()
+    headers = [(":method", "GET"), (":path", "/"), (":scheme", "http"), (":authority", "a")]
+    client.send_headers(1, headers, end_stream=True)
+    client.send_headers(3, headers, end_stream=True)
+    wire = client.data_to_send()
+    pair = [ServerH2Connection(config=server_config(False)),
+            h2.connection.H2Connection(config=server_config(False))]  # fmt: skip
+    for connection in pair:
+        connection.initiate_connection()
+        connection.receive_data(wire)
+        connection.data_to_send()
+    return pair
+
+
+def outcome(connection: h2.connection.H2Connection, operation: tuple) -> tuple:
+    name, *arguments = operation
+    try:
+        getattr(connection, name)(*arguments)
+    except h2.exceptions.H2Error as error:
+        return (type(error).__name__,)
+    stream = connection.streams.get(arguments[0])
+    state = None
+    if stream is not None:
+        state = (
+            stream.state_machine.state,
+            stream.outbound_flow_control_window,
+            stream.request_method,
+        )
+    return connection.data_to_send(), connection.outbound_flow_control_window, state
+
+
+BIG_VALUE = b"v" * 40_000  # a header block over one frame: HEADERS and CONTINUATIONs
+
+
+@pytest.mark.parametrize(
+    "operations",
+    [
+        [("send_headers", 1, [(b":status", b"200")], False), ("send_data", 1, b"x" * 100, True)],
+        [("send_headers", 1, [(b":status", b"204")], True), ("send_data", 1, b"late", False)],
+        [("send_headers", 1, [(b":status", b"103"), (b"link", b"</a>")], False),
+         ("send_headers", 1, [(b":status", b"200")], False), ("send_data", 1, b"body", False),
+         ("send_headers", 1, [(b"x-trailer", b"1")], True)],
+        [("send_headers", 1, [(b":status", b"103")], True)],
+        [("send_headers", 1, [(b":status", b"200"), (b"x-big", BIG_VALUE)], True)],
+        [("send_headers", 1, [(b":status", b"200")], False),
+         ("send_data", 1, b"y" * 70_000, False)],
+        [("send_headers", 1, [(b":status", b"200")], False), ("send_data", 1, b"z" * 16_384, False),
+         ("send_data", 1, b"z" * 16_384, False), ("send_data", 1, b"z" * 16_384, False),
+         ("send_data", 1, b"z" * 16_383, False), ("send_data", 1, b"!", False),
+         ("send_data", 3, b"0", False)],
+        [("send_headers", 1, [(b":status", b"200")], False),
+         ("send_headers", 1, [(b"x-trailer", b"1")], False)],
+        [("send_headers", 5, [(b":status", b"200")], False)],
+    ],
+    ids=["response", "after-end", "early-hints-and-trailers", "informational-end", "continuation",
+         "over-a-frame", "windows", "trailers-without-end", "unknown-stream"],
+)  # fmt: skip
+def test_our_headers_and_data_frames_are_h2s(operations: list) -> None:
+    """The send path framed here gives what h2's gives: bytes, windows, states and errors."""
+    ours, theirs = served_pair()
+    for operation in operations:
+        assert outcome(ours, operation) == outcome(theirs, operation), operation
