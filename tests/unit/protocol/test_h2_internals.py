@@ -16,11 +16,13 @@ import h2.settings
 import h2.stream
 import pytest
 from h2.settings import SettingCodes
+from hyperframe.frame import DataFrame
 
 from osmium.protocol.h2_internals import (
     UNLIMITED_STREAMS,
     LeanSettings,
     PlainConfig,
+    ServerFrameBuffer,
     ServerH2Connection,
     final_headers_sent,
     may_answer,
@@ -232,3 +234,20 @@ def test_our_headers_and_data_frames_are_h2s(operations: list) -> None:
     ours, theirs = served_pair()
     for operation in operations:
         assert outcome(ours, operation) == outcome(theirs, operation), operation
+
+
+def test_a_received_data_frame_is_dispatched_and_cheap_to_describe() -> None:
+    """h2 formats every received frame (repr) for its trace log: a DATA frame says its size
+    instead of hex-encoding its payload, and still reaches h2's DATA handling."""
+    buffer = ServerFrameBuffer(max_header_block_size=65536)
+    buffer.max_frame_size = 16384
+    buffer.add_data(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+    settings = h2.connection.H2Connection()
+    settings.initiate_connection()
+    buffer.add_data(settings.data_to_send()[24:])
+    next(buffer)  # the client's SETTINGS
+    buffer.add_data(DataFrame(1, data=b"x" * 16384).serialize())
+    frame = next(buffer)
+    assert isinstance(frame, DataFrame) and "<16384 bytes>" in repr(frame)
+    ours, _ = served_pair()
+    assert type(frame) in ours._frame_dispatch_table
