@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import fields
+from functools import cache
 from typing import Any
 
 from osmium.config import (
@@ -27,12 +28,15 @@ from osmium.tls import VERIFY_CLIENT
 ON_OFF = argparse.BooleanOptionalAction
 
 
+@cache
+def _defaults() -> dict[str, Any]:
+    """Every setting's default, flat, read from the dataclasses once for all the flags."""
+    owners = (Config(), ProtocolSettings(), Limits())
+    return {field.name: getattr(owner, field.name) for owner in owners for field in fields(owner)}
+
+
 def default_of(setting: str) -> Any:
-    for owner in (Config(), ProtocolSettings(), Limits()):
-        for field in fields(owner):
-            if field.name == setting:
-                return getattr(owner, field.name)
-    raise KeyError(setting)
+    return _defaults()[setting]
 
 
 def _shown(value: Any) -> str:

@@ -225,11 +225,7 @@ class ServerH2Connection(h2.connection.H2Connection):
         """HEADERS, then CONTINUATION frames if the block needs them (RFC 9113 §6.2, §6.10)."""
         first_flags = END_STREAM_FLAG if end_stream else 0
         if len(block) <= frame_size:
-            size = len(block)
-            flags = first_flags | END_HEADERS_FLAG
-            self._chunks.append(
-                FRAME_HEADER.pack(size >> 8, size & 0xFF, HEADERS_TYPE, flags, stream_id) + block
-            )
+            self._queue_frame(HEADERS_TYPE, first_flags | END_HEADERS_FLAG, stream_id, block)
             return
         pieces = [block[start : start + frame_size] for start in range(0, len(block), frame_size)]
         for index, piece in enumerate(pieces):
@@ -237,9 +233,14 @@ class ServerH2Connection(h2.connection.H2Connection):
             flags = first_flags if index == 0 else 0
             if index == len(pieces) - 1:
                 flags |= END_HEADERS_FLAG
-            size = len(piece)
-            self._chunks.append(FRAME_HEADER.pack(size >> 8, size & 0xFF, kind, flags, stream_id))
-            self._chunks.append(piece)
+            self._queue_frame(kind, flags, stream_id, piece)
+
+    def _queue_frame(
+        self, kind: int, flags: int, stream_id: int, payload: bytes | memoryview
+    ) -> None:
+        """A frame whose payload goes out as given: copied once, in data_to_send's join."""
+        size = len(payload)
+        self._chunks += (FRAME_HEADER.pack(size >> 8, size & 0xFF, kind, flags, stream_id), payload)
 
     def send_data(
         self,
@@ -272,20 +273,16 @@ class ServerH2Connection(h2.connection.H2Connection):
             machine.process_input(StreamInputs.SEND_END_STREAM)
             flags = END_STREAM_FLAG
         stream.outbound_flow_control_window -= size
-        self._chunks += (FRAME_HEADER.pack(size >> 8, size & 0xFF, 0, flags, stream_id), data)
+        self._queue_frame(DATA_TYPE, flags, stream_id, data)
         self.outbound_flow_control_window -= size
 
     def _prepare_for_sending(self, frames: list[Frame]) -> None:
-        chunks = self._chunks
         for frame in frames:
             if type(frame) is DataFrame and not frame.pad_length:
                 flags = END_STREAM_FLAG if "END_STREAM" in frame.flags else 0
-                data = frame.data
-                size = len(data)
-                header = FRAME_HEADER.pack(size >> 8, size & 0xFF, 0, flags, frame.stream_id)
-                chunks += (header, data)
+                self._queue_frame(DATA_TYPE, flags, frame.stream_id, frame.data)
             else:
-                chunks.append(frame.serialize())
+                self._chunks.append(frame.serialize())
 
     def data_to_send(self, amount: int | None = None) -> bytes:
         if self._data_to_send:  # written by h2 itself: the SETTINGS of initiate_connection
@@ -442,6 +439,7 @@ FRAME_HEADER_SIZE = 9
 FRAME_HEADER = struct.Struct("!HBBBL")
 END_STREAM_FLAG = 0x1
 END_HEADERS_FLAG = 0x4
+DATA_TYPE = 0x0
 SETTINGS_TYPE = 0x4
 WINDOW_UPDATE_TYPE = 0x8
 ACK_FLAG = 0x1
