@@ -497,36 +497,40 @@ class ServerConnection:
     # -- input -----------------------------------------------------------------------------------
 
     def receive(self, data: bytes, now: float = 0.0) -> list[Event]:
-        """Feed bytes from the socket (read at `now`, seconds); returns what they mean, in order."""
+        """Feed bytes from the socket (read at `now`, seconds); returns what they mean, in order.
+
+        Runs of request-body DATA frames take a short path; other frames go to h2 a slice at a
+        time, so that a flood is cut off within a slice of its budget."""
         if self.closed:
             return []
         self.last_received_at = now
-        if len(data) > RECEIVE_SLICE:
-            return self._receive_in_slices(data, now)
-        resets_before = self._h2.provoked_resets
-        try:
-            h2_events = self._h2.receive_counting_resets(data)
-        except h2.exceptions.ProtocolError as error:
-            code = getattr(error, "error_code", ErrorCodes.PROTOCOL_ERROR)
-            if self._h2.state_machine.state is not ConnectionState.CLOSED:
-                # A bad preface fails before h2 queues its GOAWAY (RFC 9113 §3.4 still wants one).
-                self._h2.close_connection(code)
-            self.closed = True
-            return [ConnectionFailed(int(code), str(error) or type(error).__name__)]
-        provoked = self._h2.provoked_resets - resets_before
-        if provoked and not self._resets.spend(now, provoked):
-            return [self._calm_down(f"over the {self._resets.name} budget")]
-        self._watch_handshake_and_headers(now)
-        return self._translate(h2_events, now)
-
-    def _receive_in_slices(self, data: bytes, now: float) -> list[Event]:
-        """`receive`, a slice at a time, so that a flood is cut off within a slice of its budget."""
         events: list[Event] = []
-        for start in range(0, len(data), RECEIVE_SLICE):
-            events += self.receive(data[start : start + RECEIVE_SLICE], now)
+        rest = memoryview(data)
+        while rest:
+            resets_before = self._h2.provoked_resets
+            try:
+                h2_events, rest = self._h2.receive_bodies(rest)
+                if rest:
+                    h2_events += self._h2.receive_counting_resets(rest[:RECEIVE_SLICE])
+                    rest = rest[RECEIVE_SLICE:]
+            except h2.exceptions.ProtocolError as error:
+                return [*events, self._fail(error)]
+            provoked = self._h2.provoked_resets - resets_before
+            if provoked and not self._resets.spend(now, provoked):
+                return [*events, self._calm_down(f"over the {self._resets.name} budget")]
+            self._watch_handshake_and_headers(now)
+            events += self._translate(h2_events, now)
             if self.closed:
                 break
         return events
+
+    def _fail(self, error: h2.exceptions.ProtocolError) -> ConnectionFailed:
+        code = getattr(error, "error_code", ErrorCodes.PROTOCOL_ERROR)
+        if self._h2.state_machine.state is not ConnectionState.CLOSED:
+            # A bad preface fails before h2 queues its GOAWAY (RFC 9113 §3.4 still wants one).
+            self._h2.close_connection(code)
+        self.closed = True
+        return ConnectionFailed(int(code), str(error) or type(error).__name__)
 
     def _translate(self, h2_events: Sequence[h2.events.Event], now: float) -> list[Event]:
         events: list[Event] = []

@@ -304,7 +304,7 @@ class ServerH2Connection(h2.connection.H2Connection):
     #: RST_STREAM frames queued by `receive_counting_resets`: each answers a frame of the peer.
     provoked_resets = 0
 
-    def receive_counting_resets(self, data: bytes) -> list[h2.events.Event]:
+    def receive_counting_resets(self, data: bytes | memoryview) -> list[h2.events.Event]:
         """`receive_data`, counting the RST_STREAMs it queues into `provoked_resets`.
 
         The counting method shadows h2's only while receiving, so sends cost nothing extra.
@@ -362,6 +362,119 @@ class ServerH2Connection(h2.connection.H2Connection):
         self.reset_stream(stream_id, error_code)
         return [], [event for event in events if getattr(event, "stream_id", None) != stream_id]
 
+    def receive_bodies(self, data: memoryview) -> tuple[list[h2.events.Event], memoryview]:
+        """The DATA frames at the start of `data` that carry a body on a stream the client is
+        still sending on (and the one an earlier read left unfinished), received without h2's
+        frame buffer, frame objects and trace formatting (some 40 Python calls a frame, and
+        three copies of each payload): the same checks, windows, state changes and events as
+        h2's. Returns their events and the bytes from the first frame not taken here, which
+        go through h2's own path."""
+        buffer = self.incoming_buffer
+        if self._logging_frames or not buffer.preface_received or buffer.header_block_pending:
+            return [], data
+        events: list[h2.events.Event] = []
+        max_size = self.max_inbound_frame_size
+        try:
+            pending = buffer._data
+            if pending:
+                data = self._finish_pending_body(pending, data, max_size, events)
+                if pending:  # still unfinished, or not a body this takes
+                    return events, data
+            offset = 0
+            end = len(data)
+            while end - offset >= FRAME_HEADER_SIZE:
+                body = self._body_frame(data, offset, max_size)
+                if body is None:
+                    break
+                stream, size, end_stream = body
+                start = offset + FRAME_HEADER_SIZE
+                if start + size > end:  # the rest comes with a later read
+                    pending += data[offset:]
+                    offset = end
+                    break
+                offset = start + size
+                events += self._take_body(stream, bytes(data[start:offset]), end_stream)
+        except h2.exceptions.ProtocolError as error:
+            self._terminate_connection(error.error_code)
+            raise
+        return events, data[offset:]
+
+    def _finish_pending_body(
+        self, pending: bytearray, data: memoryview, max_size: int, events: list
+    ) -> memoryview:
+        """Completes a body frame begun in h2's buffer from `data` and takes it; returns the
+        bytes after it. Any other frame is left, untouched, to h2 (its buffer stays non-empty)."""
+        header = pending[:FRAME_HEADER_SIZE]
+        header += data[: FRAME_HEADER_SIZE - len(header)]
+        if len(header) < FRAME_HEADER_SIZE:
+            return data
+        body = self._body_frame(header, 0, max_size)
+        if body is None:
+            return data
+        stream, size, end_stream = body
+        missing = FRAME_HEADER_SIZE + size - len(pending)
+        pending += data[:missing]
+        if missing > len(data):
+            return data[len(data) :]
+        payload = bytes(pending[FRAME_HEADER_SIZE:])
+        pending.clear()
+        events += self._take_body(stream, payload, end_stream)
+        return data[missing:]
+
+    def _body_frame(
+        self, data: bytes | bytearray | memoryview, offset: int, max_size: int
+    ) -> tuple[H2Stream, int, bool] | None:
+        """The stream, payload size and END_STREAM of the frame whose header is at `offset`, if
+        `receive_bodies` takes it: DATA without padding, within our MAX_FRAME_SIZE, on a stream
+        the client may send on, and not empty unless it ends the stream (empty ones spend a
+        flood budget, which h2's path checks a slice at a time)."""
+        high, low, kind, flags, stream_id = FRAME_HEADER.unpack_from(data, offset)
+        size = high << 8 | low
+        if kind != DATA_TYPE or flags & PADDED_FLAG or size > max_size:
+            return None
+        end_stream = bool(flags & END_STREAM_FLAG)
+        if not (size or end_stream):
+            return None
+        stream = self.streams.get(stream_id & STREAM_ID_MASK)
+        if stream is None or stream.state_machine.state not in RECEIVING_STATES:
+            return None
+        return stream, size, end_stream
+
+    def _take_body(
+        self, stream: H2Stream, payload: bytes, end_stream: bool
+    ) -> list[h2.events.Event]:
+        """What h2's _receive_data_frame and H2Stream.receive_data do with an unpadded DATA
+        frame on an open stream, in their order."""
+        size = len(payload)
+        self.state_machine.process_input(ConnectionInputs.RECV_DATA)
+        self._inbound_flow_control_window_manager.window_consumed(size)
+        machine = stream.state_machine
+        events = machine.process_input(StreamInputs.RECV_DATA)
+        stream._inbound_window_manager.window_consumed(size)
+        try:
+            stream._track_content_length(size, end_stream)
+        except h2.exceptions.InvalidBodyLengthError:
+            self.provoked_resets += 1
+            return self._malformed_body(stream.stream_id, size)
+        received = events[0]
+        if end_stream:
+            ended = machine.process_input(StreamInputs.RECV_END_STREAM)
+            received.stream_ended = ended[0]
+            events += ended
+        received.data = payload
+        received.flow_controlled_length = size
+        return events
+
+    def _malformed_body(self, stream_id: int, size: int) -> list[h2.events.Event]:
+        """§8.1.1: more or less DATA than content-length is malformed: a stream error."""
+        self.reset_stream(stream_id, ErrorCodes.PROTOCOL_ERROR)
+        self.acknowledge_received_data(size, stream_id)
+        return [
+            h2.events.StreamReset(
+                stream_id=stream_id, error_code=ErrorCodes.PROTOCOL_ERROR, remote_reset=False
+            )
+        ]
+
     def _receive_data_frame(self, frame: DataFrame) -> tuple[list, list]:
         # §5.1: DATA arriving after *we* reset the stream is ignored (its window still returned);
         # h2 would answer every such frame with one more RST_STREAM. A small one is counted.
@@ -369,13 +482,7 @@ class ServerH2Connection(h2.connection.H2Connection):
         try:
             frames, events = super()._receive_data_frame(frame)
         except h2.exceptions.InvalidBodyLengthError:
-            # §8.1.1: more or less DATA than content-length is malformed: a stream error.
-            self.reset_stream(frame.stream_id, ErrorCodes.PROTOCOL_ERROR)
-            self.acknowledge_received_data(frame.flow_controlled_length, frame.stream_id)
-            reset = h2.events.StreamReset(
-                stream_id=frame.stream_id, error_code=ErrorCodes.PROTOCOL_ERROR, remote_reset=False
-            )
-            return [], [reset]
+            return [], self._malformed_body(frame.stream_id, frame.flow_controlled_length)
         if reset_by_us:
             frames = [f for f in frames if not isinstance(f, RstStreamFrame)]
             if frame.flow_controlled_length < TINY_LATE_DATA:
@@ -414,6 +521,8 @@ class ServerH2Connection(h2.connection.H2Connection):
 #: The states of a client's stream in which we may still send on it (RFC 9113 §5.1): a
 #: PUSH_PROMISE (§6.6) or a 1xx response before the final one (§8.1).
 ANSWERING_STATES = frozenset({StreamState.OPEN, StreamState.HALF_CLOSED_REMOTE})
+#: The states of a client's stream in which it may still send DATA on it (§5.1).
+RECEIVING_STATES = frozenset({StreamState.OPEN, StreamState.HALF_CLOSED_LOCAL})
 
 
 def may_answer(stream: H2Stream) -> bool:
@@ -438,6 +547,9 @@ FRAME_HEADER_SIZE = 9
 #: A frame header: length (24 bits, as 16 + 8), type, flags, stream id (RFC 9113 §4.1).
 FRAME_HEADER = struct.Struct("!HBBBL")
 END_STREAM_FLAG = 0x1
+PADDED_FLAG = 0x8
+#: The stream id is 31 bits; the reserved bit above it is ignored on receipt (§4.1).
+STREAM_ID_MASK = 0x7FFFFFFF
 END_HEADERS_FLAG = 0x4
 DATA_TYPE = 0x0
 SETTINGS_TYPE = 0x4

@@ -40,6 +40,7 @@ OVERRIDDEN_METHODS = {
     "_receive_alt_svc_frame": ["self", "frame"],
     "_receive_goaway_frame": ["self", "frame"],
     "_stream_closed_by": ["self", "stream_id"],
+    "_terminate_connection": ["self", "error_code"],
 }
 
 
@@ -59,6 +60,18 @@ def test_h2_still_reads_open_inbound_streams_as_a_property() -> None:
 def test_h2_streams_still_track_the_expected_content_length() -> None:
     stream = h2.stream.H2Stream(1, h2.config.H2Configuration(), 65_535, 65_535)
     assert stream._expected_content_length is None
+
+
+def test_h2_streams_still_keep_what_receive_bodies_updates() -> None:
+    """ServerH2Connection.receive_bodies does what H2Stream.receive_data does, through these."""
+    stream = h2.stream.H2Stream(1, h2.config.H2Configuration(), 65_535, 65_535)
+    assert stream._inbound_window_manager.current_window_size == 65_535
+    assert list(inspect.signature(stream._track_content_length).parameters) == [
+        "length",
+        "end_stream",
+    ]
+    connection = h2.connection.H2Connection()
+    assert connection._inbound_flow_control_window_manager.current_window_size == 65_535
 
 
 def test_h2_streams_still_expose_their_state_machine() -> None:
