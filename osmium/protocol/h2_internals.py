@@ -36,6 +36,7 @@ from hyperframe.frame import (
 )
 
 from osmium.protocol.h2_headers import check_received
+from osmium.protocol.hpack_repeats import RepeatingBlockDecoder
 
 #: DATA after our RST_STREAM that carries less than this is an ignored frame; larger ones cost
 #: the peer what an upload costs (and a client's in-flight upload is made of them).
@@ -164,6 +165,7 @@ class ServerH2Connection(h2.connection.H2Connection):
     def __init__(self, config: h2.config.H2Configuration) -> None:
         super().__init__(config=config)
         self.remote_settings = LeanSettings(client=True)  # the peer is a client
+        self.decoder = RepeatingBlockDecoder(self.decoder.max_header_list_size)
         #: What is to be sent, frame by frame. A DATA frame is its 9-byte header and its payload
         #: as given: h2 would serialise it (a copy), append that to a bytearray (another) and
         #: copy the bytearray out in data_to_send (a third); here the payload is copied once, in

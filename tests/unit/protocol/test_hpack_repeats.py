@@ -1,0 +1,90 @@
+"""A decoder that answers repeated header blocks from memory decodes exactly as hpack's."""
+
+from __future__ import annotations
+
+import hpack
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+
+from osmium.protocol.hpack_repeats import MAX_BLOCKS, RepeatingBlockDecoder
+
+FIELDS = [
+    (b":method", b"GET"),
+    (b":path", b"/"),
+    (b":path", b"/items?id=3"),
+    (b":authority", b"example.test"),
+    (b"user-agent", b"h2load nghttp2/1.64"),
+    (b"accept", b"*/*"),
+    (b"x-long", b"v" * 300),
+]
+#: A header list: a few of FIELDS, some always repeated so blocks recur.
+HEADER_LIST = st.lists(st.sampled_from(FIELDS), min_size=1, max_size=5)
+#: What the peer does between blocks: change its table size, or change our limits.
+STEP = st.one_of(
+    st.tuples(st.just("block"), HEADER_LIST),
+    st.tuples(st.just("block"), HEADER_LIST),
+    st.tuples(st.just("block"), HEADER_LIST),
+    st.tuples(st.just("repeat"), st.integers(0, 20)),
+    st.tuples(st.just("table-size"), st.sampled_from([0, 64, 256, 4096])),
+    st.tuples(st.just("max-list"), st.sampled_from([40, 200, 65_536])),
+    st.tuples(st.just("max-table"), st.sampled_from([0, 256, 4096])),
+    st.tuples(st.just("garbage"), st.binary(min_size=1, max_size=8)),
+)
+
+
+def outcome(decoder: hpack.Decoder, block: bytes) -> object:
+    try:
+        return decoder.decode(block, raw=True)
+    except Exception as error:  # any failure must be the same failure
+        return type(error)
+
+
+@settings(max_examples=300, deadline=None)
+@example(  # the table emptied by a size update alone: a kept block's entries are gone
+    steps=[
+        ("block", [FIELDS[4]]),
+        ("block", [FIELDS[4]]),
+        ("table-size", 0),
+        ("block", [FIELDS[0]]),
+        ("repeat", 1),
+    ]
+)
+@given(steps=st.lists(STEP, max_size=40))
+def test_repeated_blocks_decode_as_hpack_decodes_them(steps: list[tuple]) -> None:
+    encoder = hpack.Encoder()
+    plain = hpack.Decoder(65_536)
+    repeating = RepeatingBlockDecoder(65_536)
+    sent: list[bytes] = []
+    for kind, value in steps:
+        if kind == "block":
+            block = encoder.encode(value)
+        elif kind == "repeat":
+            if not sent:
+                continue
+            block = sent[value % len(sent)]
+        elif kind == "table-size":
+            encoder.header_table_size = value
+            continue
+        elif kind == "max-list":
+            plain.max_header_list_size = repeating.max_header_list_size = value
+            continue
+        elif kind == "max-table":
+            plain.max_allowed_table_size = repeating.max_allowed_table_size = value
+            continue
+        else:
+            block = value
+        sent.append(block)
+        assert outcome(repeating, block) == outcome(plain, block)
+        assert repeating.header_table.dynamic_entries == plain.header_table.dynamic_entries
+
+
+def test_a_repeated_block_is_not_decoded_again() -> None:
+    encoder = hpack.Encoder()
+    decoder = RepeatingBlockDecoder(65_536)
+    fields = [(b":method", b"GET"), (b"user-agent", b"curl")]
+    decoder.decode(encoder.encode(fields), raw=True)  # adds user-agent to the table
+    repeated = encoder.encode(fields)
+    first = decoder.decode(repeated, raw=True)
+    decoder.header_table.get_by_index = None  # decoding again would fail
+    assert decoder.decode(repeated, raw=True) == first == fields
+    assert len(decoder._blocks) <= MAX_BLOCKS
