@@ -213,7 +213,7 @@ class ServerConnection:
         # h2 copied its default limits out of the settings we just replaced; apply ours.
         self._h2.max_inbound_frame_size = settings.max_frame_size
         self._h2.decoder.max_header_list_size = settings.max_header_list_size
-        self._frames = ServerFrameBuffer(limits.max_header_block_size)
+        self._frames = ServerFrameBuffer(limits.max_header_block_size, self._h2._logging_frames)
         self._h2.incoming_buffer = self._frames
         self._settings = settings
         self._resets = RateBudget("stream reset", limits.max_resets_per_second)

@@ -26,8 +26,10 @@ from h2.stream import H2Stream, StreamClosedBy, StreamInputs, StreamState
 from h2.utilities import is_informational_response
 from hpack.exceptions import HPACKError, OversizedHeaderListError
 from hyperframe.frame import (
+    FRAMES,
     AltSvcFrame,
     DataFrame,
+    ExtensionFrame,
     Frame,
     GoAwayFrame,
     HeadersFrame,
@@ -171,9 +173,12 @@ class ServerH2Connection(h2.connection.H2Connection):
         #: copy the bytearray out in data_to_send (a third); here the payload is copied once, in
         #: data_to_send's join.
         self._chunks: list[bytes] = []
-        # Received DATA frames come as ReceivedDataFrame (ServerFrameBuffer): h2 dispatches on
-        # the exact class.
-        self._frame_dispatch_table[ReceivedDataFrame] = self._receive_data_frame
+        # Received frames come as RECEIVED_CLASSES (ServerFrameBuffer): h2 dispatches on the
+        # exact class.
+        dispatch = self._frame_dispatch_table
+        for frame_class, received_class in RECEIVED_CLASSES.items():
+            if frame_class in dispatch:
+                dispatch[received_class] = dispatch[frame_class]
         #: --debug-frames: h2's own send path, which logs each frame.
         self._logging_frames = not isinstance(config.logger, h2.config.DummyLogger)
 
@@ -571,13 +576,23 @@ class HeaderBlockTooLarge(h2.exceptions.ProtocolError):
     error_code = ErrorCodes.ENHANCE_YOUR_CALM
 
 
-class ReceivedDataFrame(DataFrame):
-    """A DATA frame as received. h2 formats every received frame for its trace log, whether
-    anything logs it or not, and hyperframe's repr of a DATA frame copies the payload and
-    hex-encodes all of it (a third of a worker's CPU on uploads): this one gives its size."""
+def _described_briefly(frame: Frame) -> str:
+    return f"{type(frame).__name__}(stream_id={frame.stream_id}): {frame.body_len} bytes"
 
-    def _body_repr(self) -> str:
-        return f"padding_length={self.pad_length}, data=<{len(self.data)} bytes>"
+
+def _received(frame_class: type[Frame]) -> type[Frame]:
+    return type(f"Received{frame_class.__name__}", (frame_class,), {"__repr__": _described_briefly})
+
+
+#: Received frames describe themselves by type, stream and size. h2 formats every received frame
+#: for its trace log, whether anything logs it or not: hyperframe's description sorts the flags
+#: and renders the body (of a DATA frame, a copy of the payload hex-encoded whole: a third of a
+#: worker's CPU on uploads). ServerFrameBuffer gives each frame it reads its class here (all of
+#: them, or, when frames are logged, DATA only), ServerH2Connection dispatches on them.
+RECEIVED_CLASSES = {
+    frame_class: _received(frame_class) for frame_class in [*FRAMES.values(), ExtensionFrame]
+}
+RECEIVED_DATA_ONLY = {DataFrame: RECEIVED_CLASSES[DataFrame]}
 
 
 class ServerFrameBuffer(FrameBuffer):
@@ -592,8 +607,9 @@ class ServerFrameBuffer(FrameBuffer):
       the connection before it is buffered further or decoded.
     """
 
-    def __init__(self, max_header_block_size: int) -> None:
+    def __init__(self, max_header_block_size: int, logging_frames: bool = False) -> None:
         super().__init__(server=True)
+        self._received_classes = RECEIVED_DATA_ONLY if logging_frames else RECEIVED_CLASSES
         self._awaiting_client_settings = True
         self._max_header_block_size = max_header_block_size
         self._header_block_size = 0
@@ -634,6 +650,7 @@ class ServerFrameBuffer(FrameBuffer):
                     )
                 self._header_block_size = size
         frame = super().__next__()
-        if frame.__class__ is DataFrame:
-            frame.__class__ = ReceivedDataFrame
+        received_class = self._received_classes.get(frame.__class__)
+        if received_class is not None:
+            frame.__class__ = received_class
         return frame

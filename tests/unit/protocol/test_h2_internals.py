@@ -16,9 +16,10 @@ import h2.settings
 import h2.stream
 import pytest
 from h2.settings import SettingCodes
-from hyperframe.frame import DataFrame
+from hyperframe.frame import DataFrame, Frame, HeadersFrame
 
 from osmium.protocol.h2_internals import (
+    RECEIVED_CLASSES,
     UNLIMITED_STREAMS,
     LeanSettings,
     PlainConfig,
@@ -249,18 +250,42 @@ def test_our_headers_and_data_frames_are_h2s(operations: list) -> None:
         assert outcome(ours, operation) == outcome(theirs, operation), operation
 
 
-def test_a_received_data_frame_is_dispatched_and_cheap_to_describe() -> None:
-    """h2 formats every received frame (repr) for its trace log: a DATA frame says its size
-    instead of hex-encoding its payload, and still reaches h2's DATA handling."""
-    buffer = ServerFrameBuffer(max_header_block_size=65536)
+def read_after_preface(buffer: ServerFrameBuffer, frame: Frame) -> Frame:
     buffer.max_frame_size = 16384
     buffer.add_data(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
     settings = h2.connection.H2Connection()
     settings.initiate_connection()
     buffer.add_data(settings.data_to_send()[24:])
     next(buffer)  # the client's SETTINGS
-    buffer.add_data(DataFrame(1, data=b"x" * 16384).serialize())
-    frame = next(buffer)
-    assert isinstance(frame, DataFrame) and "<16384 bytes>" in repr(frame)
+    buffer.add_data(frame.serialize())
+    return next(buffer)
+
+
+def test_received_frames_are_dispatched_and_cheap_to_describe() -> None:
+    """h2 formats every received frame (repr) for its trace log: a frame says its type, stream
+    and size instead of sorting its flags and hex-encoding its body, and still reaches h2's
+    handling of its type."""
+    frame = read_after_preface(ServerFrameBuffer(65536), DataFrame(1, data=b"x" * 16384))
+    assert isinstance(frame, DataFrame)
+    assert repr(frame) == "ReceivedDataFrame(stream_id=1): 16384 bytes"
+    headers = read_after_preface(
+        ServerFrameBuffer(65536), HeadersFrame(1, data=b"\x82", flags=["END_HEADERS"])
+    )
+    assert isinstance(headers, HeadersFrame) and "1 bytes" in repr(headers)
     ours, _ = served_pair()
-    assert type(frame) in ours._frame_dispatch_table
+    handled = h2.connection.H2Connection()._frame_dispatch_table
+    for frame_class, received_class in RECEIVED_CLASSES.items():
+        assert (received_class in ours._frame_dispatch_table) == (frame_class in handled)
+
+
+def test_logged_frames_keep_their_full_description_but_data() -> None:
+    """With --debug-frames a HEADERS frame is described by hyperframe; a DATA frame by its size."""
+    headers = read_after_preface(
+        ServerFrameBuffer(65536, logging_frames=True),
+        HeadersFrame(1, data=b"\x82", flags=["END_HEADERS"]),
+    )
+    assert "stream_weight" in repr(headers)
+    data = read_after_preface(
+        ServerFrameBuffer(65536, logging_frames=True), DataFrame(1, data=b"x" * 100)
+    )
+    assert repr(data) == "ReceivedDataFrame(stream_id=1): 100 bytes"
