@@ -15,7 +15,6 @@ import h2.exceptions
 import h2.settings
 from h2.connection import ConnectionState
 from h2.errors import ErrorCodes
-from hpack import Encoder
 from hpack.hpack import INDEX_NONE
 from hpack.table import HeaderTable
 from hyperframe.exceptions import HyperframeError
@@ -46,6 +45,7 @@ from osmium.protocol.h2_internals import (
     request_open,
     server_config,
 )
+from osmium.protocol.hpack_repeats import RepeatingBlockEncoder
 from osmium.protocol.limits import KIB, Limits, RateBudget
 from osmium.protocol.output import StreamOutput
 from osmium.protocol.priority import (
@@ -110,7 +110,7 @@ FINAL_GOAWAY_DELAY = 1.0
 RETIRE_IDLE_TIMEOUT = 0.5
 
 
-class ConstantFieldsEncoder(Encoder):
+class ConstantFieldsEncoder(RepeatingBlockEncoder):
     """hpack's encoder, with the fields the server adds to every response (`server`, --header)
     encoded once, as literals without indexing (RFC 7541 §6.2.2).
 
@@ -168,7 +168,7 @@ class ConstantFieldsEncoder(Encoder):
             self._suffix = b""
 
     def encode(self, headers: Headers, huffman: bool = True) -> bytes:  # type: ignore[override]
-        return Encoder.encode(self, headers, huffman) + self._suffix
+        return super().encode(headers, huffman) + self._suffix
 
 
 class UpgradeRefused(Exception):
@@ -193,8 +193,9 @@ class ServerConnection:
     ) -> None:
         """`constant_fields`: what ends every response's fields (ResponseFields.defaults)."""
         self._h2 = ServerH2Connection(config=server_config(debug_frames))
-        if constant_fields:
-            self._h2.encoder = ConstantFieldsEncoder(constant_fields)
+        self._h2.encoder = (
+            ConstantFieldsEncoder(constant_fields) if constant_fields else RepeatingBlockEncoder()
+        )
         limits = limits or Limits()
         self._h2.local_settings = LeanSettings(
             client=False,

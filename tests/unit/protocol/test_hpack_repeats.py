@@ -1,4 +1,5 @@
-"""A decoder that answers repeated header blocks from memory decodes exactly as hpack's."""
+"""A decoder and an encoder that answer repeated header blocks from memory code exactly as
+hpack's."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import hpack
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from osmium.protocol.hpack_repeats import MAX_BLOCKS, RepeatingBlockDecoder
+from osmium.protocol.hpack_repeats import MAX_BLOCKS, RepeatingBlockDecoder, RepeatingBlockEncoder
 
 FIELDS = [
     (b":method", b"GET"),
@@ -88,3 +89,51 @@ def test_a_repeated_block_is_not_decoded_again() -> None:
     decoder.header_table.get_by_index = None  # decoding again would fail
     assert decoder.decode(repeated, raw=True) == first == fields
     assert len(decoder._blocks) <= MAX_BLOCKS
+
+
+#: A response's header list: plain pairs, or a field that must never be indexed.
+RESPONSE_FIELD = st.one_of(
+    st.sampled_from(FIELDS),
+    st.sampled_from(FIELDS).map(lambda field: hpack.NeverIndexedHeaderTuple(*field)),
+    st.sampled_from(FIELDS).map(lambda field: (*field, True)),
+)
+ENCODER_STEP = st.one_of(
+    st.tuples(st.just("encode"), st.lists(RESPONSE_FIELD, min_size=1, max_size=5)),
+    st.tuples(st.just("encode"), st.lists(st.sampled_from(FIELDS[:3]), min_size=1, max_size=3)),
+    st.tuples(st.just("repeat"), st.integers(0, 20)),
+    st.tuples(st.just("table-size"), st.sampled_from([0, 64, 256, 4096])),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@example(  # a never-indexed field equal, as a tuple, to a plain one
+    steps=[("encode", [hpack.NeverIndexedHeaderTuple(*FIELDS[4])]), ("encode", [FIELDS[4]])]
+)
+@example(  # the table emptied between two encodings of the same list
+    steps=[("encode", [FIELDS[4]]), ("encode", [FIELDS[4]]), ("table-size", 0), ("repeat", 1)]
+)
+@given(steps=st.lists(ENCODER_STEP, max_size=40))
+def test_repeated_header_lists_encode_as_hpack_encodes_them(steps: list[tuple]) -> None:
+    plain = hpack.Encoder()
+    repeating = RepeatingBlockEncoder()
+    sent: list[list] = []
+    for kind, value in steps:
+        if kind == "table-size":
+            plain.header_table_size = repeating.header_table_size = value
+            continue
+        if kind == "repeat":
+            if not sent:
+                continue
+            value = sent[value % len(sent)]
+        sent.append(value)
+        assert repeating.encode(list(value)) == plain.encode(list(value))
+        assert repeating.header_table.dynamic_entries == plain.header_table.dynamic_entries
+
+
+def test_a_repeated_header_list_is_not_encoded_again() -> None:
+    encoder = RepeatingBlockEncoder()
+    fields = [(b":status", b"200"), (b"content-type", b"text/plain")]
+    encoder.encode(fields)  # adds content-type to the table
+    repeated = encoder.encode(fields)
+    encoder.add = None  # encoding again would fail
+    assert encoder.encode(list(fields)) == repeated
