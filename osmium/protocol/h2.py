@@ -500,8 +500,8 @@ class ServerConnection:
     def receive(self, data: bytes, now: float = 0.0) -> list[Event]:
         """Feed bytes from the socket (read at `now`, seconds); returns what they mean, in order.
 
-        Runs of request-body DATA frames take a short path; other frames go to h2 a slice at a
-        time, so that a flood is cut off within a slice of its budget."""
+        Requests and their bodies take a short path; other frames go to h2 a slice at a time, so
+        that a flood is cut off within a slice of its budget."""
         if self.closed:
             return []
         self.last_received_at = now
@@ -510,10 +510,7 @@ class ServerConnection:
         while rest:
             resets_before = self._h2.provoked_resets
             try:
-                h2_events, rest = self._h2.receive_bodies(rest)
-                if rest:
-                    h2_events += self._h2.receive_counting_resets(rest[:RECEIVE_SLICE])
-                    rest = rest[RECEIVE_SLICE:]
+                h2_events, rest = self._h2.receive_counting_resets(rest, RECEIVE_SLICE)
             except h2.exceptions.ProtocolError as error:
                 return [*events, self._fail(error)]
             provoked = self._h2.provoked_resets - resets_before

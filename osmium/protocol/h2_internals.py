@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import logging
 import struct
+from collections.abc import Callable
+from typing import Any
 
 import h2.config
 import h2.connection
 import h2.events
 import h2.exceptions
 import h2.settings
-from h2.connection import ConnectionInputs
+from h2.connection import AllowedStreamIDs, ConnectionInputs
 from h2.errors import ErrorCodes
 from h2.exceptions import InvalidSettingsValueError
 from h2.frame_buffer import FrameBuffer
@@ -311,14 +313,22 @@ class ServerH2Connection(h2.connection.H2Connection):
     #: RST_STREAM frames queued by `receive_counting_resets`: each answers a frame of the peer.
     provoked_resets = 0
 
-    def receive_counting_resets(self, data: bytes | memoryview) -> list[h2.events.Event]:
-        """`receive_data`, counting the RST_STREAMs it queues into `provoked_resets`.
+    def receive_counting_resets(
+        self, data: memoryview, limit: int
+    ) -> tuple[list[h2.events.Event], memoryview]:
+        """The frames at the start of `data` that take the short path, then at most `limit`
+        bytes more through h2's `receive_data`; returns their events and the bytes not read yet.
+        The RST_STREAMs queued meanwhile are counted into `provoked_resets`.
 
         The counting method shadows h2's only while receiving, so sends cost nothing extra.
         """
         self._prepare_for_sending = self._count_resets_and_prepare  # type: ignore[method-assign]
         try:
-            return self.receive_data(data)
+            events, rest = self._receive_short_path(data)
+            if rest:
+                events += self.receive_data(rest[:limit])
+                rest = rest[limit:]
+            return events, rest
         finally:
             del self._prepare_for_sending
 
@@ -342,16 +352,7 @@ class ServerH2Connection(h2.connection.H2Connection):
             frames, events = super()._receive_headers_frame(frame)
             check_received(events)
         except h2.exceptions.ProtocolError as error:
-            cause = error.__cause__
-            # h2 reports every HPACK decoding failure as PROTOCOL_ERROR; RFC 9113 §4.3 says
-            # COMPRESSION_ERROR (an oversized header list stays h2's ENHANCE_YOUR_CALM).
-            if isinstance(cause, HPACKError) and not isinstance(cause, OversizedHeaderListError):
-                raise CompressionError(str(error)) from error
-            if is_new_stream and stream_id in self.streams:
-                # The block decoded (HPACK state is in sync) and opened a stream, but the request
-                # is malformed: §8.1.1 makes that an error of this stream only.
-                return self._refuse(stream_id, ErrorCodes.PROTOCOL_ERROR, [], [])
-            raise
+            return self._malformed_request(error, stream_id, is_new_stream)
         if not is_new_stream:
             return frames, events
         if self._open_stream_count >= self.local_settings.max_concurrent_streams or (
@@ -363,19 +364,35 @@ class ServerH2Connection(h2.connection.H2Connection):
             return self._refuse(stream_id, ErrorCodes.PROTOCOL_ERROR, frames, events)
         return frames, events
 
+    def _malformed_request(
+        self, error: h2.exceptions.ProtocolError, stream_id: int, is_new_stream: bool
+    ) -> tuple[list, list]:
+        """A header block h2 or check_received refused: a stream error where the block opened
+        a stream and decoded, else the connection error (raised)."""
+        cause = error.__cause__
+        # h2 reports every HPACK decoding failure as PROTOCOL_ERROR; RFC 9113 §4.3 says
+        # COMPRESSION_ERROR (an oversized header list stays h2's ENHANCE_YOUR_CALM).
+        if isinstance(cause, HPACKError) and not isinstance(cause, OversizedHeaderListError):
+            raise CompressionError(str(error)) from error
+        if is_new_stream and stream_id in self.streams:
+            # The block decoded (HPACK state is in sync) and opened a stream, but the request
+            # is malformed: §8.1.1 makes that an error of this stream only.
+            return self._refuse(stream_id, ErrorCodes.PROTOCOL_ERROR, [], [])
+        raise error
+
     def _refuse(self, stream_id: int, error_code: int, frames: list, events: list) -> tuple:
         """Reset a stream the peer just opened; the app never hears of it."""
         self._prepare_for_sending(frames)
         self.reset_stream(stream_id, error_code)
         return [], [event for event in events if getattr(event, "stream_id", None) != stream_id]
 
-    def receive_bodies(self, data: memoryview) -> tuple[list[h2.events.Event], memoryview]:
-        """The DATA frames at the start of `data` that carry a body on a stream the client is
-        still sending on (and the one an earlier read left unfinished), received without h2's
-        frame buffer, frame objects and trace formatting (some 40 Python calls a frame, and
-        three copies of each payload): the same checks, windows, state changes and events as
-        h2's. Returns their events and the bytes from the first frame not taken here, which
-        go through h2's own path."""
+    def _receive_short_path(self, data: memoryview) -> tuple[list[h2.events.Event], memoryview]:
+        """The frames at the start of `data` (and the one an earlier read left unfinished) that
+        open a stream with a whole request header block, or carry a body on a stream the client
+        is still sending on, received without h2's frame buffer, frame objects, dispatch and
+        trace formatting, and without counting every stream at each new one: the same checks,
+        windows, state changes and events as h2's (and our overrides'). Returns their events and
+        the bytes from the first frame not taken here, which go through h2's own path."""
         buffer = self.incoming_buffer
         if self._logging_frames or not buffer.preface_received or buffer.header_block_pending:
             return [], data
@@ -384,68 +401,121 @@ class ServerH2Connection(h2.connection.H2Connection):
         try:
             pending = buffer._data
             if pending:
-                data = self._finish_pending_body(pending, data, max_size, events)
-                if pending:  # still unfinished, or not a body this takes
+                data = self._finish_pending_frame(pending, data, max_size, events)
+                if pending:  # still unfinished, or not one this takes
                     return events, data
             offset = 0
             end = len(data)
             while end - offset >= FRAME_HEADER_SIZE:
-                body = self._body_frame(data, offset, max_size)
-                if body is None:
+                taken = self._short_path_for(data, offset, max_size)
+                if taken is None:
                     break
-                stream, size, end_stream = body
+                take, target, size, end_stream = taken
                 start = offset + FRAME_HEADER_SIZE
                 if start + size > end:  # the rest comes with a later read
                     pending += data[offset:]
                     offset = end
                     break
                 offset = start + size
-                events += self._take_body(stream, bytes(data[start:offset]), end_stream)
+                events += take(target, bytes(data[start:offset]), end_stream)
         except h2.exceptions.ProtocolError as error:
             self._terminate_connection(error.error_code)
             raise
         return events, data[offset:]
 
-    def _finish_pending_body(
+    def _finish_pending_frame(
         self, pending: bytearray, data: memoryview, max_size: int, events: list
     ) -> memoryview:
-        """Completes a body frame begun in h2's buffer from `data` and takes it; returns the
-        bytes after it. Any other frame is left, untouched, to h2 (its buffer stays non-empty)."""
+        """Completes a frame begun in h2's buffer from `data` and takes it, if it takes the
+        short path; returns the bytes after it. Any other frame is left, untouched, to h2 (its
+        buffer stays non-empty)."""
         header = pending[:FRAME_HEADER_SIZE]
         header += data[: FRAME_HEADER_SIZE - len(header)]
         if len(header) < FRAME_HEADER_SIZE:
             return data
-        body = self._body_frame(header, 0, max_size)
-        if body is None:
+        taken = self._short_path_for(header, 0, max_size)
+        if taken is None:
             return data
-        stream, size, end_stream = body
+        take, target, size, end_stream = taken
         missing = FRAME_HEADER_SIZE + size - len(pending)
         pending += data[:missing]
         if missing > len(data):
             return data[len(data) :]
         payload = bytes(pending[FRAME_HEADER_SIZE:])
         pending.clear()
-        events += self._take_body(stream, payload, end_stream)
+        events += take(target, payload, end_stream)
         return data[missing:]
 
-    def _body_frame(
+    def _short_path_for(
         self, data: bytes | bytearray | memoryview, offset: int, max_size: int
-    ) -> tuple[H2Stream, int, bool] | None:
-        """The stream, payload size and END_STREAM of the frame whose header is at `offset`, if
-        `receive_bodies` takes it: DATA without padding, within our MAX_FRAME_SIZE, on a stream
-        the client may send on, and not empty unless it ends the stream (empty ones spend a
-        flood budget, which h2's path checks a slice at a time)."""
+    ) -> tuple[Callable[[Any, bytes, bool], list], Any, int, bool] | None:
+        """How the frame whose header is at `offset` is taken on the short path (the method,
+        its stream or stream id, the payload size, END_STREAM), if it is:
+
+        - DATA without padding, within our MAX_FRAME_SIZE, on a stream the client may send on,
+          and not empty unless it ends the stream (empty ones spend a flood budget, which h2's
+          path checks a slice at a time);
+        - HEADERS with a whole header block, without padding or priority, opening a new stream
+          while fewer than MAX_CONCURRENT_STREAMS are tracked and no final GOAWAY is out (the
+          others may be refused, which h2's path decides).
+        """
         high, low, kind, flags, stream_id = FRAME_HEADER.unpack_from(data, offset)
         size = high << 8 | low
-        if kind != DATA_TYPE or flags & PADDED_FLAG or size > max_size:
+        if size > max_size:
             return None
         end_stream = bool(flags & END_STREAM_FLAG)
-        if not (size or end_stream):
+        stream_id &= STREAM_ID_MASK
+        if kind == DATA_TYPE:
+            if flags & PADDED_FLAG or not (size or end_stream):
+                return None
+            stream = self.streams.get(stream_id)
+            if stream is None or stream.state_machine.state not in RECEIVING_STATES:
+                return None
+            return self._take_body, stream, size, end_stream
+        if (
+            kind != HEADERS_TYPE
+            or flags & (PADDED_FLAG | PRIORITY_FLAG)
+            or not flags & END_HEADERS_FLAG
+            or stream_id <= self.highest_inbound_stream_id
+            or self.goaway_last_stream_id is not None
+            or size > self.incoming_buffer.max_header_block_size
+        ):
             return None
-        stream = self.streams.get(stream_id & STREAM_ID_MASK)
-        if stream is None or stream.state_machine.state not in RECEIVING_STATES:
+        if len(self.streams) >= self._prune_at:
+            self._prune_closed_streams()
+        if len(self.streams) >= self.local_settings.max_concurrent_streams:
             return None
-        return stream, size, end_stream
+        return self._take_request, stream_id, size, end_stream
+
+    #: How many streams h2 may track before the short path moves the closed ones out: h2 does
+    #: it at every new stream, scanning them all; here the bound doubles with the open ones (a
+    #: closed stream costs about 450 bytes).
+    _prune_at = 4
+
+    def _prune_closed_streams(self) -> None:
+        self._open_streams(1)  # h2's: counts the open client streams, forgets the closed ones
+        self._prune_at = max(ServerH2Connection._prune_at, 2 * len(self.streams))
+
+    def _take_request(self, stream_id: int, block: bytes, end_stream: bool) -> list:
+        """What h2's _receive_headers_frame and ours do with a HEADERS frame that opens a
+        stream the limits allow, in their order."""
+        self.incoming_buffer.header_block_size = len(block)
+        try:
+            headers = h2.connection._decode_headers(self.decoder, block)
+            events = self.state_machine.process_input(ConnectionInputs.RECV_HEADERS)
+            stream = self._begin_new_stream(stream_id, AllowedStreamIDs.ODD)
+            frames, stream_events = stream.receive_headers(
+                headers, end_stream, self.config.header_encoding
+            )
+            events += stream_events
+            check_received(events)
+        except h2.exceptions.ProtocolError as error:
+            frames, events = self._malformed_request(error, stream_id, is_new_stream=True)
+        else:
+            if end_stream and stream._expected_content_length:
+                frames, events = self._refuse(stream_id, ErrorCodes.PROTOCOL_ERROR, frames, events)
+        self._prepare_for_sending(frames)
+        return events
 
     def _take_body(
         self, stream: H2Stream, payload: bytes, end_stream: bool
@@ -461,7 +531,6 @@ class ServerH2Connection(h2.connection.H2Connection):
         try:
             stream._track_content_length(size, end_stream)
         except h2.exceptions.InvalidBodyLengthError:
-            self.provoked_resets += 1
             return self._malformed_body(stream.stream_id, size)
         received = events[0]
         if end_stream:
@@ -555,6 +624,7 @@ FRAME_HEADER_SIZE = 9
 FRAME_HEADER = struct.Struct("!HBBBL")
 END_STREAM_FLAG = 0x1
 PADDED_FLAG = 0x8
+PRIORITY_FLAG = 0x20
 #: The stream id is 31 bits; the reserved bit above it is ignored on receipt (§4.1).
 STREAM_ID_MASK = 0x7FFFFFFF
 END_HEADERS_FLAG = 0x4
@@ -611,8 +681,8 @@ class ServerFrameBuffer(FrameBuffer):
         super().__init__(server=True)
         self._received_classes = RECEIVED_DATA_ONLY if logging_frames else RECEIVED_CLASSES
         self._awaiting_client_settings = True
-        self._max_header_block_size = max_header_block_size
-        self._header_block_size = 0
+        self.max_header_block_size = max_header_block_size
+        self.header_block_size = 0
 
     @property
     def preface_received(self) -> bool:
@@ -643,12 +713,12 @@ class ServerFrameBuffer(FrameBuffer):
                 data[FRAME_HEADER_SIZE] &= 0x7F
             if frame_type in HEADER_BLOCK_TYPES and len(data) >= FRAME_HEADER_SIZE + length:
                 # Counted once, when the whole frame is here (this header may be peeked again).
-                size = length + (self._header_block_size if frame_type == CONTINUATION_TYPE else 0)
-                if size > self._max_header_block_size:
+                size = length + (self.header_block_size if frame_type == CONTINUATION_TYPE else 0)
+                if size > self.max_header_block_size:
                     raise HeaderBlockTooLarge(
-                        f"header block over {self._max_header_block_size} bytes"
+                        f"header block over {self.max_header_block_size} bytes"
                     )
-                self._header_block_size = size
+                self.header_block_size = size
         frame = super().__next__()
         received_class = self._received_classes.get(frame.__class__)
         if received_class is not None:

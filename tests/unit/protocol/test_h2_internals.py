@@ -63,8 +63,8 @@ def test_h2_streams_still_track_the_expected_content_length() -> None:
     assert stream._expected_content_length is None
 
 
-def test_h2_streams_still_keep_what_receive_bodies_updates() -> None:
-    """ServerH2Connection.receive_bodies does what H2Stream.receive_data does, through these."""
+def test_h2_streams_still_keep_what_the_short_path_updates() -> None:
+    """ServerH2Connection._take_body does what H2Stream.receive_data does, through these."""
     stream = h2.stream.H2Stream(1, h2.config.H2Configuration(), 65_535, 65_535)
     assert stream._inbound_window_manager.current_window_size == 65_535
     assert list(inspect.signature(stream._track_content_length).parameters) == [

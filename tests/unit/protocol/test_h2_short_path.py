@@ -1,6 +1,6 @@
-"""Request bodies received on the short path (ServerH2Connection.receive_bodies) behave exactly as
-through h2's frame buffer: the same events, bytes out, windows and stream states, whatever the
-frames and however the reads cut them."""
+"""Requests and their bodies received on the short path (ServerH2Connection._receive_short_path)
+behave exactly as through h2's frame buffer: the same events, bytes out, windows and stream
+states, whatever the frames and however the reads cut them."""
 
 from __future__ import annotations
 
@@ -14,14 +14,31 @@ from hypothesis import strategies as st
 
 from osmium.protocol.events import Body
 from osmium.protocol.h2 import ServerConnection
+from osmium.protocol.limits import Limits
 from osmium.protocol.settings import ProtocolSettings
 from tests.support.h2_peer import POST
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 DATA, HEADERS, RST_STREAM, SETTINGS, PING, CONTINUATION = 0x0, 0x1, 0x3, 0x4, 0x6, 0x9
-END_STREAM, END_HEADERS, PADDED = 0x1, 0x4, 0x8
-#: Small windows, so that a few frames can overrun them.
-WINDOWS = ProtocolSettings(initial_window_size=40_000, connection_window_size=65_535)
+END_STREAM, END_HEADERS, PADDED, PRIORITY = 0x1, 0x4, 0x8, 0x20
+#: Small windows, so that a few frames can overrun them, and few streams, so that some are refused.
+WINDOWS = ProtocolSettings(
+    initial_window_size=40_000, connection_window_size=65_535, max_concurrent_streams=5
+)
+#: Header lists a request may carry: good ones, most often, and malformed ones (a stream error).
+FIELDS = st.sampled_from(
+    [
+        *[POST] * 8,
+        [(":method", "GET"), (":path", "/"), (":scheme", "http"), (":authority", "test")],
+        [*POST, ("priority", "u=1, i")],
+        [*POST, ("connection", "keep-alive")],
+        [name_value for name_value in POST if name_value[0] != ":path"],
+        [*POST, ("content-length", "many")],
+        [*POST, ("x-long", "v" * 150)],  # over HEADER_BLOCK_LIMIT
+    ]
+)
+#: A small --max-header-block-size, so that some blocks (and stray CONTINUATIONs) exceed it.
+HEADER_BLOCK_LIMIT = Limits(max_header_block_size=150)
 
 
 def frame(kind: int, flags: int, stream_id: int, payload: bytes = b"") -> bytes:
@@ -36,47 +53,82 @@ OPEN = st.tuples(
     st.one_of(st.none(), st.none(), st.integers(0, 50_000)),  # content-length
     RARELY,  # END_STREAM on HEADERS
     RARELY,  # the header block split over a CONTINUATION
+    FIELDS,
+    st.sampled_from([*["next"] * 12, "skip", "even", "reused"]),  # stream id
+    st.sampled_from([0, 0, 0, 0, PADDED, PRIORITY]),
 )
 #: Which stream a frame is on: one of those opened (by index), or (20) one never opened.
 STREAM = st.integers(0, 20)
 DATA_FRAME = st.tuples(
     st.just("data"),
     STREAM,
-    st.sampled_from([0, 1, 100, 100, 100, 9_000, 9_000, 9_000, 16_384, 16_384, 16_384, 16_385]),
-    RARELY,  # END_STREAM
+    st.sampled_from([0, 1, *[100] * 4, *[9_000] * 4, *[16_384] * 4, 16_385]),
+    st.sampled_from([*[False] * 9, True]),  # END_STREAM (DATA after it ends the connection)
     RARELY,  # PADDED
     RARELY,  # the reserved bit of the stream id
 )
-#: One step of the client (bytes it sends) or of the server (between reads), DATA drawn most
-#: often, so that most scripts carry bodies.
+#: One step of the client (bytes it sends) or of the server (between reads): DATA half the time
+#: (hypothesis draws each alternative of one_of alike), so that most scripts carry bodies.
 step = st.one_of(
-    OPEN,
-    *[DATA_FRAME] * 6,
-    st.tuples(st.just("client-reset"), STREAM),
-    st.tuples(st.just("server-reset"), STREAM),
-    st.tuples(st.just("ping")),
+    DATA_FRAME,
+    st.one_of(
+        OPEN,
+        st.tuples(st.just("client-reset"), STREAM),
+        st.tuples(st.just("server-reset"), STREAM),
+        st.tuples(st.just("ping")),
+        st.tuples(st.just("graceful-close")),
+    ),
 )
-#: A header block left open: every frame after it (but a CONTINUATION) is a connection error.
-UNFINISHED_HEADER_BLOCK = ("unfinished-header-block",)
+#: Frames that end the connection, drawn only at the end of a script.
+CLOSING_STEP = st.one_of(
+    st.just(("unfinished-header-block",)),
+    st.tuples(st.just("stray-continuation"), st.sampled_from([10, 100])),
+    DATA_FRAME,
+)
+
+
+#: The server starting a graceful close (GOAWAY) between two reads.
+GRACEFUL_CLOSE = -1
 
 
 def script(steps: list[tuple]) -> list[bytes | int]:
-    """The steps as client bytes, and as the stream ids the server resets between them."""
+    """The steps as client bytes, and as what the server does between them (a stream id it
+    resets, or GRACEFUL_CLOSE)."""
     encoder = hpack.Encoder()
     opened: list[int] = []
     items: list[bytes | int] = [PREFACE + frame(SETTINGS, 0, 0)]
     for kind, *args in steps:
         if kind == "open":
-            length, end, split = args
-            stream_id = 2 * len(opened) + 1
+            length, end, split, fields, numbering, extra_flags = args
+            stream_id = {
+                "next": 2 * len(opened) + 1,
+                "skip": 2 * len(opened) + 3,
+                "even": 2 * len(opened) + 2,
+                "reused": max(opened, default=1),
+            }[numbering]
             opened.append(stream_id)
-            fields = POST if length is None else [*POST, ("content-length", str(length))]
+            if length is not None:
+                fields = [*fields, ("content-length", str(length))]
             block = encoder.encode(fields)
+            if split:  # padding or priority would not fit the three bytes of the HEADERS frame
+                extra_flags = 0
+            if extra_flags == PADDED:
+                block = b"\x03" + block + b"\x00\x00\x00"
+            elif extra_flags == PRIORITY:
+                block = b"\x00\x00\x00\x00\x0f" + block
             first, rest = (block[:3], block[3:]) if split else (block, b"")
-            flags = (END_STREAM if end else 0) | (0 if split else END_HEADERS)
+            flags = (END_STREAM if end else 0) | (0 if split else END_HEADERS) | extra_flags
             items.append(frame(HEADERS, flags, stream_id, first))
             if split:
                 items.append(frame(CONTINUATION, END_HEADERS, stream_id, rest))
+            continue
+        if kind == "graceful-close":
+            items.append(GRACEFUL_CLOSE)
+            continue
+        if kind == "stray-continuation":
+            items.append(
+                frame(CONTINUATION, END_HEADERS, max(opened, default=1), b"\x82" * args[0])
+            )
             continue
         if kind == "ping":
             items.append(frame(PING, 0, 0, b"12345678"))
@@ -100,9 +152,9 @@ def script(steps: list[tuple]) -> list[bytes | int]:
 
 
 def served(short_path: bool) -> ServerConnection:
-    server = ServerConnection(WINDOWS)
+    server = ServerConnection(WINDOWS, limits=HEADER_BLOCK_LIMIT)
     if not short_path:
-        server._h2.receive_bodies = lambda data: ([], data)  # type: ignore[method-assign]
+        server._h2._receive_short_path = lambda data: ([], data)  # type: ignore[method-assign]
     server.start()
     server.data_to_send()
     return server
@@ -121,14 +173,17 @@ def state(server: ServerConnection) -> tuple:
         connection.state_machine.state,
         connection._inbound_flow_control_window_manager.current_window_size,
         bytes(connection.incoming_buffer._data),
-        {
+        connection.highest_inbound_stream_id,
+        {  # closed streams are forgotten at different times: h2 at each new stream
             stream_id: (
                 stream.state_machine.state,
                 stream._inbound_window_manager.current_window_size,
                 stream._actual_content_length,
             )
             for stream_id, stream in connection.streams.items()
+            if not stream.closed
         },
+        [connection._stream_closed_by(stream_id) for stream_id in range(1, 50)],
     )
 
 
@@ -147,6 +202,11 @@ def run(items: list[bytes | int], reads: list[int], short_path: bool) -> tuple[l
     server._translate = recording_translate  # type: ignore[method-assign]
     cuts = itertools.cycle(reads)
     for item in items:
+        if item == GRACEFUL_CLOSE:
+            if not server.closed:
+                server.start_graceful_close()
+                server.finish_graceful_close()  # as if the client had answered its PING
+            continue
         if isinstance(item, int):
             if item in server._h2.streams and not server.closed:
                 server.reset(item, 8)
@@ -165,7 +225,7 @@ def run(items: list[bytes | int], reads: list[int], short_path: bool) -> tuple[l
 
 @settings(max_examples=400, deadline=None)
 @example(  # a body longer than its content-length: the stream is reset, and that is counted
-    opening=[("open", 10, False, False)],
+    opening=[("open", 10, False, False, POST, "next", 0)],
     steps=[("data", 0, 100, False, False, False)] * 4,
     closing=[],
     reads=[40_000],
@@ -173,34 +233,33 @@ def run(items: list[bytes | int], reads: list[int], short_path: bool) -> tuple[l
 @given(
     opening=st.lists(OPEN, min_size=1, max_size=3),
     steps=st.lists(step, min_size=4, max_size=25),
-    closing=st.lists(st.one_of(st.just(UNFINISHED_HEADER_BLOCK), DATA_FRAME), max_size=2),
+    closing=st.lists(CLOSING_STEP, max_size=2),
     reads=st.lists(st.integers(1, 40_000), min_size=1, max_size=8),
 )
-def test_bodies_on_the_short_path_are_received_as_h2_receives_them(
+def test_the_short_path_receives_as_h2_receives(
     opening: list[tuple], steps: list[tuple], closing: list[tuple], reads: list[int]
 ) -> None:
     items = script(opening + steps + closing)
     assert run(items, reads, short_path=True) == run(items, reads, short_path=False)
 
 
-def test_the_short_path_takes_body_frames_and_leaves_the_rest_to_h2() -> None:
-    """A read of whole DATA frames never reaches h2's frame buffer; a HEADERS frame does."""
+def test_the_short_path_takes_requests_and_bodies_and_leaves_the_rest_to_h2() -> None:
+    """A read of whole HEADERS and DATA frames never reaches h2's frame buffer; a PING does."""
     server = served(short_path=True)
-    encoder = hpack.Encoder()
-    server.receive(
-        PREFACE + frame(SETTINGS, 0, 0) + frame(HEADERS, END_HEADERS, 1, encoder.encode(POST))
-    )
-    events, rest = server._h2.receive_bodies(
+    server.receive(PREFACE + frame(SETTINGS, 0, 0))
+    events, rest = server._h2._receive_short_path(
         memoryview(
-            frame(DATA, 0, 1, b"a" * 100)
+            frame(HEADERS, END_HEADERS, 1, hpack.Encoder().encode(POST))
+            + frame(DATA, 0, 1, b"a" * 100)
             + frame(DATA, END_STREAM, 1, b"b")
             + frame(PING, 0, 0, b"12345678")
         )
     )
     assert [type(event) for event in events] == [
+        h2.events.RequestReceived,
         h2.events.DataReceived,
         h2.events.DataReceived,
         h2.events.StreamEnded,
     ]
-    assert [event.data for event in events[:2]] == [b"a" * 100, b"b"]
+    assert [event.data for event in events[1:3]] == [b"a" * 100, b"b"]
     assert bytes(rest) == frame(PING, 0, 0, b"12345678")
