@@ -233,7 +233,8 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
         else:
             await _respond(send, 404, b"not found", TEXT)
         return
-    query = parse_qs(scope["query_string"].decode("latin-1"))
+    query_string = scope["query_string"]
+    query = parse_qs(query_string.decode("latin-1")) if query_string else {}
     try:
         await handler(scope, receive, send, query)
     except BadRequest as error:

@@ -139,6 +139,24 @@ class LeanSettings(h2.settings.Settings):
     def max_concurrent_streams(self, value: int) -> None:
         self[SettingCodes.MAX_CONCURRENT_STREAMS] = value
 
+    @property
+    def initial_window_size(self) -> int:
+        """Read at every new stream, as are the frame sizes: the current value (these two
+        settings always have one), without Mapping's __getitem__."""
+        return self._settings[SettingCodes.INITIAL_WINDOW_SIZE][0]  # type: ignore[return-value]
+
+    @initial_window_size.setter
+    def initial_window_size(self, value: int) -> None:
+        self[SettingCodes.INITIAL_WINDOW_SIZE] = value
+
+    @property
+    def max_frame_size(self) -> int:
+        return self._settings[SettingCodes.MAX_FRAME_SIZE][0]  # type: ignore[return-value]
+
+    @max_frame_size.setter
+    def max_frame_size(self, value: int) -> None:
+        self[SettingCodes.MAX_FRAME_SIZE] = value
+
     def __setitem__(self, key: SettingCodes | int, value: int) -> None:
         invalid = h2.settings._validate_setting(key, value)
         if invalid:
@@ -213,7 +231,10 @@ class ServerH2Connection(h2.connection.H2Connection):
             )  # fmt: skip
             return
         self.state_machine.process_input(ConnectionInputs.SEND_HEADERS)
-        informational = is_informational_response(headers)
+        name, status = headers[0]  # a response's :status comes first
+        informational = (
+            status[:1] == b"1" if name == b":status" else is_informational_response(headers)
+        )
         if informational and end_stream:
             raise h2.exceptions.ProtocolError("Cannot set END_STREAM on informational responses.")
         machine = stream.state_machine

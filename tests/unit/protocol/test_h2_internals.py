@@ -136,6 +136,14 @@ def test_lean_settings_behave_as_h2s() -> None:
         assert values(ours) == values(theirs)
     assert ours.initial_window_size == 3000 and ours.max_header_list_size == 4096
     assert ours.max_concurrent_streams == theirs.max_concurrent_streams == 100
+    assert ours.initial_window_size == theirs.initial_window_size
+    assert ours.max_frame_size == theirs.max_frame_size == 16_384
+    for settings in (ours, theirs):
+        settings.initial_window_size = 5000
+        settings.max_frame_size = 32_768
+        settings.acknowledge()
+    assert (ours.initial_window_size, ours.max_frame_size) == (5000, 32_768)
+    assert (theirs.initial_window_size, theirs.max_frame_size) == (5000, 32_768)
     fresh = LeanSettings(client=True)
     assert fresh.max_concurrent_streams == h2.settings.Settings().max_concurrent_streams
     fresh.max_concurrent_streams = 7
