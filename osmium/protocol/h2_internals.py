@@ -19,7 +19,7 @@ import h2.connection
 import h2.events
 import h2.exceptions
 import h2.settings
-from h2.connection import AllowedStreamIDs, ConnectionInputs
+from h2.connection import AllowedStreamIDs, ConnectionInputs, ConnectionState
 from h2.errors import ErrorCodes
 from h2.exceptions import InvalidSettingsValueError
 from h2.frame_buffer import FrameBuffer
@@ -306,6 +306,22 @@ class ServerH2Connection(h2.connection.H2Connection):
         self._queue_frame(DATA_TYPE, flags, stream_id, data)
         self.outbound_flow_control_window -= size
 
+    def acknowledge_received_data(self, acknowledged_size: int, stream_id: int) -> None:
+        """h2's, for a stream it still tracks, its WINDOW_UPDATE frames packed here without
+        frame objects: the same windows and the same frames."""
+        stream = self.streams.get(stream_id)
+        if stream is None or acknowledged_size < 0 or self._logging_frames:
+            super().acknowledge_received_data(acknowledged_size, stream_id)
+            return
+        increment = self._inbound_flow_control_window_manager.process_bytes(acknowledged_size)
+        if increment:
+            self._queue_frame(WINDOW_UPDATE_TYPE, 0, 0, WINDOW_INCREMENT.pack(increment))
+        if stream.open:
+            increment = stream._inbound_window_manager.process_bytes(acknowledged_size)
+            if increment:
+                payload = WINDOW_INCREMENT.pack(increment)
+                self._queue_frame(WINDOW_UPDATE_TYPE, 0, stream_id, payload)
+
     def _prepare_for_sending(self, frames: list[Frame]) -> None:
         for frame in frames:
             if type(frame) is DataFrame and not frame.pad_length:
@@ -544,10 +560,13 @@ class ServerH2Connection(h2.connection.H2Connection):
         """What h2's _receive_data_frame and H2Stream.receive_data do with an unpadded DATA
         frame on an open stream, in their order."""
         size = len(payload)
-        self.state_machine.process_input(ConnectionInputs.RECV_DATA)
+        if self.state_machine.state is not ConnectionState.SERVER_OPEN:
+            self.state_machine.process_input(ConnectionInputs.RECV_DATA)  # raises, as in h2
         self._inbound_flow_control_window_manager.window_consumed(size)
         machine = stream.state_machine
-        events = machine.process_input(StreamInputs.RECV_DATA)
+        # RECEIVING_STATES stay as they are on RECV_DATA, and a client's stream got there by
+        # its HEADERS: the transition's one action is data_received's event.
+        events: list[h2.events.Event] = [h2.events.DataReceived(stream_id=stream.stream_id)]
         stream._inbound_window_manager.window_consumed(size)
         try:
             stream._track_content_length(size, end_stream)
@@ -643,6 +662,8 @@ def final_headers_sent(stream: H2Stream) -> bool:
 FRAME_HEADER_SIZE = 9
 #: A frame header: length (24 bits, as 16 + 8), type, flags, stream id (RFC 9113 §4.1).
 FRAME_HEADER = struct.Struct("!HBBBL")
+#: A WINDOW_UPDATE frame's payload (RFC 9113 §6.9).
+WINDOW_INCREMENT = struct.Struct("!L")
 END_STREAM_FLAG = 0x1
 PADDED_FLAG = 0x8
 PRIORITY_FLAG = 0x20

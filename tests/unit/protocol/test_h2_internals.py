@@ -75,6 +75,21 @@ def test_h2_streams_still_keep_what_the_short_path_updates() -> None:
     assert connection._inbound_flow_control_window_manager.current_window_size == 65_535
 
 
+def test_h2_transitions_the_short_path_skips_still_change_nothing() -> None:
+    """_take_body skips the state machines where h2's transition keeps the state and only
+    checks that the headers came first (or does nothing at all)."""
+    stream_transitions = h2.stream._transitions
+    for state in (h2.stream.StreamState.OPEN, h2.stream.StreamState.HALF_CLOSED_LOCAL):
+        action, target = stream_transitions[(state, h2.stream.StreamInputs.RECV_DATA)]
+        assert (action, target) == (h2.stream.H2StreamStateMachine.data_received, state)
+    open_state = h2.connection.ConnectionState.SERVER_OPEN
+    connection_transitions = h2.connection.H2ConnectionStateMachine._transitions
+    assert connection_transitions[(open_state, h2.connection.ConnectionInputs.RECV_DATA)] == (
+        None,
+        open_state,
+    )
+
+
 def test_h2_streams_still_expose_their_state_machine() -> None:
     """may_answer and final_headers_sent read it before a PUSH_PROMISE or a 1xx."""
     stream = h2.stream.H2Stream(1, h2.config.H2Configuration(), 65_535, 65_535)

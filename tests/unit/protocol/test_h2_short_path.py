@@ -1,12 +1,15 @@
-"""Requests and their bodies received on the short path (ServerH2Connection._receive_short_path)
-behave exactly as through h2's frame buffer: the same events, bytes out, windows and stream
-states, whatever the frames and however the reads cut them."""
+"""Requests and their bodies received on the short path (ServerH2Connection._receive_short_path),
+and acknowledged with our WINDOW_UPDATE frames, behave exactly as through h2's frame buffer and
+h2's acknowledgements: the same events, bytes out, windows and stream states, whatever the
+frames and however the reads cut them."""
 
 from __future__ import annotations
 
+import functools
 import itertools
 import struct
 
+import h2.connection
 import h2.events
 import hpack
 from hypothesis import example, given, settings
@@ -153,8 +156,12 @@ def script(steps: list[tuple]) -> list[bytes | int]:
 
 def served(short_path: bool) -> ServerConnection:
     server = ServerConnection(WINDOWS, limits=HEADER_BLOCK_LIMIT)
-    if not short_path:
-        server._h2._receive_short_path = lambda data: ([], data)  # type: ignore[method-assign]
+    if not short_path:  # h2's own path, and h2's own acknowledgements (WINDOW_UPDATE frames)
+        connection = server._h2
+        connection._receive_short_path = lambda data: ([], data)  # type: ignore[method-assign]
+        connection.acknowledge_received_data = functools.partial(  # type: ignore[method-assign]
+            h2.connection.H2Connection.acknowledge_received_data, connection
+        )
     server.start()
     server.data_to_send()
     return server
@@ -187,6 +194,17 @@ def state(server: ServerConnection) -> tuple:
     )
 
 
+def joined(items: list[bytes | int]) -> list[bytes | int]:
+    """The client's bytes between two server actions as one string, which reads cut anywhere."""
+    merged: list[bytes | int] = []
+    for item in items:
+        if isinstance(item, bytes) and merged and isinstance(merged[-1], bytes):
+            merged[-1] += item
+        else:
+            merged.append(item)
+    return merged
+
+
 def run(items: list[bytes | int], reads: list[int], short_path: bool) -> tuple[list, list]:
     """Everything observable, read by read (events, bytes out, windows and stream states), and
     h2's events in order."""
@@ -201,7 +219,7 @@ def run(items: list[bytes | int], reads: list[int], short_path: bool) -> tuple[l
 
     server._translate = recording_translate  # type: ignore[method-assign]
     cuts = itertools.cycle(reads)
-    for item in items:
+    for item in joined(items):
         if item == GRACEFUL_CLOSE:
             if not server.closed:
                 server.start_graceful_close()
