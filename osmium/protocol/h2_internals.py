@@ -353,17 +353,18 @@ class ServerH2Connection(h2.connection.H2Connection):
     def receive_counting_resets(
         self, data: memoryview, limit: int
     ) -> tuple[list[h2.events.Event], memoryview]:
-        """The frames at the start of `data` that take the short path, then at most `limit`
-        bytes more through h2's `receive_data`; returns their events and the bytes not read yet.
-        The RST_STREAMs queued meanwhile are counted into `provoked_resets`.
+        """The frames at the start of `data` that take the short path, or else at most `limit`
+        bytes through h2's `receive_data`; returns their events and the bytes not read yet.
+        (Not both in one call: a connection error in h2's part would lose the short path's
+        events.) The RST_STREAMs queued meanwhile are counted into `provoked_resets`.
 
         The counting method shadows h2's only while receiving, so sends cost nothing extra.
         """
         self._prepare_for_sending = self._count_resets_and_prepare  # type: ignore[method-assign]
         try:
             events, rest = self._receive_short_path(data)
-            if rest:
-                events += self.receive_data(rest[:limit])
+            if rest and not events:
+                events = self.receive_data(rest[:limit])
                 rest = rest[limit:]
             return events, rest
         finally:
