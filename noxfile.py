@@ -76,6 +76,8 @@ PEER_PACKAGES = {
     "granian": ("granian>=2",),
     "h2corn": ("h2corn>=2",),
 }
+#: What `bench -- --profile` records osmium's workers with (loadtest/profiler.py).
+PROFILER_PACKAGES = ("py-spy>=0.3",)
 
 
 def compared_peers(arguments: list[str]) -> list[str]:
@@ -93,12 +95,20 @@ def compared_peers(arguments: list[str]) -> list[str]:
     return names
 
 
+def install_for(session: nox.Session, option: str, packages: tuple[str, ...]) -> None:
+    """What a harness option needs, or one line naming the option when pip cannot get it."""
+    try:
+        session.install(*packages)
+    except nox.command.CommandFailed:
+        session.error(f"{option}: cannot install {' '.join(packages)} (pip above)")
+
+
 @nox.session(python=PYTHON)
 def bench(session: nox.Session) -> None:
     """The main job: h2load scenarios against the demo app, sampled; report in results/latest/.
 
     Arguments go to the harness: `-- --quick`, `-- --compare hypercorn`, `-- --repeats 5`, ...
-    The Python peers named after `--compare` are installed here first.
+    The Python peers named after `--compare`, and py-spy for `--profile`, are installed here first.
     """
     ensure_client_tools(session)
     install_project(session, "bench")
@@ -106,10 +116,9 @@ def bench(session: nox.Session) -> None:
         packages = PEER_PACKAGES.get(name)
         if packages is None:
             continue  # bare-h2 needs only osmium's h2; an unknown name is the harness's to refuse
-        try:
-            session.install(*packages)
-        except nox.command.CommandFailed:
-            session.error(f"--compare {name}: cannot install {' '.join(packages)} (pip above)")
+        install_for(session, f"--compare {name}", packages)
+    if "--profile" in session.posargs:
+        install_for(session, "--profile", PROFILER_PACKAGES)
     session.run("python", "-m", "loadtest.bench", *session.posargs)
 
 

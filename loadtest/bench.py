@@ -8,6 +8,8 @@ from h2load's per-request log, latency percentiles. Body scenarios (`unit = "MB/
 group among them) report body bytes per second. The `websocket` group (opt-in: `--only
 websocket`) drives the demo app's `/ws/echo` with loadtest/ws_client.py instead, over HTTP/1.1
 and over HTTP/2 (RFC 8441); its rows count echoed messages where the others count requests.
+With `--profile`, osmium runs each scenario once more under py-spy (loadtest/profiler.py), which
+leaves a flame graph of its workers next to the run's server log; that run is not in the medians.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from loadtest import h2load, ws_client
+from loadtest import h2load, profiler, ws_client
 from loadtest.environment import describe
 from loadtest.launcher import (
     KNOWN_SERVERS,
@@ -201,13 +203,50 @@ def describe_scenario(scenario: AnyScenario) -> dict[str, Any]:
     return asdict(scenario) | {"protocol": protocol(scenario), "unit": unit}
 
 
-def new_record(scenario: AnyScenario, spec: ServerSpec, repeat: int) -> dict[str, Any]:
-    """A run's identity and where its server log and psutil series go."""
+def new_record(
+    scenario: AnyScenario, spec: ServerSpec, repeat: int | str, profiled: bool = False
+) -> dict[str, Any]:
+    """A run's identity and where its server log, psutil series and flame graph go."""
     stem = f"{scenario.name}-{spec.name}-{repeat}"
     record: dict[str, Any] = {"scenario": scenario.name, "server": spec.name, "repeat": repeat}
     record["log"] = f"runs/{stem}.log"
     record["samples"] = f"runs/{stem}.jsonl"
+    if profiled:
+        record["profile"] = f"runs/{stem}-profile.svg"
     return record
+
+
+#: The repeat number of `--profile`'s extra run of osmium, after the measured ones.
+PROFILED = "profiled"
+
+
+def profiled_plan(
+    scenarios: list[AnyScenario], servers: list[ServerSpec]
+) -> list[tuple[str, AnyScenario, ServerSpec]]:
+    """`--profile`'s runs: osmium once more on each scenario, recorded by py-spy. py-spy takes
+    about a tenth of a core, so these runs stay out of the medians and ratios."""
+    return [
+        (PROFILED, scenario, server)
+        for scenario in scenarios
+        for server in servers
+        if server.name == "osmium" and runs_on(scenario, server)
+    ]
+
+
+@contextmanager
+def profiling(
+    record: dict[str, Any], pid: int, run_dir: Path, py_spy: str | None
+) -> Iterator[None]:
+    """py-spy records the server tree around the load of a profiled run; when it could not
+    attach, the run still counts and its record says why there is no flame graph."""
+    if py_spy is None:
+        yield
+        return
+    with profiler.Profiler(pid, run_dir / record["profile"], py_spy) as recording:
+        yield
+    if recording.error is not None:
+        record["profile"] = None
+        record["profile_error"] = recording.error
 
 
 def h2load_options(scenario: Scenario, scratch: Path) -> dict[str, Any]:
@@ -229,11 +268,16 @@ def h2load_options(scenario: Scenario, scratch: Path) -> dict[str, Any]:
 
 
 def run_once(
-    spec: ServerSpec, scenario: Scenario, repeat: int, run_dir: Path, tls: TLSFiles
+    spec: ServerSpec,
+    scenario: Scenario,
+    repeat: int | str,
+    run_dir: Path,
+    tls: TLSFiles,
+    py_spy: str | None = None,
 ) -> dict[str, Any]:
-    """One fresh server, sampled while h2load runs the scenario once; the server tree's CPU time
-    is read just before and just after h2load."""
-    record = new_record(scenario, spec, repeat)
+    """One fresh server, sampled (and, with `py_spy`, profiled) while h2load runs the scenario
+    once; the server tree's CPU time is read just before and just after h2load."""
+    record = new_record(scenario, spec, repeat, profiled=py_spy is not None)
     launched = LaunchedServer(spec, run_dir / record["log"], tls if scenario.tls else None)
     with tempfile.TemporaryDirectory(prefix="osmium-bench-h2load-") as folder:
         options = h2load_options(scenario, Path(folder))
@@ -241,7 +285,8 @@ def run_once(
             url = server.url + scenario.path
             record["command"] = shlex.join(h2load.command(url, **options))
             cpu_before = tree_cpu_seconds(server.pid)
-            result = h2load.run(url, **options, timeout=H2LOAD_TIMEOUT)
+            with profiling(record, server.pid, run_dir, py_spy):
+                result = h2load.run(url, **options, timeout=H2LOAD_TIMEOUT)
             server_cpu = tree_cpu_seconds(server.pid) - cpu_before
         logged = h2load.read_log(Path(options["log_file"]))
     if len(logged) != result.requests.done:
@@ -301,15 +346,21 @@ def websocket_spec(spec: ServerSpec) -> ServerSpec:
 
 
 def run_websocket_once(
-    spec: ServerSpec, scenario: WebSocketScenario, repeat: int, run_dir: Path
+    spec: ServerSpec,
+    scenario: WebSocketScenario,
+    repeat: int | str,
+    run_dir: Path,
+    py_spy: str | None = None,
 ) -> dict[str, Any]:
-    """One fresh server, sampled while the WebSocket client runs the scenario's plan once."""
-    record = new_record(scenario, spec, repeat)
+    """One fresh server, sampled (and, with `py_spy`, profiled) while the WebSocket client runs
+    the scenario's plan once."""
+    record = new_record(scenario, spec, repeat, profiled=py_spy is not None)
     launched = LaunchedServer(websocket_spec(spec), run_dir / record["log"])
     with launched as server, SamplerProcess(server.pid, run_dir / record["samples"]):
         url = "ws" + server.url.removeprefix("http") + scenario.path
         cpu_before = tree_cpu_seconds(server.pid)
-        result = ws_client.run(url, scenario.plan, timeout=WS_CLIENT_TIMEOUT)
+        with profiling(record, server.pid, run_dir, py_spy):
+            result = ws_client.run(url, scenario.plan, timeout=WS_CLIENT_TIMEOUT)
         server_cpu = tree_cpu_seconds(server.pid) - cpu_before
     record["exit_code"] = launched.exit_code
     record["unit"] = "msg/s"
@@ -488,20 +539,26 @@ def server_specs(arguments: argparse.Namespace, scenarios: list[AnyScenario]) ->
 
 
 def run_plan(
-    plan: list[tuple[int, AnyScenario, ServerSpec]], run_dir: Path, console: Console
+    plan: list[tuple[int | str, AnyScenario, ServerSpec]],
+    run_dir: Path,
+    console: Console,
+    py_spy: str | None = None,
 ) -> tuple[list[dict[str, Any]], float]:
-    """Every (repeat, scenario, server) run, in order; the records and the seconds it took."""
+    """Every (repeat, scenario, server) run, in order; the records and the seconds it took.
+    The PROFILED runs are recorded with `py_spy`."""
     runs = []
     started = time.monotonic()
     with throwaway_certificates() as tls, Progress(console=console, transient=True) as progress:
         task = progress.add_task("benchmark", total=len(plan))
         for repeat, scenario, server in plan:
-            progress.update(task, description=f"{scenario.name} on {server.name} (#{repeat + 1})")
+            which = "profiled" if repeat == PROFILED else f"#{repeat + 1}"
+            progress.update(task, description=f"{scenario.name} on {server.name} ({which})")
+            profile_with = py_spy if repeat == PROFILED else None
             try:
                 if isinstance(scenario, WebSocketScenario):
-                    runs.append(run_websocket_once(server, scenario, repeat, run_dir))
+                    runs.append(run_websocket_once(server, scenario, repeat, run_dir, profile_with))
                 else:
-                    runs.append(run_once(server, scenario, repeat, run_dir, tls))
+                    runs.append(run_once(server, scenario, repeat, run_dir, tls, profile_with))
             except (LaunchError, h2load.H2LoadError, WsClientError) as error:
                 raise BenchError(f"{scenario.name} on {server.name}: {error}") from None
             progress.advance(task)
@@ -514,6 +571,9 @@ def bench(arguments: argparse.Namespace, console: Console) -> Path:
         scenarios = [Scenario("hello", "/", QUICK_REQUESTS, None, 10, 10)]
         arguments.repeats = 1
     servers = server_specs(arguments, scenarios)
+    py_spy = profiler.executable() if arguments.profile else None
+    if arguments.profile and py_spy is None:
+        raise BenchError(f"--profile needs py-spy: {profiler.INSTALL_HINT}")
     if any(isinstance(s, Scenario) for s in scenarios) and h2load.which() is None:
         raise BenchError("h2load not found: install Debian's nghttp2-client")
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -526,12 +586,14 @@ def bench(arguments: argparse.Namespace, console: Console) -> Path:
         for server in servers
         if runs_on(scenario, server)
     ]
+    if py_spy is not None:
+        plan += profiled_plan(scenarios, servers)
     try:
-        runs, elapsed = run_plan(plan, run_dir, console)
+        runs, elapsed = run_plan(plan, run_dir, console, py_spy)
     except BenchError:
         shutil.rmtree(run_dir)  # no results folder without results
         raise
-    summary = summarise(runs)
+    summary = summarise([run for run in runs if run["repeat"] != PROFILED])
     results = {
         "id": run_dir.name,
         "osmium": osmium_build(),
@@ -540,6 +602,7 @@ def bench(arguments: argparse.Namespace, console: Console) -> Path:
             "repeats": arguments.repeats,
             "workers": arguments.workers,
             "loop": resolved_loop(arguments.loop),
+            "profile": arguments.profile,
         },
         "servers": [describe_server(spec, arguments) for spec in servers],
         "scenarios": [describe_scenario(s) for s in scenarios],
@@ -578,6 +641,12 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
         "downloads and uploads and 16 KiB responses on 100 streams; `websocket`, not run by "
         "default: ws-roundtrip, ws-200-connections, ws-16mib, and the same over HTTP/2 as "
         "ws-h2-roundtrip, ws-h2-200-connections, ws-h2-16mib)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--profile", action="store_true",
+        help=f"run osmium once more on each scenario under py-spy ({profiler.RATE} Hz): a flame "
+        "graph, runs/*-profile.svg, linked in the report; py-spy takes about a tenth of a core "
+        "(~20%% slower on 2 cores), so that run is not in the medians (needs py-spy)",
     )  # fmt: skip
     parser.add_argument("--scenarios", type=Path, default=SCENARIOS, help="scenario TOML file")
     parser.add_argument("--output", type=Path, default=Path("results"), help="results folder")

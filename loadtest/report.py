@@ -21,6 +21,7 @@ import matplotlib.pyplot as plt
 from matplotlib.axes import Axes
 from matplotlib.ticker import FormatStrFormatter
 
+from loadtest.profiler import RATE
 from loadtest.sampler import load
 
 MIB = 1024 * 1024
@@ -303,7 +304,7 @@ def _reading_notes(results: dict[str, Any]) -> str:
     """What a reader needs to interpret the numbers, as a list."""
     repeats = results.get("settings", {}).get("repeats", "?")
     cpus = results["environment"].get("cpus", "?")
-    notes = (
+    notes = [
         f"Each scenario ran {repeats} time(s) on each server, a fresh server process tree each "
         "time, the repeats interleaved across servers. Tables show the median of the repeats; "
         "min and max are the lowest and highest of the repeats' values, not of single requests.",
@@ -317,7 +318,14 @@ def _reading_notes(results: dict[str, Any]) -> str:
         "--log-file (request sent to end of response); the median of the repeats.",
         "MB/s: 10^6 body bytes per second: response bodies for downloads, request bodies for "
         "uploads (which /echo sends back, not counted again).",
-    )
+    ]
+    if _profiled(results):
+        notes.append(
+            f"osmium ran each scenario once more under py-spy ({RATE} Hz, sampled from outside "
+            'the process) for the flame graph linked under Files (repeat "profiled"). py-spy '
+            "takes about a tenth of a core, which slows that run where cores are few (hello: "
+            "~20 % on 2 cores), so it is not in the medians or the ratios."
+        )
     return "<ul>" + "".join(f"<li>{html.escape(note)}</li>" for note in notes) + "</ul>"
 
 
@@ -331,20 +339,40 @@ def _osmium_line(results: dict[str, Any]) -> str:
     return f"<p>{html.escape(text)}</p>"
 
 
+def _repeat_label(repeat: int | str) -> int | str:
+    """Repeats count from 1; `--profile`'s extra run is named."""
+    return repeat + 1 if isinstance(repeat, int) else repeat
+
+
+def _profiled(results: dict[str, Any]) -> bool:
+    """Whether the bench ran with --profile (results from before it have no such setting)."""
+    return bool(results.get("settings", {}).get("profile"))
+
+
+def _profile_cell(run: dict[str, Any]) -> object:
+    """The run's flame graph, or why py-spy left none; nothing for a run not profiled."""
+    if run.get("profile"):
+        return link(run["profile"], "flame graph")
+    return run.get("profile_error", MISSING)
+
+
 def _files(results: dict[str, Any]) -> str:
-    """Links to results.json and to every run's server log and psutil series."""
+    """Links to results.json and to every run's server log, psutil series and flame graph."""
+    profiled = _profiled(results)
     rows = (
         (
-            run["scenario"], run["server"], run["repeat"] + 1,
+            run["scenario"], run["server"], _repeat_label(run["repeat"]),
             link(run["log"], "server log") if run.get("log") else MISSING,
             link(run["samples"], "psutil samples") if run.get("samples") else MISSING,
             run.get("exit_code", MISSING),
+            *((_profile_cell(run),) if profiled else ()),
         )
         for run in results["runs"]
     )  # fmt: skip
+    columns = ("scenario", "server", "repeat", "log", "samples", "exit code")
     every = link("results.json", "results.json")
     return f"<p>{every}: every run with h2load's whole report, medians and spread.</p>" + (
-        html_table(("scenario", "server", "repeat", "log", "samples", "exit code"), rows)
+        html_table((*columns, *(("profile",) if profiled else ())), rows)
     )
 
 

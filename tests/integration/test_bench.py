@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from loadtest import profiler
 from loadtest.launcher import KNOWN_SERVERS, available
 from tests.integration.support import REPO_ROOT
 
@@ -170,3 +172,48 @@ def test_a_short_run_measures_cpu_latency_and_body_throughput(tmp_path: Path) ->
         "body</td><td>2</td><td>2</td><td>100</td><td>-</td><td>MB/s</td></tr>"
     ) in page
     assert '<a href="runs/hello-osmium-0.log">server log</a>' in page
+
+
+@pytest.fixture(scope="module")
+def py_spy_attaches() -> None:
+    """Skips where py-spy is missing or cannot read a sibling process (no ptrace permission in
+    this container, say): once, with py-spy's own reason, on a Python process that is up."""
+    py_spy = profiler.executable()
+    if py_spy is None:
+        pytest.skip(f"py-spy is not installed ({profiler.INSTALL_HINT})")
+    target = subprocess.Popen(
+        [sys.executable, "-c", "import time; print('up', flush=True); time.sleep(60)"],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert target.stdout is not None and target.stdout.readline() == "up\n"
+        probe = subprocess.run(
+            [py_spy, "dump", "--nonblocking", "--pid", str(target.pid)],
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+    finally:
+        target.kill()
+        target.wait()
+    if probe.returncode != 0:
+        pytest.skip(f"py-spy cannot attach here: {(probe.stderr.strip() or '?').splitlines()[0]}")
+
+
+def test_profile_keeps_a_flame_graph_of_osmiums_workers(
+    tmp_path: Path, py_spy_attaches: None
+) -> None:
+    result = run_bench("--quick", "--profile", "--output", str(tmp_path))
+    assert result.returncode == 0, result.stderr + result.stdout
+    run_dir = (tmp_path / "latest").resolve()
+    results = json.loads((run_dir / "results.json").read_text())
+    assert results["settings"]["profile"] is True
+    measured, run = results["runs"]  # the measured run, then the profiled one
+    assert "profile" not in measured and run["repeat"] == "profiled"
+    assert [row["repeats"] for row in results["summary"]] == [1]  # the profiled run is not in it
+    assert run["profile"] == "runs/hello-osmium-profiled-profile.svg", run.get("profile_error")
+    graph = (run_dir / run["profile"]).read_text()
+    assert graph.startswith("<?xml") and "<svg" in graph
+    # A frame of osmium's own code, as py-spy names it: `function (osmium/module.py:line)`.
+    assert re.search(r"\(osmium/[\w/]+\.py:\d+\)", graph), "no osmium frame in the flame graph"
+    page = (run_dir / "index.html").read_text()
+    assert '<a href="runs/hello-osmium-profiled-profile.svg">flame graph</a>' in page
+    assert "under py-spy" in page

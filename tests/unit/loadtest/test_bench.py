@@ -1,8 +1,10 @@
 """The benchmark's choice of scenarios and servers, what it measures of each run (body MB/s,
-requests per CPU second, latency percentiles), and its summary and ratios."""
+requests per CPU second, latency percentiles), which runs `--profile` records, and its summary
+and ratios."""
 
 from __future__ import annotations
 
+import os
 import random
 import re
 import subprocess
@@ -12,8 +14,9 @@ from typing import Any
 
 import pytest
 
-from loadtest import bench, h2load
+from loadtest import bench, h2load, profiler
 from loadtest.bench import (
+    PROFILED,
     SCENARIOS,
     WEBSOCKET_SCENARIOS,
     BenchError,
@@ -23,8 +26,12 @@ from loadtest.bench import (
     h2load_options,
     load_scenarios,
     metrics,
+    new_record,
     osmium_build,
+    parse_arguments,
     per_cpu_second,
+    profiled_plan,
+    profiling,
     protocol,
     ratios,
     runs_on,
@@ -289,3 +296,71 @@ def test_the_build_names_the_checkouts_commit(
         "commit": "unknown",
         "uncommitted_changes": None,
     }
+
+
+# -- --profile -----------------------------------------------------------------------------------
+
+
+def test_profile_is_off_unless_asked() -> None:
+    assert parse_arguments([]).profile is False
+    assert parse_arguments(["--quick", "--profile"]).profile is True
+
+
+def test_profile_without_py_spy_fails_before_any_run_in_one_line(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(profiler, "executable", lambda: None)
+    assert bench.main(["--quick", "--profile", "--output", str(tmp_path)]) == 2
+    assert capsys.readouterr().err == "bench: error: --profile needs py-spy: pip install py-spy\n"
+    assert not list(tmp_path.iterdir())  # no run folder: nothing ran
+
+
+def test_profile_adds_one_run_of_osmium_per_scenario_kept_out_of_the_medians() -> None:
+    hello, big = Scenario("hello", requests=1), Scenario("big", requests=1)
+    servers = [osmium(), uvicorn(loop="asyncio")]
+    assert profiled_plan([hello, big], servers) == [
+        (PROFILED, hello, servers[0]),
+        (PROFILED, big, servers[0]),
+    ]
+
+
+def test_a_profiled_run_names_its_flame_graph_next_to_its_log() -> None:
+    scenario = Scenario("hello", requests=1)
+    record = new_record(scenario, osmium(), PROFILED, profiled=True)
+    assert record["profile"] == "runs/hello-osmium-profiled-profile.svg"
+    assert record["log"] == "runs/hello-osmium-profiled.log"
+    assert "profile" not in new_record(scenario, osmium(), 1)
+
+
+def fake_py_spy(folder: Path, script: str) -> str:
+    """An executable standing in for py-spy, to play its ways of failing."""
+    path = folder / "py-spy"
+    path.write_text(f"#!/bin/sh\n{script}\n")
+    path.chmod(0o755)
+    return str(path)
+
+
+#: What py-spy 0.4 `record --subprocesses` says where it may not read the server's memory.
+DENIED = "Error: No python processes found in process 1 or any of its subprocesses"
+
+
+def test_a_py_spy_that_cannot_attach_leaves_the_run_and_says_why(tmp_path: Path) -> None:
+    py_spy = fake_py_spy(tmp_path, f"printf '%s\\n\\nStack backtrace:\\n' '{DENIED}' >&2\nexit 1")
+    record = new_record(Scenario("hello", requests=1), osmium(), 0, profiled=True)
+    loaded = False
+    with profiling(record, os.getpid(), tmp_path, py_spy):
+        loaded = True
+    assert loaded
+    assert record["profile"] is None
+    assert record["profile_error"] == f"py-spy wrote no flame graph: {DENIED}"
+
+
+def test_a_py_spy_that_ignores_sigint_is_killed_after_a_bounded_wait(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(profiler, "STOP_TIMEOUT", 0.2)
+    py_spy = fake_py_spy(tmp_path, "trap '' INT\necho 'py-spy> Sampling process'\nexec sleep 60")
+    record = new_record(Scenario("hello", requests=1), osmium(), 0, profiled=True)
+    with profiling(record, os.getpid(), tmp_path, py_spy):
+        pass
+    assert record["profile_error"] == "py-spy wrote no flame graph: exit status -9"
