@@ -738,11 +738,36 @@ class ServerConnection:
             if not stream_id % 2 and not stream.closed
         )  # fmt: skip
 
-    def send_data(self, stream_id: int, data: bytes | memoryview, end_stream: bool) -> bool:
+    def send_data(
+        self, stream_id: int, data: bytes | memoryview, end_stream: bool, write_now: bool = False
+    ) -> bool:
         """Queue body bytes; they are framed by `data_to_send` when the scheduler picks the
-        stream and the windows allow. Returns `has_room`: whether the sender may queue more."""
-        if self.closed or stream_id not in self._h2.streams:
+        stream and the windows allow. Returns `has_room`: whether the sender may queue more.
+
+        `write_now`: the transport has nothing buffered. A whole body that one DATA frame within
+        both windows carries, while no other body waits, is then framed at once, as the next
+        `data_to_send` would frame it (the common small response skips the queue and the
+        scheduler)."""
+        h2_connection = self._h2
+        stream = h2_connection.streams.get(stream_id)
+        if self.closed or stream is None:
             raise StreamGone(stream_id)
+        if (
+            write_now
+            and end_stream
+            and data
+            and not self._scheduler.occupied
+            and stream_id not in self._outputs
+            and len(data)
+            <= min(
+                h2_connection.max_outbound_frame_size,
+                stream.outbound_flow_control_window,
+                h2_connection.outbound_flow_control_window,
+            )
+        ):
+            h2_connection.send_data(stream_id, data, end_stream=True)
+            self._forget_stream(stream_id)
+            return True
         output = self._outputs.get(stream_id)
         if output is None:
             priority = self._priorities.get(stream_id, DEFAULT_PRIORITY)

@@ -567,7 +567,9 @@ class H2ServerProtocol(ConnectionProtocol):
         if self._closed or self._streams[stream_id].client_gone:
             self._check_open(stream_id)  # raises
         try:
-            has_room = core.send_data(stream_id, data, end_stream)
+            has_room = core.send_data(
+                stream_id, data, end_stream, write_now=not self._transport.get_write_buffer_size()
+            )
         except StreamGone:
             raise self._gone(stream_id, "stream closed") from None
         self._schedule_flush()

@@ -183,3 +183,35 @@ def test_a_client_reset_drops_the_queued_body() -> None:
     assert peer.server.queued(stream_id) == 0 and peer.server.queued_size == 0
     events = peer.server_to_client()
     assert not [e for e in events if isinstance(e, h2.events.DataReceived)]
+
+
+def test_a_small_whole_body_is_framed_at_once_when_nothing_waits() -> None:
+    """write_now (the transport has nothing buffered): one DATA frame with END_STREAM, no queue."""
+    peer = Peer()
+    [stream_id] = open_streams(peer, [None])
+    peer.server.send_headers(stream_id, OK, end_stream=False)
+    assert peer.server.send_data(stream_id, b"hello", end_stream=True, write_now=True)
+    assert peer.server.queued(stream_id) == 0 and not peer.server.output_ready
+    [_, data] = stream_frames(peer.server.data_to_send())
+    assert (data.data, "END_STREAM" in data.flags) == (b"hello", True)
+
+
+def test_a_small_body_still_waits_its_turn_behind_queued_ones() -> None:
+    """Another stream's body is queued: the scheduler keeps RFC 9218 order, write_now or not."""
+    peer = Peer(initial_window_size=1 << 20)
+    low, high = open_streams(peer, ["u=5", "u=1"])
+    for stream_id in (low, high):
+        peer.server.send_headers(stream_id, OK, end_stream=False)
+    peer.server.send_data(low, b"x" * 100, end_stream=True)
+    peer.server.send_data(high, b"y" * 100, end_stream=True, write_now=True)
+    assert data_streams(peer.server.data_to_send()) == [high, low]
+
+
+def test_a_body_over_the_window_is_queued_even_when_nothing_waits() -> None:
+    peer = Peer(initial_window_size=10)
+    [stream_id] = open_streams(peer, [None])
+    peer.server.send_headers(stream_id, OK, end_stream=False)
+    peer.server.send_data(stream_id, b"x" * 11, end_stream=True, write_now=True)
+    assert peer.server.queued(stream_id) == 11
+    assert [len(f.data) for f in stream_frames(peer.server.data_to_send())[1:]] == [10]
+    assert peer.server.queued(stream_id) == 1  # until the client's WINDOW_UPDATE
