@@ -9,6 +9,7 @@ tests/unit/protocol/test_h2_internals.py fails loudly when an h2 release changes
 
 from __future__ import annotations
 
+import itertools
 import logging
 import struct
 from collections.abc import Callable
@@ -187,6 +188,9 @@ class ServerH2Connection(h2.connection.H2Connection):
     def __init__(self, config: h2.config.H2Configuration) -> None:
         super().__init__(config=config)
         self.remote_settings = LeanSettings(client=True)  # the peer is a client
+        #: How each forgotten stream closed, oldest first: a plain dict, bounded by
+        #: `_open_streams`, where h2's SizeLimitDict checks its size at every insertion.
+        self._closed_streams = {}
         self.decoder = RepeatingBlockDecoder(self.decoder.max_header_list_size)
         #: What is to be sent, frame by frame. A DATA frame is its 9-byte header and its payload
         #: as given: h2 would serialise it (a copy), append that to a bytearray (another) and
@@ -375,6 +379,28 @@ class ServerH2Connection(h2.connection.H2Connection):
             if frame.type == RstStreamFrame.type:
                 self.provoked_resets += 1
         ServerH2Connection._prepare_for_sending(self, frames)
+
+    def _open_streams(self, remainder: int) -> int:
+        """h2's count of the open streams whose id has this parity, which also moves the
+        closed ones out of `streams` into the record of how they closed; the record then keeps
+        its newest MAX_CLOSED_STREAMS."""
+        streams = self.streams
+        count = 0
+        closed = []
+        for stream_id, stream in streams.items():
+            state = stream.state_machine.state
+            if state in COUNTED_OPEN_STATES and stream_id % 2 == remainder:
+                count += 1
+            elif state is StreamState.CLOSED:
+                closed.append(stream_id)
+        record = self._closed_streams
+        for stream_id in closed:
+            record[stream_id] = streams.pop(stream_id).closed_by
+        excess = len(record) - self.MAX_CLOSED_STREAMS
+        if excess > 0:
+            for stream_id in list(itertools.islice(record, excess)):
+                del record[stream_id]
+        return count
 
     @property
     def open_inbound_streams(self) -> int:
@@ -638,6 +664,10 @@ class ServerH2Connection(h2.connection.H2Connection):
 #: The states of a client's stream in which we may still send on it (RFC 9113 §5.1): a
 #: PUSH_PROMISE (§6.6) or a 1xx response before the final one (§8.1).
 ANSWERING_STATES = frozenset({StreamState.OPEN, StreamState.HALF_CLOSED_REMOTE})
+#: The states in which a stream counts against MAX_CONCURRENT_STREAMS (§5.1.2; h2's `open`).
+COUNTED_OPEN_STATES = frozenset(
+    {StreamState.OPEN, StreamState.HALF_CLOSED_LOCAL, StreamState.HALF_CLOSED_REMOTE}
+)
 #: The states of a client's stream in which it may still send DATA on it (§5.1).
 RECEIVING_STATES = frozenset({StreamState.OPEN, StreamState.HALF_CLOSED_LOCAL})
 

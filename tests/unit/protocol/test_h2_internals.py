@@ -42,6 +42,7 @@ OVERRIDDEN_METHODS = {
     "_receive_goaway_frame": ["self", "frame"],
     "_stream_closed_by": ["self", "stream_id"],
     "_terminate_connection": ["self", "error_code"],
+    "_open_streams": ["self", "remainder"],
 }
 
 
@@ -88,6 +89,31 @@ def test_h2_transitions_the_short_path_skips_still_change_nothing() -> None:
         None,
         open_state,
     )
+
+
+def test_open_streams_counts_and_forgets_as_h2s_and_keeps_the_newest_closed() -> None:
+    """The same count and the same record of closed streams as h2's SizeLimitDict keeps."""
+    ours, theirs = (
+        ServerH2Connection(server_config(False)),
+        h2.connection.H2Connection(h2.config.H2Configuration(client_side=False)),
+    )
+    states = list(h2.stream.StreamState) * 3
+    for connection in (ours, theirs):
+        for stream_id, state in enumerate(states, start=1):
+            stream = h2.stream.H2Stream(stream_id, connection.config, 65_535, 65_535)
+            stream.state_machine.state = state
+            if stream_id % 3:
+                stream.state_machine.stream_closed_by = h2.stream.StreamClosedBy.RECV_END_STREAM
+            connection.streams[stream_id] = stream
+    for remainder in (1, 0):
+        assert ours._open_streams(remainder) == theirs._open_streams(remainder)
+    assert ours.streams.keys() == theirs.streams.keys()
+    assert list(ours._closed_streams.items()) == list(theirs._closed_streams.items())
+    assert list(ours._closed_streams) == [7, 14, 21]
+    ours.MAX_CLOSED_STREAMS = 2
+    ours.streams[99] = stream  # one more closed stream
+    ours._open_streams(1)
+    assert list(ours._closed_streams) == [21, 99]  # the newest two
 
 
 def test_h2_streams_still_expose_their_state_machine() -> None:
