@@ -25,7 +25,7 @@ from h2.errors import ErrorCodes
 from h2.exceptions import InvalidSettingsValueError
 from h2.frame_buffer import FrameBuffer
 from h2.settings import ChangedSetting, SettingCodes
-from h2.stream import H2Stream, StreamClosedBy, StreamInputs, StreamState
+from h2.stream import STREAM_OPEN, H2Stream, StreamClosedBy, StreamInputs, StreamState
 from h2.utilities import is_informational_response
 from hpack.exceptions import HPACKError, OversizedHeaderListError
 from hyperframe.frame import (
@@ -389,7 +389,7 @@ class ServerH2Connection(h2.connection.H2Connection):
         closed = []
         for stream_id, stream in streams.items():
             state = stream.state_machine.state
-            if state in COUNTED_OPEN_STATES and stream_id % 2 == remainder:
+            if STREAM_OPEN[state] and stream_id % 2 == remainder:
                 count += 1
             elif state is StreamState.CLOSED:
                 closed.append(stream_id)
@@ -557,7 +557,7 @@ class ServerH2Connection(h2.connection.H2Connection):
     _prune_at = 4
 
     def _prune_closed_streams(self) -> None:
-        self._open_streams(1)  # h2's: counts the open client streams, forgets the closed ones
+        self._open_streams(1)  # counts the open client streams, forgets the closed ones
         self._prune_at = max(ServerH2Connection._prune_at, 2 * len(self.streams))
 
     def _take_request(self, stream_id: int, block: bytes, end_stream: bool) -> list:
@@ -590,18 +590,17 @@ class ServerH2Connection(h2.connection.H2Connection):
         if self.state_machine.state is not ConnectionState.SERVER_OPEN:
             self.state_machine.process_input(ConnectionInputs.RECV_DATA)  # raises, as in h2
         self._inbound_flow_control_window_manager.window_consumed(size)
-        machine = stream.state_machine
         # RECEIVING_STATES stay as they are on RECV_DATA, and a client's stream got there by
         # its HEADERS: the transition's one action is data_received's event.
-        events: list[h2.events.Event] = [h2.events.DataReceived(stream_id=stream.stream_id)]
+        received = h2.events.DataReceived(stream_id=stream.stream_id)
+        events: list[h2.events.Event] = [received]
         stream._inbound_window_manager.window_consumed(size)
         try:
             stream._track_content_length(size, end_stream)
         except h2.exceptions.InvalidBodyLengthError:
             return self._malformed_body(stream.stream_id, size)
-        received = events[0]
         if end_stream:
-            ended = machine.process_input(StreamInputs.RECV_END_STREAM)
+            ended = stream.state_machine.process_input(StreamInputs.RECV_END_STREAM)
             received.stream_ended = ended[0]
             events += ended
         received.data = payload
@@ -664,10 +663,6 @@ class ServerH2Connection(h2.connection.H2Connection):
 #: The states of a client's stream in which we may still send on it (RFC 9113 §5.1): a
 #: PUSH_PROMISE (§6.6) or a 1xx response before the final one (§8.1).
 ANSWERING_STATES = frozenset({StreamState.OPEN, StreamState.HALF_CLOSED_REMOTE})
-#: The states in which a stream counts against MAX_CONCURRENT_STREAMS (§5.1.2; h2's `open`).
-COUNTED_OPEN_STATES = frozenset(
-    {StreamState.OPEN, StreamState.HALF_CLOSED_LOCAL, StreamState.HALF_CLOSED_REMOTE}
-)
 #: The states of a client's stream in which it may still send DATA on it (§5.1).
 RECEIVING_STATES = frozenset({StreamState.OPEN, StreamState.HALF_CLOSED_LOCAL})
 

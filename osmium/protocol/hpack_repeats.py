@@ -38,6 +38,13 @@ class CountingHeaderTable(HeaderTable):
         HeaderTable.maxsize.fset(self, value)  # type: ignore[attr-defined]
 
 
+def keep(blocks: dict, key: object, coded: tuple) -> None:
+    """Remembers a coded block; a full memory starts afresh (what repeats comes back at once)."""
+    if len(blocks) >= MAX_BLOCKS:
+        blocks.clear()
+    blocks[key] = coded
+
+
 class RepeatingBlockDecoder(Decoder):
     """hpack's Decoder, answering a block it decoded before from what it read then, as long as
     neither the dynamic table nor the limits the decoding checked have changed since."""
@@ -57,9 +64,7 @@ class RepeatingBlockDecoder(Decoder):
             return list(kept[1])
         headers: list[HeaderTuple] = super().decode(data, raw)  # type: ignore[assignment]
         if table.changes == context[0]:
-            if len(self._blocks) >= MAX_BLOCKS:
-                self._blocks.clear()
-            self._blocks[data] = (context, headers)
+            keep(self._blocks, data, (context, headers))
             return list(headers)
         return headers
 
@@ -88,7 +93,5 @@ class RepeatingBlockEncoder(Encoder):
             return kept[1]
         block = super().encode(headers, huffman)
         if table.changes == changes and len(block) <= MAX_BLOCK_SIZE:
-            if len(self._blocks) >= MAX_BLOCKS:
-                self._blocks.clear()
-            self._blocks[key] = (changes, block)
+            keep(self._blocks, key, (changes, block))
         return block
