@@ -25,8 +25,15 @@ from h2.errors import ErrorCodes
 from h2.exceptions import InvalidSettingsValueError
 from h2.frame_buffer import FrameBuffer
 from h2.settings import ChangedSetting, SettingCodes
-from h2.stream import STREAM_OPEN, H2Stream, StreamClosedBy, StreamInputs, StreamState
-from h2.utilities import is_informational_response
+from h2.stream import (
+    STREAM_OPEN,
+    H2Stream,
+    H2StreamStateMachine,
+    StreamClosedBy,
+    StreamInputs,
+    StreamState,
+)
+from h2.utilities import is_informational_response, normalize_inbound_headers
 from hpack.exceptions import HPACKError, OversizedHeaderListError
 from hyperframe.frame import (
     FRAMES,
@@ -234,7 +241,8 @@ class ServerH2Connection(h2.connection.H2Connection):
                 priority_exclusive,
             )  # fmt: skip
             return
-        self.state_machine.process_input(ConnectionInputs.SEND_HEADERS)
+        if self.state_machine.state is not ConnectionState.SERVER_OPEN:
+            self.state_machine.process_input(ConnectionInputs.SEND_HEADERS)  # raises, as in h2
         name, status = headers[0]  # a response's :status comes first
         informational = (
             status[:1] == b"1" if name == b":status" else is_informational_response(headers)
@@ -242,12 +250,22 @@ class ServerH2Connection(h2.connection.H2Connection):
         if informational and end_stream:
             raise h2.exceptions.ProtocolError("Cannot set END_STREAM on informational responses.")
         machine = stream.state_machine
-        machine.process_input(
-            StreamInputs.SEND_INFORMATIONAL_HEADERS if informational else StreamInputs.SEND_HEADERS
-        )
+        if (
+            not informational
+            and machine.client is False
+            and not machine.headers_sent
+            and machine.state in ANSWERING_STATES
+        ):
+            machine.headers_sent = True  # all that response_sent does for a request's response
+        else:
+            machine.process_input(
+                StreamInputs.SEND_INFORMATIONAL_HEADERS
+                if informational
+                else StreamInputs.SEND_HEADERS
+            )
         block = self.encoder.encode(headers)
         if end_stream:
-            machine.process_input(StreamInputs.SEND_END_STREAM)
+            _send_end_stream(machine)
         if machine.trailers_sent and not end_stream:
             raise h2.exceptions.ProtocolError("Trailers must have END_STREAM set.")
         stream.request_method = None  # h2 takes it from the headers sent: a response has none
@@ -299,12 +317,14 @@ class ServerH2Connection(h2.connection.H2Connection):
             raise h2.exceptions.FrameTooLargeError(
                 f"Cannot send frame size {size}, max frame size is {self.max_outbound_frame_size}"
             )
-        self.state_machine.process_input(ConnectionInputs.SEND_DATA)
+        if self.state_machine.state is not ConnectionState.SERVER_OPEN:
+            self.state_machine.process_input(ConnectionInputs.SEND_DATA)  # raises, as in h2
         machine = stream.state_machine
-        machine.process_input(StreamInputs.SEND_DATA)
+        if machine.state not in ANSWERING_STATES:  # where SEND_DATA changes nothing
+            machine.process_input(StreamInputs.SEND_DATA)
         flags = 0
         if end_stream:
-            machine.process_input(StreamInputs.SEND_END_STREAM)
+            _send_end_stream(machine)
             flags = END_STREAM_FLAG
         stream.outbound_flow_control_window -= size
         self._queue_frame(DATA_TYPE, flags, stream_id, data)
@@ -566,12 +586,13 @@ class ServerH2Connection(h2.connection.H2Connection):
         self.incoming_buffer.header_block_size = len(block)
         try:
             headers = h2.connection._decode_headers(self.decoder, block)
-            events = self.state_machine.process_input(ConnectionInputs.RECV_HEADERS)
-            stream = self._begin_new_stream(stream_id, AllowedStreamIDs.ODD)
-            frames, stream_events = stream.receive_headers(
-                headers, end_stream, self.config.header_encoding
-            )
-            events += stream_events
+            if self.state_machine.state is not ConnectionState.SERVER_OPEN:
+                self.state_machine.process_input(ConnectionInputs.RECV_HEADERS)  # raises, as in h2
+            stream = self._open_client_stream(stream_id)
+            if is_informational_response(headers):
+                frames, events = stream.receive_headers(headers, end_stream, None)  # raises
+            else:
+                frames, events = [], self._request_received(stream, headers, end_stream)
             check_received(events)
         except h2.exceptions.ProtocolError as error:
             frames, events = self._malformed_request(error, stream_id, is_new_stream=True)
@@ -579,6 +600,48 @@ class ServerH2Connection(h2.connection.H2Connection):
             if end_stream and stream._expected_content_length:
                 frames, events = self._refuse(stream_id, ErrorCodes.PROTOCOL_ERROR, frames, events)
         self._prepare_for_sending(frames)
+        return events
+
+    def _open_client_stream(self, stream_id: int) -> H2Stream:
+        """h2's _begin_new_stream for a client's stream whose id is above every earlier one
+        (the short path checked), without its debug calls."""
+        if stream_id % 2 != AllowedStreamIDs.ODD:
+            raise h2.exceptions.ProtocolError("Invalid stream ID for peer.")
+        stream = H2Stream(
+            stream_id,
+            config=self.config,
+            inbound_window_size=self.local_settings.initial_window_size,
+            outbound_window_size=self.remote_settings.initial_window_size,
+        )
+        stream.max_outbound_frame_size = self.max_outbound_frame_size
+        self.streams[stream_id] = stream
+        self.highest_inbound_stream_id = stream_id
+        return stream
+
+    @staticmethod
+    def _request_received(stream: H2Stream, headers: list, end_stream: bool) -> list:
+        """What H2Stream.receive_headers does with a request's header list on a new stream,
+        without its state machine's dispatch, flag objects and generator pipeline: IDLE to OPEN
+        (request_received), to HALF_CLOSED_REMOTE on END_STREAM (stream_half_closed), the
+        content-length, and split cookie fields joined as one, last (normalize_inbound_headers).
+        `headers` is the decoder's fresh list: it becomes the event's unless a cookie is in it."""
+        machine = stream.state_machine
+        machine.client = False
+        machine.headers_received = True
+        machine.state = StreamState.OPEN
+        received = h2.events.RequestReceived(stream_id=stream.stream_id)
+        events: list[h2.events.Event] = [received]
+        if end_stream:
+            machine.state = StreamState.HALF_CLOSED_REMOTE
+            ended = h2.events.StreamEnded(stream_id=stream.stream_id)
+            received.stream_ended = ended
+            events.append(ended)
+        stream._initialize_content_length(headers)
+        for name, _ in headers:
+            if name == b"cookie":
+                headers = list(normalize_inbound_headers(headers, None))  # type: ignore[arg-type]
+                break
+        received.headers = headers
         return events
 
     def _take_body(
@@ -661,10 +724,21 @@ class ServerH2Connection(h2.connection.H2Connection):
 
 
 #: The states of a client's stream in which we may still send on it (RFC 9113 §5.1): a
-#: PUSH_PROMISE (§6.6) or a 1xx response before the final one (§8.1).
+#: PUSH_PROMISE (§6.6) or a 1xx response before the final one (§8.1). h2 keeps each of them on
+#: SEND_HEADERS (response_sent) and on SEND_DATA.
 ANSWERING_STATES = frozenset({StreamState.OPEN, StreamState.HALF_CLOSED_REMOTE})
 #: The states of a client's stream in which it may still send DATA on it (§5.1).
 RECEIVING_STATES = frozenset({StreamState.OPEN, StreamState.HALF_CLOSED_LOCAL})
+
+
+def _send_end_stream(machine: H2StreamStateMachine) -> None:
+    """process_input(SEND_END_STREAM), done here where a whole request was read: a dict lookup
+    that hashes an Enum member in Python, for one assignment."""
+    if machine.state is StreamState.HALF_CLOSED_REMOTE:
+        machine.state = StreamState.CLOSED
+        machine.stream_closed_by = StreamClosedBy.SEND_END_STREAM  # send_end_stream
+    else:
+        machine.process_input(StreamInputs.SEND_END_STREAM)
 
 
 def may_answer(stream: H2Stream) -> bool:

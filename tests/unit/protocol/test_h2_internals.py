@@ -19,6 +19,7 @@ from h2.settings import SettingCodes
 from hyperframe.frame import DataFrame, Frame, HeadersFrame
 
 from osmium.protocol.h2_internals import (
+    ANSWERING_STATES,
     RECEIVED_CLASSES,
     UNLIMITED_STREAMS,
     LeanSettings,
@@ -89,6 +90,41 @@ def test_h2_transitions_the_short_path_skips_still_change_nothing() -> None:
         None,
         open_state,
     )
+
+
+def test_h2_transitions_of_a_request_and_its_response_are_still_those_done_here() -> None:
+    """_take_request, send_headers and send_data set these states themselves (and skip the
+    connection's transitions that keep SERVER_OPEN)."""
+    inputs, states, machine = (
+        h2.stream.StreamInputs,
+        h2.stream.StreamState,
+        h2.stream.H2StreamStateMachine,
+    )
+    stream_transitions = h2.stream._transitions
+    assert stream_transitions[(states.IDLE, inputs.RECV_HEADERS)] == (
+        machine.request_received,
+        states.OPEN,
+    )
+    assert stream_transitions[(states.OPEN, inputs.RECV_END_STREAM)] == (
+        machine.stream_half_closed,
+        states.HALF_CLOSED_REMOTE,
+    )
+    assert stream_transitions[(states.HALF_CLOSED_REMOTE, inputs.SEND_END_STREAM)] == (
+        machine.send_end_stream,
+        states.CLOSED,
+    )
+    for state in ANSWERING_STATES:
+        assert stream_transitions[(state, inputs.SEND_HEADERS)] == (machine.response_sent, state)
+        assert stream_transitions[(state, inputs.SEND_DATA)] == (None, state)
+    open_state = h2.connection.ConnectionState.SERVER_OPEN
+    connection_inputs = h2.connection.ConnectionInputs
+    transitions = h2.connection.H2ConnectionStateMachine._transitions
+    for kept in (
+        connection_inputs.RECV_HEADERS,
+        connection_inputs.SEND_HEADERS,
+        connection_inputs.SEND_DATA,
+    ):
+        assert transitions[(open_state, kept)] == (None, open_state)
 
 
 def test_open_streams_counts_and_forgets_as_h2s_and_keeps_the_newest_closed() -> None:
@@ -259,7 +295,7 @@ def outcome(connection: h2.connection.H2Connection, operation: tuple) -> tuple:
     state = None
     if stream is not None:
         state = (
-            stream.state_machine.state,
+            vars(stream.state_machine),
             stream.outbound_flow_control_window,
             stream.request_method,
         )
@@ -288,9 +324,11 @@ BIG_VALUE = b"v" * 40_000  # a header block over one frame: HEADERS and CONTINUA
         [("send_headers", 1, [(b":status", b"200")], False),
          ("send_headers", 1, [(b"x-trailer", b"1")], False)],
         [("send_headers", 5, [(b":status", b"200")], False)],
+        [("reset_stream", 1, 8), ("send_headers", 1, [(b":status", b"200")], False),
+         ("send_data", 1, b"late", True)],
     ],
     ids=["response", "after-end", "early-hints-and-trailers", "informational-end", "continuation",
-         "over-a-frame", "windows", "trailers-without-end", "unknown-stream"],
+         "over-a-frame", "windows", "trailers-without-end", "unknown-stream", "after-reset"],
 )  # fmt: skip
 def test_our_headers_and_data_frames_are_h2s(operations: list) -> None:
     """The send path framed here gives what h2's gives: bytes, windows, states and errors."""

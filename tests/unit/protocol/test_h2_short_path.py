@@ -1,7 +1,8 @@
 """Requests and their bodies received on the short path (ServerH2Connection._receive_short_path),
-and acknowledged with our WINDOW_UPDATE frames, behave exactly as through h2's frame buffer and
-h2's acknowledgements: the same events, bytes out, windows and stream states, whatever the
-frames and however the reads cut them."""
+acknowledged with our WINDOW_UPDATE frames and answered with our HEADERS and DATA framing,
+behave exactly as through h2's frame buffer, h2's acknowledgements and h2's send methods: the
+same events, bytes out, windows and stream states, whatever the frames and however the reads
+cut them."""
 
 from __future__ import annotations
 
@@ -38,6 +39,9 @@ FIELDS = st.sampled_from(
         [name_value for name_value in POST if name_value[0] != ":path"],
         [*POST, ("content-length", "many")],
         [*POST, ("x-long", "v" * 150)],  # over HEADER_BLOCK_LIMIT
+        [*POST, ("cookie", "a=1"), ("x-after", "1"), ("cookie", "b=2")],  # joined, moved last
+        [*POST, ("cookie", "a=1")],
+        [(":status", "100"), *POST],  # informational: h2 refuses it itself
     ]
 )
 #: A small --max-header-block-size, so that some blocks (and stray CONTINUATIONs) exceed it.
@@ -70,6 +74,8 @@ DATA_FRAME = st.tuples(
     RARELY,  # PADDED
     RARELY,  # the reserved bit of the stream id
 )
+#: How the server answers a stream between two reads (see `respond`).
+RESPONSES = ["headers-only", "body", "body", "informational", "trailers"]
 #: One step of the client (bytes it sends) or of the server (between reads): DATA half the time
 #: (hypothesis draws each alternative of one_of alike), so that most scripts carry bodies.
 step = st.one_of(
@@ -78,6 +84,7 @@ step = st.one_of(
         OPEN,
         st.tuples(st.just("client-reset"), STREAM),
         st.tuples(st.just("server-reset"), STREAM),
+        st.tuples(st.just("respond"), STREAM, st.sampled_from(RESPONSES)),
         st.tuples(st.just("ping")),
         st.tuples(st.just("graceful-close")),
     ),
@@ -94,12 +101,12 @@ CLOSING_STEP = st.one_of(
 GRACEFUL_CLOSE = -1
 
 
-def script(steps: list[tuple]) -> list[bytes | int]:
+def script(steps: list[tuple]) -> list[bytes | int | tuple[int, str]]:
     """The steps as client bytes, and as what the server does between them (a stream id it
-    resets, or GRACEFUL_CLOSE)."""
+    resets, a stream id and how it responds there, or GRACEFUL_CLOSE)."""
     encoder = hpack.Encoder()
     opened: list[int] = []
-    items: list[bytes | int] = [PREFACE + frame(SETTINGS, 0, 0)]
+    items: list[bytes | int | tuple[int, str]] = [PREFACE + frame(SETTINGS, 0, 0)]
     for kind, *args in steps:
         if kind == "open":
             length, end, split, fields, numbering, extra_flags = args
@@ -149,6 +156,8 @@ def script(steps: list[tuple]) -> list[bytes | int]:
             items.append(frame(DATA, flags, stream_id | (reserved << 31), payload))
         elif kind == "client-reset":
             items.append(frame(RST_STREAM, 0, stream_id, b"\x00\x00\x00\x08"))
+        elif kind == "respond":
+            items.append((stream_id, args[1]))
         else:
             items.append(stream_id)
     return items
@@ -156,12 +165,12 @@ def script(steps: list[tuple]) -> list[bytes | int]:
 
 def served(short_path: bool) -> ServerConnection:
     server = ServerConnection(WINDOWS, limits=HEADER_BLOCK_LIMIT)
-    if not short_path:  # h2's own path, and h2's own acknowledgements (WINDOW_UPDATE frames)
+    if not short_path:  # h2's own paths, and h2's own acknowledgements (WINDOW_UPDATE frames)
         connection = server._h2
         connection._receive_short_path = lambda data: ([], data)  # type: ignore[method-assign]
-        connection.acknowledge_received_data = functools.partial(  # type: ignore[method-assign]
-            h2.connection.H2Connection.acknowledge_received_data, connection
-        )
+        for name in ("acknowledge_received_data", "send_headers", "send_data"):
+            own = functools.partial(getattr(h2.connection.H2Connection, name), connection)
+            setattr(connection, name, own)
     server.start()
     server.data_to_send()
     return server
@@ -183,9 +192,12 @@ def state(server: ServerConnection) -> tuple:
         connection.highest_inbound_stream_id,
         {  # closed streams are forgotten at different times: h2 at each new stream
             stream_id: (
-                stream.state_machine.state,
+                vars(stream.state_machine),
                 stream._inbound_window_manager.current_window_size,
                 stream._actual_content_length,
+                stream._expected_content_length,
+                stream.max_outbound_frame_size,
+                stream.outbound_flow_control_window,
             )
             for stream_id, stream in connection.streams.items()
             if not stream.closed
@@ -194,7 +206,23 @@ def state(server: ServerConnection) -> tuple:
     )
 
 
-def joined(items: list[bytes | int]) -> list[bytes | int]:
+def respond(server: ServerConnection, stream_id: int, shape: str) -> tuple:
+    """The server answers the stream (if it may), as `shape` says: what went out, or what it
+    raised, and the state after."""
+    try:
+        if shape == "informational":
+            server.send_informational(stream_id, [(b":status", b"103"), (b"link", b"</a>")])
+        server.send_headers(stream_id, [(b":status", b"200")], end_stream=shape == "headers-only")
+        if shape != "headers-only":
+            server.send_data(stream_id, b"x" * 10, end_stream=shape != "trailers", write_now=True)
+        if shape == "trailers":
+            server.send_headers(stream_id, [(b"x-trailer", b"1")], end_stream=True)
+    except Exception as error:
+        return ("raised", type(error).__name__, server.data_to_send(), state(server))
+    return ("sent", server.data_to_send(), state(server))
+
+
+def joined(items: list) -> list:
     """The client's bytes between two server actions as one string, which reads cut anywhere."""
     merged: list[bytes | int] = []
     for item in items:
@@ -205,7 +233,7 @@ def joined(items: list[bytes | int]) -> list[bytes | int]:
     return merged
 
 
-def run(items: list[bytes | int], reads: list[int], short_path: bool) -> list:
+def run(items: list, reads: list[int], short_path: bool) -> list:
     """Everything observable, read by read: events (ours and h2's), bytes out, windows and
     stream states.
 
@@ -233,6 +261,15 @@ def run(items: list[bytes | int], reads: list[int], short_path: bool) -> list:
         if isinstance(item, int):
             if item in server._h2.streams and not server.closed:
                 server.reset(item, 8)
+            continue
+        if isinstance(item, tuple):
+            # Once per stream, as the app's one response, and not on a closed stream: h2 may
+            # have forgotten it or not (see `state`), and the closed streams it forgets as it
+            # answers change what it does with a later frame.
+            stream = server._h2.streams.get(item[0])
+            machine = stream and stream.state_machine
+            if machine and not (machine.headers_sent or stream.closed or server.closed):
+                seen.append(respond(server, *item))
             continue
         offset = 0
         while offset < len(item) and not server.closed:
