@@ -388,11 +388,30 @@ class ServerH2Connection(h2.connection.H2Connection):
         try:
             events, rest = self._receive_short_path(data)
             if rest and not events:
-                events = self.receive_data(rest[:limit])
-                rest = rest[limit:]
+                size = self._h2_part(rest, limit)
+                events = self.receive_data(rest[:size])
+                rest = rest[size:]
             return events, rest
         finally:
             del self._prepare_for_sending
+
+    def _h2_part(self, data: memoryview, limit: int) -> int:
+        """How much of `data` h2's own path reads: at most `limit` bytes, and no further than
+        the next HEADERS or DATA frame after its first frame, which the short path may take
+        then (a connection's first read carries the preface, SETTINGS and WINDOW_UPDATE, and
+        then its first request)."""
+        buffer = self.incoming_buffer
+        if buffer._data:  # a frame begun earlier: its end is not where the next header is
+            return limit
+        offset = buffer._preamble_len
+        end = min(len(data), limit)
+        first = True
+        while offset + FRAME_HEADER_SIZE <= end:
+            if data[offset + 3] in SHORT_PATH_TYPES and not first:
+                return offset
+            first = False
+            offset += FRAME_HEADER_SIZE + int.from_bytes(data[offset : offset + 3], "big")
+        return limit
 
     def _count_resets_and_prepare(self, frames: list) -> None:
         for frame in frames:
@@ -778,6 +797,8 @@ HEADERS_TYPE = 0x1
 PUSH_PROMISE_TYPE = 0x5
 CONTINUATION_TYPE = 0x9
 HEADER_BLOCK_TYPES = (HEADERS_TYPE, PUSH_PROMISE_TYPE, CONTINUATION_TYPE)
+#: The frames the short path may take (ServerH2Connection._short_path_for).
+SHORT_PATH_TYPES = (HEADERS_TYPE, DATA_TYPE)
 
 
 class FrameSizeError(h2.exceptions.ProtocolError):

@@ -327,3 +327,24 @@ def test_the_short_path_takes_requests_and_bodies_and_leaves_the_rest_to_h2() ->
     ]
     assert [event.data for event in events[1:3]] == [b"a" * 100, b"b"]
     assert bytes(rest) == frame(PING, 0, 0, b"12345678")
+
+
+def test_a_connections_first_request_takes_the_short_path_after_the_preface() -> None:
+    """h2 reads the preface, SETTINGS and WINDOW_UPDATE of a first read; its HEADERS and DATA
+    are left to the short path."""
+    server = ServerConnection(WINDOWS)
+    server.start()
+    connection = server._h2
+    read_by_h2: list[bytes] = []
+    receive_data = connection.receive_data
+
+    def recording(data: memoryview) -> list:
+        read_by_h2.append(bytes(data))
+        return receive_data(data)
+
+    connection.receive_data = recording  # type: ignore[method-assign]
+    opening = PREFACE + frame(SETTINGS, 0, 0) + frame(0x8, 0, 0, b"\x00\x01\x00\x00")
+    request = frame(HEADERS, END_HEADERS, 1, hpack.Encoder().encode(POST))
+    events = server.receive(opening + request + frame(DATA, END_STREAM, 1, b"body"))
+    assert read_by_h2 == [opening]
+    assert [type(event).__name__ for event in events] == ["Request", "Body", "EndBody"]
