@@ -105,6 +105,20 @@ async def echo(scope: Scope, receive: Receive, send: Send, query: dict[str, list
             return
 
 
+async def upload(scope: Scope, receive: Receive, send: Send, query: dict[str, list[str]]) -> None:
+    """Reads the request body and answers its size: an upload that moves its bytes one way
+    (`/echo` moves each twice), to compare with a download of the same size."""
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return
+        size += len(message.get("body", b""))
+        if not message.get("more_body", False):
+            break
+    await _respond(send, 200, str(size).encode(), TEXT)
+
+
 async def stream(scope: Scope, receive: Receive, send: Send, query: dict[str, list[str]]) -> None:
     chunks = _int_param(query, "chunks", 10, 1_000_000)
     size = _int_param(query, "size", 1024, 16 * 1024 * 1024)
@@ -179,6 +193,7 @@ ROUTES: dict[tuple[str, str], Callable[..., Awaitable[None]]] = {
     ("GET", "/items"): items,
     ("GET", "/big"): big,
     ("POST", "/echo"): echo,
+    ("POST", "/upload"): upload,
     ("GET", "/stream"): stream,
     ("GET", "/slow"): slow,
     ("GET", "/cpu"): cpu,

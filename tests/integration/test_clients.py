@@ -71,6 +71,15 @@ def test_httpx_post_echo_streamed_request_body(server: ServerProcess) -> None:
     assert response.content == b"".join(parts)
 
 
+def test_httpx_post_upload_answers_the_size_read(server: ServerProcess) -> None:
+    parts = [b"u" * 100_000] * 5  # over the 256 KiB stream window: read as it arrives
+    with h2c_client(server) as client:
+        response = client.post("/upload", content=iter(parts))
+        empty = client.post("/upload", content=b"")
+    assert (response.status_code, response.text) == (200, "500000")
+    assert (empty.status_code, empty.text) == (200, "0")
+
+
 def test_httpx_stream_and_big(server: ServerProcess) -> None:
     with h2c_client(server) as client:
         stream = client.get("/stream", params={"chunks": 7, "size": 1000})

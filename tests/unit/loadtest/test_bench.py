@@ -140,7 +140,7 @@ def test_a_run_that_echoed_nothing_costs_zero_per_message() -> None:
 
 # -- body scenarios, CPU efficiency, latency percentiles -----------------------------------------
 
-BODY_NAMES = ["download-1mib", "upload-1mib", "responses-16kib-m100"]
+BODY_NAMES = ["download-1mib", "upload-1mib", "echo-1mib", "responses-16kib-m100"]
 
 
 def capture(name: str) -> h2load.H2LoadResult:
@@ -152,7 +152,8 @@ def test_the_bodies_group_is_selectable_and_in_the_default_run() -> None:
     assert set(BODY_NAMES) <= set(names(select(FILE_SCENARIOS, None)))
     bodies = {scenario.name: scenario for scenario in FILE_SCENARIOS if scenario.group}
     assert all(scenario.unit == "MB/s" for scenario in bodies.values())
-    assert (bodies["upload-1mib"].upload, bodies["upload-1mib"].path) == (1 << 20, "/echo")
+    assert (bodies["upload-1mib"].upload, bodies["upload-1mib"].path) == (1 << 20, "/upload")
+    assert (bodies["echo-1mib"].upload, bodies["echo-1mib"].path) == (1 << 20, "/echo")
     assert (bodies["responses-16kib-m100"].clients, bodies["responses-16kib-m100"].streams) == (
         1,
         100,
