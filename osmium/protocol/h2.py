@@ -534,6 +534,9 @@ class ServerConnection:
         events: list[Event] = []
         for event in h2_events:
             kind = type(event)
+            if kind is h2.events.DataReceived and event.data:  # body bytes spend no budget
+                events.append(Body(event.stream_id, event.data, event.flow_controlled_length))
+                continue
             if kind in BUDGETED_EVENTS:
                 budget = self._budget_for(event, kind)
                 if budget is not None and not budget.spend(now):

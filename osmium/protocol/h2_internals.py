@@ -34,6 +34,7 @@ from h2.stream import (
     StreamState,
 )
 from h2.utilities import is_informational_response, normalize_inbound_headers
+from h2.windows import WindowManager
 from hpack.exceptions import HPACKError, OversizedHeaderListError
 from hyperframe.frame import (
     FRAMES,
@@ -337,11 +338,11 @@ class ServerH2Connection(h2.connection.H2Connection):
         if stream is None or acknowledged_size < 0 or self._logging_frames:
             super().acknowledge_received_data(acknowledged_size, stream_id)
             return
-        increment = self._inbound_flow_control_window_manager.process_bytes(acknowledged_size)
+        increment = _processed(self._inbound_flow_control_window_manager, acknowledged_size)
         if increment:
             self._queue_frame(WINDOW_UPDATE_TYPE, 0, 0, WINDOW_INCREMENT.pack(increment))
-        if stream.open:
-            increment = stream._inbound_window_manager.process_bytes(acknowledged_size)
+        if STREAM_OPEN[stream.state_machine.state]:
+            increment = _processed(stream._inbound_window_manager, acknowledged_size)
             if increment:
                 payload = WINDOW_INCREMENT.pack(increment)
                 self._queue_frame(WINDOW_UPDATE_TYPE, 0, stream_id, payload)
@@ -671,12 +672,12 @@ class ServerH2Connection(h2.connection.H2Connection):
         size = len(payload)
         if self.state_machine.state is not ConnectionState.SERVER_OPEN:
             self.state_machine.process_input(ConnectionInputs.RECV_DATA)  # raises, as in h2
-        self._inbound_flow_control_window_manager.window_consumed(size)
+        _consumed(self._inbound_flow_control_window_manager, size)
         # RECEIVING_STATES stay as they are on RECV_DATA, and a client's stream got there by
         # its HEADERS: the transition's one action is data_received's event.
         received = h2.events.DataReceived(stream_id=stream.stream_id)
         events: list[h2.events.Event] = [received]
-        stream._inbound_window_manager.window_consumed(size)
+        _consumed(stream._inbound_window_manager, size)
         try:
             stream._track_content_length(size, end_stream)
         except h2.exceptions.InvalidBodyLengthError:
@@ -748,6 +749,29 @@ class ServerH2Connection(h2.connection.H2Connection):
 ANSWERING_STATES = frozenset({StreamState.OPEN, StreamState.HALF_CLOSED_REMOTE})
 #: The states of a client's stream in which it may still send DATA on it (§5.1).
 RECEIVING_STATES = frozenset({StreamState.OPEN, StreamState.HALF_CLOSED_LOCAL})
+
+
+def _consumed(window: WindowManager, size: int) -> None:
+    """WindowManager.window_consumed, one call fewer for each DATA frame."""
+    window.current_window_size -= size
+    if window.current_window_size < 0:
+        raise h2.exceptions.FlowControlError("Flow control window shrunk below 0")
+
+
+def _processed(window: WindowManager, size: int) -> int:
+    """WindowManager.process_bytes and its _maybe_update_window in one call (two fewer for each
+    body chunk the app reads): the increment to send now, if any. The window reopens once half
+    of it is read, or once a shut window has 1024 bytes (a quarter of a small one) read."""
+    processed = window._bytes_processed + size
+    current = window.current_window_size
+    largest = window.max_window_size
+    if (current == 0 and processed > min(1024, largest // 4)) or processed >= largest // 2:
+        increment = min(processed, largest - current)
+        window._bytes_processed = 0
+        window.current_window_size = current + increment
+        return increment
+    window._bytes_processed = processed
+    return 0
 
 
 def _send_end_stream(machine: H2StreamStateMachine) -> None:

@@ -6,6 +6,7 @@ needs a look before anything else does.
 
 from __future__ import annotations
 
+import functools
 import inspect
 
 import h2.config
@@ -14,9 +15,12 @@ import h2.exceptions
 import h2.frame_buffer
 import h2.settings
 import h2.stream
+import hypothesis
 import pytest
 from h2.settings import SettingCodes
+from h2.windows import WindowManager
 from hyperframe.frame import DataFrame, Frame, HeadersFrame
+from hypothesis import strategies as st
 
 from osmium.protocol.h2_internals import (
     ANSWERING_STATES,
@@ -26,6 +30,8 @@ from osmium.protocol.h2_internals import (
     PlainConfig,
     ServerFrameBuffer,
     ServerH2Connection,
+    _consumed,
+    _processed,
     final_headers_sent,
     may_answer,
     request_open,
@@ -376,3 +382,38 @@ def test_logged_frames_keep_their_full_description_but_data() -> None:
         ServerFrameBuffer(65536, logging_frames=True), DataFrame(1, data=b"x" * 100)
     )
     assert repr(data) == "ReceivedDataFrame(stream_id=1): 100 bytes"
+
+
+@hypothesis.settings(max_examples=300, deadline=None)
+@hypothesis.given(
+    size=st.one_of(st.sampled_from([1, 100, 3_000, 65_535]), st.integers(1, 70_000)),
+    steps=st.lists(
+        st.tuples(
+            st.sampled_from(["consumed", "processed", "opened", "all-consumed"]),
+            st.integers(0, 40_000),
+        ),
+        max_size=30,
+    ),
+)
+def test_window_steps_done_here_are_h2s(size: int, steps: list[tuple[str, int]]) -> None:
+    """_consumed and _processed change a window as WindowManager's window_consumed and
+    process_bytes do, and give the same increments and errors."""
+    ours, theirs = WindowManager(size), WindowManager(size)
+    for step, amount in steps:
+        if step == "all-consumed":  # a shut window, which reopens sooner
+            step, amount = "consumed", theirs.current_window_size
+        if step == "opened":
+            results = [ours.window_opened(amount), theirs.window_opened(amount)]
+        else:
+            own = _consumed if step == "consumed" else _processed
+            h2s = theirs.window_consumed if step == "consumed" else theirs.process_bytes
+            results = []
+            for call in (functools.partial(own, ours), h2s):
+                try:
+                    results.append(call(amount) or 0)
+                except h2.exceptions.FlowControlError:
+                    results.append("FlowControlError")
+        assert results[0] == results[1]
+        assert vars(ours) == vars(theirs)
+        if results[0] == "FlowControlError":
+            break
