@@ -147,7 +147,7 @@ class H2ServerProtocol(ConnectionProtocol):
             return
         for event in events:
             self._dispatch(event)
-        self._flush()
+        self._schedule_flush()  # with what the handlers started here send in the next turn
         if self._closing:
             self._close_if_done()
 
