@@ -7,6 +7,7 @@ in-flight streams after a peer GOAWAY, frame sizing and flow-control accounting.
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Sequence
 
 import h2.connection
@@ -15,7 +16,7 @@ import h2.exceptions
 import h2.settings
 from h2.connection import ConnectionState
 from h2.errors import ErrorCodes
-from hpack.hpack import INDEX_NONE
+from hpack.hpack import INDEX_NONE, Encoder
 from hpack.table import HeaderTable
 from hyperframe.exceptions import HyperframeError
 
@@ -110,6 +111,21 @@ FINAL_GOAWAY_DELAY = 1.0
 RETIRE_IDLE_TIMEOUT = 0.5
 
 
+#: Codes literals only: what it writes does not depend on any connection's dynamic table.
+_LITERAL_CODER = Encoder()
+
+
+@functools.lru_cache(maxsize=64)
+def unindexed_literal(name: bytes, value: bytes) -> bytes:
+    """A field coded as a literal without indexing (RFC 7541 §6.2.2), its name indexed when the
+    static table has it: the same bytes on every connection, so coded once for all of them (the
+    server's fields, and `date` once a second, not once a second on each connection)."""
+    static = HeaderTable.STATIC_TABLE_MAPPING.get(name)
+    if static is None:
+        return _LITERAL_CODER._encode_literal(name, value, INDEX_NONE, huffman=True)
+    return _LITERAL_CODER._encode_indexed_literal(static[0], value, INDEX_NONE, huffman=True)
+
+
 class ConstantFieldsEncoder(RepeatingBlockEncoder):
     """hpack's encoder, with the fields the server adds to every response (`server`, --header)
     encoded once, as literals without indexing (RFC 7541 §6.2.2).
@@ -125,19 +141,13 @@ class ConstantFieldsEncoder(RepeatingBlockEncoder):
         super().__init__()
         self._fields = fields
         self._count = len(fields)
-        self._block = b"".join(self._literal(name, value) for name, value in fields)
+        self._block = b"".join([unindexed_literal(name, value) for name, value in fields])
         #: What the header block being encoded ends with (the block, during `send_headers`).
         self._suffix = b""
         #: The `date` value the server adds before them, and its encoding: a new value each
         #: second, which indexed would fill the dynamic table and lengthen every search of it.
         self._date = b""
         self._date_block = b""
-
-    def _literal(self, name: bytes, value: bytes) -> bytes:
-        static = HeaderTable.STATIC_TABLE_MAPPING.get(name)
-        if static is None:
-            return self._encode_literal(name, value, INDEX_NONE, huffman=True)
-        return self._encode_indexed_literal(static[0], value, INDEX_NONE, huffman=True)
 
     def send_headers(
         self,
@@ -159,7 +169,7 @@ class ConstantFieldsEncoder(RepeatingBlockEncoder):
             kept = headers[:-count]
         else:
             if date is not self._date:
-                self._date, self._date_block = date, self._literal(b"date", date)
+                self._date, self._date_block = date, unindexed_literal(b"date", date)
             self._suffix = self._date_block + self._block
             kept = headers[: -count - 1]
         try:
