@@ -9,6 +9,7 @@ tests/unit/protocol/test_h2_internals.py fails loudly when an h2 release changes
 
 from __future__ import annotations
 
+import functools
 import itertools
 import logging
 import struct
@@ -117,6 +118,14 @@ def server_config(debug_frames: bool) -> PlainConfig:
 UNLIMITED_STREAMS = 2**32 + 1
 
 
+@functools.lru_cache(maxsize=8)
+def _starting_values(client: bool, initial_values: tuple[tuple[SettingCodes, int], ...]) -> dict:
+    """The values h2's Settings starts with: its defaults, then `initial_values`, which it
+    checks (InvalidSettingsValueError)."""
+    settings = h2.settings.Settings(client, dict(initial_values))
+    return {key: values[0] for key, values in settings._settings.items()}
+
+
 class LeanSettings(h2.settings.Settings):
     """h2's Settings, each setting's values (the current one, then those not yet acknowledged)
     in a list where h2 keeps a deque: an empty deque costs 600 bytes, and each connection holds
@@ -125,8 +134,11 @@ class LeanSettings(h2.settings.Settings):
     def __init__(
         self, client: bool = True, initial_values: dict[SettingCodes, int] | None = None
     ) -> None:
-        super().__init__(client, initial_values)
-        self._settings = {key: list(values) for key, values in self._settings.items()}  # type: ignore[misc]
+        # What h2's Settings.__init__ sets, from values it made and checked once (a connection
+        # makes two of these: validating each value each time was a twentieth of its start).
+        self._client = client
+        starting = _starting_values(client, tuple((initial_values or {}).items()))
+        self._settings = {key: [value] for key, value in starting.items()}  # type: ignore[misc]
 
     def acknowledge(self) -> dict[SettingCodes | int, ChangedSetting]:
         changed = {}

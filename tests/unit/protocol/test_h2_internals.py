@@ -237,6 +237,22 @@ def test_lean_settings_behave_as_h2s() -> None:
         ours[SettingCodes.ENABLE_PUSH] = 2
 
 
+def test_lean_settings_start_as_h2s_and_apart_from_each_other() -> None:
+    """Made from values h2 made and checked once: the same start, invalid values refused
+    each time, and no list shared between two of them."""
+    initial = {SettingCodes.MAX_CONCURRENT_STREAMS: 50, SettingCodes.MAX_FRAME_SIZE: 32_768}
+    for client in (True, False):
+        theirs = h2.settings.Settings(client, initial)
+        first, second = LeanSettings(client, initial), LeanSettings(client, initial)
+        assert first._client == theirs._client == client
+        assert first._settings == {key: list(values) for key, values in theirs._settings.items()}
+        first[SettingCodes.MAX_FRAME_SIZE] = 65_536
+        assert second._settings[SettingCodes.MAX_FRAME_SIZE] == [32_768]
+    for _ in range(2):
+        with pytest.raises(h2.exceptions.InvalidSettingsValueError):
+            LeanSettings(False, {SettingCodes.MAX_FRAME_SIZE: 1})
+
+
 def test_h2_settings_still_keep_their_values_where_lean_settings_replace_them() -> None:
     assert callable(h2.settings._validate_setting)
     assert isinstance(h2.settings.Settings()._settings, dict)
