@@ -38,11 +38,20 @@ class CountingHeaderTable(HeaderTable):
         HeaderTable.maxsize.fset(self, value)  # type: ignore[attr-defined]
 
 
-def keep(blocks: dict, key: object, coded: tuple) -> None:
+#: First blocks kept for all connections (see `RepeatingBlockDecoder._decode_first`).
+MAX_FIRST_BLOCKS = 32
+
+
+def keep(blocks: dict, key: object, coded: tuple, limit: int = MAX_BLOCKS) -> None:
     """Remembers a coded block; a full memory starts afresh (what repeats comes back at once)."""
-    if len(blocks) >= MAX_BLOCKS:
+    if len(blocks) >= limit:
         blocks.clear()
     blocks[key] = coded
+
+
+#: Blocks decoded on a table nothing had changed yet, by block and limits: what they decoded to
+#: and the table they left, for every connection of the worker.
+_first_blocks: dict[tuple[bytes, int, int], tuple] = {}
 
 
 class RepeatingBlockDecoder(Decoder):
@@ -58,6 +67,8 @@ class RepeatingBlockDecoder(Decoder):
         if not raw or type(data) is not bytes or len(data) > MAX_BLOCK_SIZE:
             return super().decode(data, raw)  # type: ignore[return-value]
         table = self.header_table
+        if not table.changes:
+            return self._decode_first(data, table)
         context = (table.changes, self.max_header_list_size, self.max_allowed_table_size)
         kept = self._blocks.get(data)
         if kept is not None and kept[0] == context:
@@ -67,6 +78,23 @@ class RepeatingBlockDecoder(Decoder):
             keep(self._blocks, data, (context, headers))
             return list(headers)
         return headers
+
+    def _decode_first(self, data: bytes, table: CountingHeaderTable) -> list[HeaderTuple]:
+        """A block on a table as new as every connection's: the first request of a connection
+        is the same block from each connection of a client, and fills the table; it is decoded
+        once, and the table it leaves set up again from what that decoding left."""
+        key = (data, self.max_header_list_size, self.max_allowed_table_size)
+        first = _first_blocks.get(key)
+        if first is None:
+            headers: list[HeaderTuple] = super().decode(data, True)  # type: ignore[assignment]
+            entries = tuple(table.dynamic_entries)
+            state = (table._current_size, table._maxsize, table.resized, table.changes)
+            keep(_first_blocks, key, (headers, entries, state), MAX_FIRST_BLOCKS)
+            return list(headers)
+        headers, entries, state = first
+        table.dynamic_entries.extend(entries)
+        table._current_size, table._maxsize, table.resized, table.changes = state
+        return list(headers)
 
 
 class RepeatingBlockEncoder(Encoder):

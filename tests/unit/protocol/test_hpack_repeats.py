@@ -137,3 +137,32 @@ def test_a_repeated_header_list_is_not_encoded_again() -> None:
     repeated = encoder.encode(fields)
     encoder.add = None  # encoding again would fail
     assert encoder.encode(list(fields)) == repeated
+
+
+def table_state(decoder: hpack.Decoder) -> tuple:
+    table = decoder.header_table
+    return list(table.dynamic_entries), table._current_size, table._maxsize, table.resized
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    first=HEADER_LIST,
+    table_size=st.sampled_from([None, 0, 256, 4096]),
+    max_list=st.sampled_from([40, 65_536]),
+    then=HEADER_LIST,
+)
+def test_connections_starting_with_the_same_block_decode_as_hpack(
+    first: list, table_size: int | None, max_list: int, then: list
+) -> None:
+    """Three connections of one client: the first block, decoded once for all of them (table
+    size update included), leaves each the table hpack leaves, and the next block decodes on it
+    as on hpack's."""
+    for _ in range(3):
+        encoder = hpack.Encoder()
+        if table_size is not None:
+            encoder.header_table_size = table_size
+        plain, repeating = hpack.Decoder(max_list), RepeatingBlockDecoder(max_list)
+        for headers in (first, then):
+            block = encoder.encode(headers)
+            assert outcome(repeating, block) == outcome(plain, block)
+            assert table_state(repeating) == table_state(plain)
