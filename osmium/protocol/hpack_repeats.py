@@ -49,9 +49,11 @@ def keep(blocks: dict, key: object, coded: tuple, limit: int = MAX_BLOCKS) -> No
     blocks[key] = coded
 
 
-#: Blocks decoded on a table nothing had changed yet, by block and limits: what they decoded to
-#: and the table they left, for every connection of the worker.
-_first_blocks: dict[tuple[bytes, int, int], tuple] = {}
+#: Blocks decoded (by block and limits) and header lists encoded on a table nothing had changed
+#: yet: what they decoded or encoded to and the table they left, for every connection of the
+#: worker.
+_first_decoded: dict[tuple[bytes, int, int], tuple] = {}
+_first_encoded: dict[tuple, tuple] = {}
 
 
 class RepeatingBlockDecoder(Decoder):
@@ -84,12 +86,12 @@ class RepeatingBlockDecoder(Decoder):
         is the same block from each connection of a client, and fills the table; it is decoded
         once, and the table it leaves set up again from what that decoding left."""
         key = (data, self.max_header_list_size, self.max_allowed_table_size)
-        first = _first_blocks.get(key)
+        first = _first_decoded.get(key)
         if first is None:
             headers: list[HeaderTuple] = super().decode(data, True)  # type: ignore[assignment]
             entries = tuple(table.dynamic_entries)
             state = (table._current_size, table._maxsize, table.resized, table.changes)
-            keep(_first_blocks, key, (headers, entries, state), MAX_FIRST_BLOCKS)
+            keep(_first_decoded, key, (headers, entries, state), MAX_FIRST_BLOCKS)
             return list(headers)
         headers, entries, state = first
         table.dynamic_entries.extend(entries)
@@ -116,10 +118,28 @@ class RepeatingBlockEncoder(Encoder):
                 return super().encode(headers, huffman)
         key = tuple(headers)
         changes = table.changes
+        if not changes:
+            return self._encode_first(key, table)
         kept = self._blocks.get(key)
         if kept is not None and kept[0] == changes:
             return kept[1]
         block = super().encode(headers, huffman)
         if table.changes == changes and len(block) <= MAX_BLOCK_SIZE:
             keep(self._blocks, key, (changes, block))
+        return block
+
+    def _encode_first(self, key: tuple, table: CountingHeaderTable) -> bytes:
+        """A header list on a table as new as every connection's (a connection's first
+        response, the same on each): encoded once, and the table it leaves set up again."""
+        first = _first_encoded.get(key)
+        if first is None:
+            block = super().encode(list(key), True)
+            if len(block) <= MAX_BLOCK_SIZE:
+                entries = tuple(table.dynamic_entries)
+                state = (table._current_size, table._maxsize, table.resized, table.changes)
+                keep(_first_encoded, key, (block, entries, state), MAX_FIRST_BLOCKS)
+            return block
+        block, entries, state = first
+        table.dynamic_entries.extend(entries)
+        table._current_size, table._maxsize, table.resized, table.changes = state
         return block

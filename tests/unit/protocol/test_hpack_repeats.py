@@ -166,3 +166,19 @@ def test_connections_starting_with_the_same_block_decode_as_hpack(
             block = encoder.encode(headers)
             assert outcome(repeating, block) == outcome(plain, block)
             assert table_state(repeating) == table_state(plain)
+
+
+@settings(max_examples=200, deadline=None)
+@given(first=HEADER_LIST, then=HEADER_LIST, table_size=st.sampled_from([None, 0, 256]))
+def test_connections_starting_with_the_same_header_list_encode_as_hpack(
+    first: list, then: list, table_size: int | None
+) -> None:
+    """Three connections' first responses, encoded once for all of them: the same bytes and the
+    same table as hpack's, and the next list encodes on it as on hpack's."""
+    for _ in range(3):
+        plain, repeating = hpack.Encoder(), RepeatingBlockEncoder()
+        if table_size is not None:  # a client's SETTINGS_HEADER_TABLE_SIZE before the response
+            plain.header_table_size = repeating.header_table_size = table_size
+        for headers in (first, then):
+            assert repeating.encode(list(headers)) == plain.encode(list(headers))
+            assert table_state(repeating) == table_state(plain)
