@@ -499,7 +499,17 @@ class ServerH2Connection(h2.connection.H2Connection):
     def _refuse(self, stream_id: int, error_code: int, frames: list, events: list) -> tuple:
         """Reset a stream the peer just opened; the app never hears of it."""
         self._prepare_for_sending(frames)
-        self.reset_stream(stream_id, error_code)
+        machine = self.streams[stream_id].state_machine
+        if machine.state in UNOPENED_STATES:
+            # h2 refused the block before the stream opened (a request with a 1xx :status,
+            # read as a response), and allows no RST_STREAM from there: sent here instead.
+            machine.state = StreamState.CLOSED
+            machine.stream_closed_by = StreamClosedBy.SEND_RST_STREAM
+            reset = RstStreamFrame(stream_id)
+            reset.error_code = error_code
+            self._prepare_for_sending([reset])
+        else:
+            self.reset_stream(stream_id, error_code)
         return [], [event for event in events if getattr(event, "stream_id", None) != stream_id]
 
     def _receive_short_path(self, data: memoryview) -> tuple[list[h2.events.Event], memoryview]:
@@ -621,10 +631,8 @@ class ServerH2Connection(h2.connection.H2Connection):
             if self.state_machine.state is not ConnectionState.SERVER_OPEN:
                 self.state_machine.process_input(ConnectionInputs.RECV_HEADERS)  # raises, as in h2
             stream = self._open_client_stream(stream_id)
-            if is_informational_response(headers):
-                frames, events = stream.receive_headers(headers, end_stream, None)  # raises
-            else:
-                frames, events = [], self._request_received(stream, headers, end_stream)
+            # A 1xx :status makes it no request: malformed, as check_received finds.
+            frames, events = [], self._request_received(stream, headers, end_stream)
             check_received(events)
         except h2.exceptions.ProtocolError as error:
             frames, events = self._malformed_request(error, stream_id, is_new_stream=True)
@@ -759,6 +767,8 @@ class ServerH2Connection(h2.connection.H2Connection):
 #: PUSH_PROMISE (§6.6) or a 1xx response before the final one (§8.1). h2 keeps each of them on
 #: SEND_HEADERS (response_sent) and on SEND_DATA.
 ANSWERING_STATES = frozenset({StreamState.OPEN, StreamState.HALF_CLOSED_REMOTE})
+#: Where h2 leaves a stream whose opening header block it refused (before or at the transition).
+UNOPENED_STATES = frozenset({StreamState.IDLE, StreamState.CLOSED})
 #: The states of a client's stream in which it may still send DATA on it (§5.1).
 RECEIVING_STATES = frozenset({StreamState.OPEN, StreamState.HALF_CLOSED_LOCAL})
 

@@ -41,6 +41,8 @@ MALFORMED: dict[str, Fields] = {
     # §8.3: undefined pseudo-headers, and response pseudo-headers in requests.
     "unknown-pseudo-header": _with((":foo", "bar")),
     "status-in-request": _with((":status", "200")),
+    # A 1xx :status first: h2 reads the block as an informational response.
+    "informational-status-in-request": [(":status", "103"), *_base()],
     "uppercase-pseudo-header": [*_without(":path"), (":PATH", "/")],
     # §8.3: pseudo-headers MUST precede regular fields.
     "pseudo-after-regular": [
@@ -89,6 +91,20 @@ def test_malformed_request_is_stream_error(h2: RawClient, fields: Fields) -> Non
     h2.send_headers(1, block=block)
     h2.expect_stream_error(1, ErrorCode.PROTOCOL_ERROR)
     assert not any(isinstance(f, HeadersFrame) and f.stream_id == 1 for f in h2.received)
+
+
+@pytest.mark.parametrize("end_stream", [True, False], ids=["end-stream", "open"])
+def test_informational_status_in_a_request_is_a_stream_error(
+    h2: RawClient, end_stream: bool
+) -> None:
+    """§8.1.1, §8.3: a request with a 1xx :status is malformed, whether or not it ends its
+    stream: RST_STREAM, and the connection serves the next request."""
+    fields = [(":status", "100"), *_base()]
+    block = b"".join(hpack_literal(name, value) for name, value in fields)
+    stream_id = h2.next_stream_id()
+    h2.send_headers(stream_id, block=block, end_stream=end_stream)
+    assert isinstance(h2.expect_stream_error(stream_id, ErrorCode.PROTOCOL_ERROR), RstStreamFrame)
+    assert h2.get("/").status == 200
 
 
 def test_te_trailers_is_allowed(h2: RawClient) -> None:
