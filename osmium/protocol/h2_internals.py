@@ -632,14 +632,12 @@ class ServerH2Connection(h2.connection.H2Connection):
                 self.state_machine.process_input(ConnectionInputs.RECV_HEADERS)  # raises, as in h2
             stream = self._open_client_stream(stream_id)
             # A 1xx :status makes it no request: malformed, as check_received finds.
-            frames, events = [], self._request_received(stream, headers, end_stream)
+            events = self._request_received(stream, headers, end_stream)
             check_received(events)
         except h2.exceptions.ProtocolError as error:
-            frames, events = self._malformed_request(error, stream_id, is_new_stream=True)
-        else:
-            if end_stream and stream._expected_content_length:
-                frames, events = self._refuse(stream_id, ErrorCodes.PROTOCOL_ERROR, frames, events)
-        self._prepare_for_sending(frames)
+            return self._malformed_request(error, stream_id, is_new_stream=True)[1]
+        if end_stream and stream._expected_content_length:
+            return self._refuse(stream_id, ErrorCodes.PROTOCOL_ERROR, [], events)[1]
         return events
 
     def _open_client_stream(self, stream_id: int) -> H2Stream:

@@ -28,6 +28,18 @@ class CountingHeaderTable(HeaderTable):
         self.changes += 1
         super().add(name, value)
 
+    def snapshot(self) -> tuple:
+        """What the table holds and how it is sized: for `restore` on a table as new as this
+        one was before the coding that filled it."""
+        state = (self._current_size, self._maxsize, self.resized, self.changes)
+        return tuple(self.dynamic_entries), state
+
+    def restore(self, snapshot: tuple) -> None:
+        """A new table set up as the `snapshot` of another one."""
+        entries, state = snapshot
+        self.dynamic_entries.extend(entries)
+        self._current_size, self._maxsize, self.resized, self.changes = state
+
     @property
     def maxsize(self) -> int:
         return self._maxsize
@@ -89,13 +101,10 @@ class RepeatingBlockDecoder(Decoder):
         first = _first_decoded.get(key)
         if first is None:
             headers: list[HeaderTuple] = super().decode(data, True)  # type: ignore[assignment]
-            entries = tuple(table.dynamic_entries)
-            state = (table._current_size, table._maxsize, table.resized, table.changes)
-            keep(_first_decoded, key, (headers, entries, state), MAX_FIRST_BLOCKS)
+            keep(_first_decoded, key, (headers, table.snapshot()), MAX_FIRST_BLOCKS)
             return list(headers)
-        headers, entries, state = first
-        table.dynamic_entries.extend(entries)
-        table._current_size, table._maxsize, table.resized, table.changes = state
+        headers, snapshot = first
+        table.restore(snapshot)
         return list(headers)
 
 
@@ -135,11 +144,8 @@ class RepeatingBlockEncoder(Encoder):
         if first is None:
             block = super().encode(list(key), True)
             if len(block) <= MAX_BLOCK_SIZE:
-                entries = tuple(table.dynamic_entries)
-                state = (table._current_size, table._maxsize, table.resized, table.changes)
-                keep(_first_encoded, key, (block, entries, state), MAX_FIRST_BLOCKS)
+                keep(_first_encoded, key, (block, table.snapshot()), MAX_FIRST_BLOCKS)
             return block
-        block, entries, state = first
-        table.dynamic_entries.extend(entries)
-        table._current_size, table._maxsize, table.resized, table.changes = state
+        block, snapshot = first
+        table.restore(snapshot)
         return block
