@@ -516,7 +516,7 @@ class ServerConnection:
             return []
         self.last_received_at = now
         events: list[Event] = []
-        rest = memoryview(data)
+        rest: bytes | memoryview = data
         while rest:
             resets_before = self._h2.provoked_resets
             try:

@@ -9,8 +9,8 @@ tests/unit/protocol/test_h2_internals.py fails loudly when an h2 release changes
 
 from __future__ import annotations
 
+import collections
 import functools
-import itertools
 import logging
 import struct
 from collections.abc import Callable
@@ -208,15 +208,21 @@ class ServerH2Connection(h2.connection.H2Connection):
     def __init__(self, config: h2.config.H2Configuration) -> None:
         super().__init__(config=config)
         self.remote_settings = LeanSettings(client=True)  # the peer is a client
-        #: How each forgotten stream closed, oldest first: a plain dict, bounded by
-        #: `_open_streams`, where h2's SizeLimitDict checks its size at every insertion.
-        self._closed_streams = {}
+        #: How each forgotten stream closed, oldest first, bounded by `_open_streams`, where
+        #: h2's SizeLimitDict checks its size at every insertion. Ordered, so that the oldest go
+        #: in O(1): a plain dict's iteration from the front would step over every slot deleted
+        #: there since its last resize.
+        self._closed_streams = collections.OrderedDict()
         self.decoder = RepeatingBlockDecoder(self.decoder.max_header_list_size)
         #: What is to be sent, frame by frame. A DATA frame is its 9-byte header and its payload
         #: as given: h2 would serialise it (a copy), append that to a bytearray (another) and
         #: copy the bytearray out in data_to_send (a third); here the payload is copied once, in
         #: data_to_send's join.
         self._chunks: list[bytes] = []
+        #: Inside `receive_counting_resets`, whose RST_STREAM frames each answer a frame of the
+        #: peer: they are counted into `provoked_resets`.
+        self._receiving = False
+        self.provoked_resets = 0
         # Received frames come as RECEIVED_CLASSES (ServerFrameBuffer): h2 dispatches on the
         # exact class.
         dispatch = self._frame_dispatch_table
@@ -365,6 +371,8 @@ class ServerH2Connection(h2.connection.H2Connection):
                 flags = END_STREAM_FLAG if "END_STREAM" in frame.flags else 0
                 self._queue_frame(DATA_TYPE, flags, frame.stream_id, frame.data)
             else:
+                if self._receiving and frame.type == RstStreamFrame.type:
+                    self.provoked_resets += 1
                 self._chunks.append(frame.serialize())
 
     def data_to_send(self, amount: int | None = None) -> bytes:
@@ -384,8 +392,6 @@ class ServerH2Connection(h2.connection.H2Connection):
 
     goaway_last_stream_id: int | None = None
     _open_stream_count = 0
-    #: RST_STREAM frames queued by `receive_counting_resets`: each answers a frame of the peer.
-    provoked_resets = 0
 
     def receive_counting_resets(
         self, data: memoryview, limit: int
@@ -394,11 +400,14 @@ class ServerH2Connection(h2.connection.H2Connection):
         bytes through h2's `receive_data`; returns their events and the bytes not read yet.
         (Not both in one call: a connection error in h2's part would lose the short path's
         events.) The RST_STREAMs queued meanwhile are counted into `provoked_resets`.
-
-        The counting method shadows h2's only while receiving, so sends cost nothing extra.
         """
-        self._prepare_for_sending = self._count_resets_and_prepare  # type: ignore[method-assign]
+        self._receiving = True
         try:
+            if type(data) is bytes:
+                lone = self._lone_request(data)
+                if lone is not None:
+                    return lone, b""
+                data = memoryview(data)
             events, rest = self._receive_short_path(data)
             if rest and not events:
                 size = self._h2_part(rest, limit)
@@ -406,7 +415,7 @@ class ServerH2Connection(h2.connection.H2Connection):
                 rest = rest[size:]
             return events, rest
         finally:
-            del self._prepare_for_sending
+            self._receiving = False
 
     def _h2_part(self, data: memoryview, limit: int) -> int:
         """How much of `data` h2's own path reads: at most `limit` bytes, and no further than
@@ -426,12 +435,6 @@ class ServerH2Connection(h2.connection.H2Connection):
             offset += FRAME_HEADER_SIZE + int.from_bytes(data[offset : offset + 3], "big")
         return limit
 
-    def _count_resets_and_prepare(self, frames: list) -> None:
-        for frame in frames:
-            if frame.type == RstStreamFrame.type:
-                self.provoked_resets += 1
-        ServerH2Connection._prepare_for_sending(self, frames)
-
     def _open_streams(self, remainder: int) -> int:
         """h2's count of the open streams whose id has this parity, which also moves the
         closed ones out of `streams` into the record of how they closed; the record then keeps
@@ -448,10 +451,8 @@ class ServerH2Connection(h2.connection.H2Connection):
         record = self._closed_streams
         for stream_id in closed:
             record[stream_id] = streams.pop(stream_id).closed_by
-        excess = len(record) - self.MAX_CLOSED_STREAMS
-        if excess > 0:
-            for stream_id in list(itertools.islice(record, excess)):
-                del record[stream_id]
+        for _ in range(len(record) - self.MAX_CLOSED_STREAMS):
+            record.popitem(last=False)
         return count
 
     @property
@@ -548,6 +549,30 @@ class ServerH2Connection(h2.connection.H2Connection):
             self._terminate_connection(error.error_code)
             raise
         return events, data[offset:]
+
+    def _lone_request(self, data: bytes) -> list[h2.events.Event] | None:
+        """The events of `data` if it is one whole HEADERS frame that the short path takes (the
+        read of a client that sends a request at a time), taken without the short path's loop;
+        else None."""
+        buffer = self.incoming_buffer
+        if (
+            len(data) < FRAME_HEADER_SIZE
+            or data[3] != HEADERS_TYPE
+            or self._logging_frames
+            or not buffer.preface_received
+            or buffer.header_block_pending
+            or buffer._data
+        ):
+            return None
+        taken = self._short_path_for(data, 0, self.max_inbound_frame_size)
+        if taken is None or FRAME_HEADER_SIZE + taken[2] != len(data):
+            return None
+        _, stream_id, _, end_stream = taken
+        try:
+            return self._take_request(stream_id, data[FRAME_HEADER_SIZE:], end_stream)
+        except h2.exceptions.ProtocolError as error:
+            self._terminate_connection(error.error_code)
+            raise
 
     def _finish_pending_frame(
         self, pending: bytearray, data: memoryview, max_size: int, events: list

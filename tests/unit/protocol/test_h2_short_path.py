@@ -24,6 +24,7 @@ from tests.support.h2_peer import POST
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 DATA, HEADERS, RST_STREAM, SETTINGS, PING, CONTINUATION = 0x0, 0x1, 0x3, 0x4, 0x6, 0x9
+FRAME_HEADER_SIZE = 9
 END_STREAM, END_HEADERS, PADDED, PRIORITY = 0x1, 0x4, 0x8, 0x20
 #: Small windows, so that a few frames can overrun them, and few streams, so that some are refused.
 WINDOWS = ProtocolSettings(
@@ -168,6 +169,7 @@ def served(short_path: bool) -> ServerConnection:
     if not short_path:  # h2's own paths, and h2's own acknowledgements (WINDOW_UPDATE frames)
         connection = server._h2
         connection._receive_short_path = lambda data: ([], data)  # type: ignore[method-assign]
+        connection._lone_request = lambda data: None  # type: ignore[method-assign]
         for name in ("acknowledge_received_data", "send_headers", "send_data"):
             own = functools.partial(getattr(h2.connection.H2Connection, name), connection)
             setattr(connection, name, own)
@@ -233,7 +235,24 @@ def joined(items: list) -> list:
     return merged
 
 
-def run(items: list, reads: list[int], short_path: bool) -> list:
+#: Reads that each carry one whole frame (the preface one of its own), as from a client that
+#: sends one request at a time.
+FRAME_BY_FRAME = "frame by frame"
+
+
+def frame_sizes(data: bytes) -> list[int]:
+    """The sizes of reads that deliver `data` a frame at a time."""
+    sizes, offset = [], 0
+    if data.startswith(PREFACE):
+        sizes.append(offset := len(PREFACE))
+    while offset < len(data):
+        size = FRAME_HEADER_SIZE + int.from_bytes(data[offset : offset + 3], "big")
+        sizes.append(size)
+        offset += size
+    return sizes
+
+
+def run(items: list, reads: list[int] | str, short_path: bool) -> list:
     """Everything observable, read by read: events (ours and h2's), bytes out, windows and
     stream states.
 
@@ -253,6 +272,8 @@ def run(items: list, reads: list[int], short_path: bool) -> list:
     server._translate = recording_translate  # type: ignore[method-assign]
     cuts = itertools.cycle(reads)
     for item in joined(items):
+        if reads == FRAME_BY_FRAME and isinstance(item, bytes):
+            cuts = iter(frame_sizes(item))
         if item == GRACEFUL_CLOSE:
             if not server.closed:
                 server.start_graceful_close()
@@ -298,10 +319,12 @@ def run(items: list, reads: list[int], short_path: bool) -> list:
     opening=st.lists(OPEN, min_size=1, max_size=3),
     steps=st.lists(step, min_size=4, max_size=25),
     closing=st.lists(CLOSING_STEP, max_size=2),
-    reads=st.lists(st.integers(1, 40_000), min_size=1, max_size=8),
+    reads=st.one_of(
+        st.lists(st.integers(1, 40_000), min_size=1, max_size=8), st.just(FRAME_BY_FRAME)
+    ),
 )
 def test_the_short_path_receives_as_h2_receives(
-    opening: list[tuple], steps: list[tuple], closing: list[tuple], reads: list[int]
+    opening: list[tuple], steps: list[tuple], closing: list[tuple], reads: list[int] | str
 ) -> None:
     items = script(opening + steps + closing)
     assert run(items, reads, short_path=True) == run(items, reads, short_path=False)
