@@ -273,14 +273,17 @@ class HTTPStream:
         "stream_id",
     )
 
-    def __init__(self, sink: StreamSink, stream_id: int, scope: Scope) -> None:
+    def __init__(
+        self, sink: StreamSink, stream_id: int, scope: Scope, request_complete: bool = False
+    ) -> None:
+        """`request_complete`: the request came whole with its head (it has no body)."""
         self._sink = sink
         self.stream_id = stream_id
         self.scope = scope
         self._is_head = scope["method"] == "HEAD"
         self._body_chunks: deque[tuple[bytes, int]] = deque()
         self._unacknowledged = 0
-        self._request_complete = False
+        self._request_complete = request_complete
         self._body_delivered = False
         #: The exchange is over for the app: response finished, app returned, or client gone.
         self._closed = False

@@ -40,10 +40,12 @@ class ErrorCode(IntEnum):
 
 @dataclass(frozen=True, slots=True)
 class Request:
-    """A complete, validated request header block opened `stream_id`."""
+    """A complete, validated request header block opened `stream_id`; `complete`: the block
+    also ended the request (no body, no trailers: no EndBody follows)."""
 
     stream_id: int
     headers: Headers
+    complete: bool = False
 
 
 @dataclass(frozen=True, slots=True)

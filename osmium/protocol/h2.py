@@ -542,6 +542,7 @@ class ServerConnection:
 
     def _translate(self, h2_events: Sequence[h2.events.Event], now: float) -> list[Event]:
         events: list[Event] = []
+        ended_with_request = None  # told by the request's `complete`
         for event in h2_events:
             kind = type(event)
             if kind is h2.events.DataReceived and event.data:  # body bytes spend no budget
@@ -564,9 +565,14 @@ class ServerConnection:
                 else:
                     if self._early_priorities:
                         self._take_priority(event.stream_id, event.headers)
-                events.append(Request(event.stream_id, event.headers))
+                ended_with_request = event.stream_ended
+                events.append(
+                    Request(event.stream_id, event.headers, ended_with_request is not None)
+                )
             elif kind is h2.events.StreamEnded:
-                events.append(EndBody(event.stream_id, self._trailers.pop(event.stream_id, [])))
+                if event is not ended_with_request:
+                    trailers = self._trailers.pop(event.stream_id, [])
+                    events.append(EndBody(event.stream_id, trailers))
             elif kind is h2.events.WindowUpdated:
                 if event.stream_id:
                     self._reschedule(event.stream_id)

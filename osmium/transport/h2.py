@@ -280,7 +280,7 @@ class H2ServerProtocol(ConnectionProtocol):
             if status is not None:
                 self._answer_alone(stream_id, status, scope["method"] == "HEAD")
                 return
-        stream = HTTPStream(self, stream_id, scope)
+        stream = HTTPStream(self, stream_id, scope, event.complete)
         self._streams[stream_id] = stream
         self._tasks[stream_id] = self._start_handler(stream)
 
@@ -311,6 +311,8 @@ class H2ServerProtocol(ConnectionProtocol):
         )
         websocket = H2WebSocket(self, stream_id, headers, scope)
         self._streams[stream_id] = websocket  # type: ignore[assignment]
+        if event.complete:
+            websocket.feed_end()
         self._count_websocket()
         self._tasks[stream_id] = self._loop.create_task(self._run_websocket(websocket))
 
@@ -623,10 +625,8 @@ class H2ServerProtocol(ConnectionProtocol):
         if promised_id is None:
             return
         self._pushes[stream_id] = pushes + 1
-        self._on_request(Request(promised_id, request_headers))
-        promised = self._streams.get(promised_id)  # None: the server answered it (413)
-        if promised is not None:
-            promised.feed_end()  # a promised request has no content (§8.4)
+        # A promised request has no content (§8.4).
+        self._on_request(Request(promised_id, request_headers, complete=True))
         self._schedule_flush()
 
     def end_stream(self, stream_id: int) -> None:

@@ -7,6 +7,8 @@ curl shows the 103 over HTTP/2 and HTTP/1.1.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from collections.abc import Iterator
 
@@ -19,6 +21,7 @@ from tests.integration.h2client import H2Client, StreamState
 from tests.integration.support import run_osmium, run_tool
 from tests.server_process import ServerProcess, running_server
 
+ASGI_APPS = "tests.integration.apps.asgi_apps:app"
 #: A row of `nghttp -s` statistics for a pushed stream: its requestStart is marked `*`.
 PUSHED_ROW = re.compile(
     r"^\s*(?P<id>\d+)\s+\S+\s+\*\s+\S+\s+\S+\s+(?P<code>\d{3})\s+(?P<size>\d+)\s+(?P<path>\S+)\s*$",
@@ -42,10 +45,10 @@ class PushClient(H2Client):
             self.informational.append(event)
         super()._handle(event)
 
-    def page_and_pushes(self) -> tuple[StreamState, dict[str, StreamState]]:
-        """GET /push; once the page and every pushed response are complete: the page, and the
+    def page_and_pushes(self, path: str = "/push") -> tuple[StreamState, dict[str, StreamState]]:
+        """GET `path`; once the page and every pushed response are complete: the page, and the
         pushed responses by promised path."""
-        page = self.get("/push")
+        page = self.get(path)
         self.wait_for(
             lambda: all(self.streams[p.pushed_stream_id].done for p in self.promises),
             timeout=10,
@@ -110,6 +113,20 @@ def test_pushed_responses_come_from_the_app(server: ServerProcess) -> None:
     promise = dict(client.promises[0].headers)
     assert promise[b":method"] == b"GET"
     assert promise[b":authority"] == client.authority.encode()
+
+
+def test_a_promised_request_is_complete_for_a_handler_that_reads_its_body() -> None:
+    """§8.4: a promised request has no content; its handler reads the empty body at once."""
+    with (
+        running_server(app=ASGI_APPS) as server,
+        PushClient(server, {SettingCodes.ENABLE_PUSH: 1}) as client,
+    ):
+        page, pushed = client.page_and_pushes("/push-sha256")
+    assert page.status == 200
+    assert json.loads(pushed["/sha256"].data) == {
+        "length": 0,
+        "sha256": hashlib.sha256().hexdigest(),
+    }
 
 
 def test_no_push_promise_when_the_client_disabled_push(server: ServerProcess) -> None:

@@ -104,6 +104,24 @@ def test_a_stop_sends_close_1001_on_the_stream() -> None:
         assert server.process.wait(10) == 0
 
 
+def test_a_connect_that_ends_its_stream_at_once_is_a_failed_websocket() -> None:
+    """END_STREAM on the extended CONNECT: the client's side ended before any Close, which the
+    app hears as disconnect 1006 (abnormal closure)."""
+    marker = new_marker()
+    with (
+        running_server(app=WEBSOCKET_APPS) as server,
+        RawClient(server.host, server.port) as client,
+    ):
+        client.handshake()
+        headers = [
+            *client.request_headers(f"/record/{marker}", "CONNECT"),
+            (":protocol", "websocket"),
+            ("sec-websocket-version", "13"),
+        ]
+        client.send_headers(client.next_stream_id(), headers, end_stream=True)
+        server.wait_for_line(rf"record {marker}: disconnect 1006\b", timeout=5)
+
+
 def test_a_forbidden_frame_gets_close_1002_then_rst_stream(client: H2WebSocketClient) -> None:
     stream_id, status, _ = client.open("/ws/echo")
     assert status == 200

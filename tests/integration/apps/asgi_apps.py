@@ -167,6 +167,9 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         await _json(send, 200, dict(state) if state is not None else None)
         if state is not None and "set" in query:
             state["written_by_request"] = query["set"][0]
+    elif path == "/push-sha256":  # the promised request's handler reads its (empty) body
+        await send({"type": "http.response.push", "path": "/sha256", "headers": []})
+        await _json(send, 200, {"pushed": "/sha256"})
     elif path == "/sha256":
         digest = hashlib.sha256()
         length = 0

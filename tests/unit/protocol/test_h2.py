@@ -34,12 +34,23 @@ def test_start_advertises_settings_and_opens_connection_window() -> None:
     assert peer.client.outbound_flow_control_window == settings.connection_window_size
 
 
-def test_request_headers_become_a_request_event_then_end_body() -> None:
+def test_request_headers_that_end_the_stream_become_one_complete_request() -> None:
     peer = Peer()
     stream_id = peer.request(GET)
     events = peer.client_to_server()
-    assert events == [Request(stream_id, events[0].headers), EndBody(stream_id, [])]
+    assert events == [Request(stream_id, events[0].headers, complete=True)]
     assert (b":method", b"GET") in events[0].headers
+
+
+def test_a_request_with_a_body_ends_with_end_body() -> None:
+    peer = Peer()
+    stream_id = peer.request(POST, b"abc")
+    events = peer.client_to_server()
+    assert events == [
+        Request(stream_id, events[0].headers),
+        Body(stream_id, b"abc", 3),
+        EndBody(stream_id, []),
+    ]
 
 
 def test_request_trailers_arrive_with_end_body() -> None:
