@@ -103,6 +103,7 @@ class ConnectionProtocol(asyncio.Protocol):
         self._server: tuple[str, int | None] | None = None
         self._write_gate = WriteGate(self._loop)
         self._flush_pending = False
+        self._flush_handle: asyncio.Handle | None = None
         self._stall_timer: asyncio.TimerHandle | None = None
         #: This connection's share of the worker's output tally (ServerContext.track_output).
         self.reported_output = 0
@@ -177,7 +178,15 @@ class ConnectionProtocol(asyncio.Protocol):
         and its body, say) leaves in one write, so one segment, not two that wait on Nagle."""
         if not self._flush_pending:
             self._flush_pending = True
-            self._loop.call_soon(self._flush)
+            self._flush_handle = self._loop.call_soon(self._flush)
+
+    def _flush_after_handlers(self) -> None:
+        """`_schedule_flush`, behind the handlers started so far in this turn: a write already
+        due (a new connection's preface, say) waits for their first steps, which often answer."""
+        if self._flush_pending:
+            self._flush_handle.cancel()  # type: ignore[union-attr]
+            self._flush_pending = False
+        self._schedule_flush()
 
     def _flush(self) -> None:
         """Everything the core has to send now, in one write."""

@@ -131,7 +131,9 @@ class H2ServerProtocol(ConnectionProtocol):
 
     def _attach(self, transport: asyncio.BaseTransport, upgraded: bool = False) -> None:
         self._adopt(transport, upgraded)
-        self._flush()
+        # The server preface goes out at the end of this turn: with the answer to the client's
+        # first read, when that came with the connection (a negotiated cleartext one).
+        self._schedule_flush()
         self._core.idle(monotonic())
         self._arm_core_timer()
 
@@ -147,7 +149,7 @@ class H2ServerProtocol(ConnectionProtocol):
             return
         for event in events:
             self._dispatch(event)
-        self._schedule_flush()  # with what the handlers started here send in the next turn
+        self._flush_after_handlers()  # with what the handlers started here send first
         if self._closing:
             self._close_if_done()
 
