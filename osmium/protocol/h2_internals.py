@@ -49,7 +49,7 @@ from hyperframe.frame import (
     WindowUpdateFrame,
 )
 
-from osmium.protocol.h2_headers import check_received
+from osmium.protocol.h2_headers import check_received, check_request
 from osmium.protocol.hpack_repeats import RepeatingBlockDecoder
 
 #: DATA after our RST_STREAM that carries less than this is an ignored frame; larger ones cost
@@ -656,9 +656,7 @@ class ServerH2Connection(h2.connection.H2Connection):
             if self.state_machine.state is not ConnectionState.SERVER_OPEN:
                 self.state_machine.process_input(ConnectionInputs.RECV_HEADERS)  # raises, as in h2
             stream = self._open_client_stream(stream_id)
-            # A 1xx :status makes it no request: malformed, as check_received finds.
-            events = self._request_received(stream, headers, end_stream)
-            check_received(events)
+            events = self._request_received(stream, headers, end_stream, self.decoder.memo)
         except h2.exceptions.ProtocolError as error:
             return self._malformed_request(error, stream_id, is_new_stream=True)[1]
         if end_stream and stream._expected_content_length:
@@ -682,12 +680,20 @@ class ServerH2Connection(h2.connection.H2Connection):
         return stream
 
     @staticmethod
-    def _request_received(stream: H2Stream, headers: list, end_stream: bool) -> list:
-        """What H2Stream.receive_headers does with a request's header list on a new stream,
-        without its state machine's dispatch, flag objects and generator pipeline: IDLE to OPEN
-        (request_received), to HALF_CLOSED_REMOTE on END_STREAM (stream_half_closed), the
-        content-length, and split cookie fields joined as one, last (normalize_inbound_headers).
-        `headers` is the decoder's fresh list: it becomes the event's unless a cookie is in it."""
+    def _request_received(
+        stream: H2Stream, headers: list, end_stream: bool, known: dict | None
+    ) -> list:
+        """What H2Stream.receive_headers and check_received do with a request's header list on
+        a new stream, without its state machine's dispatch, flag objects and generator pipeline:
+        IDLE to OPEN (request_received), to HALF_CLOSED_REMOTE on END_STREAM
+        (stream_half_closed), the content-length, split cookie fields joined as one, last
+        (normalize_inbound_headers), and the RFC 9113 checks (check_request: a 1xx :status makes
+        it no request). `headers` is the decoder's fresh list: it becomes the event's unless a
+        cookie is in it.
+
+        `known`: the decoder's memo for this header list (None: none is kept). Once a list has
+        passed, what it showed (its content-length, a cookie) is kept there, and an equal list,
+        which would pass again, is not checked again: a client repeats the same few requests."""
         machine = stream.state_machine
         machine.client = False
         machine.headers_received = True
@@ -699,12 +705,20 @@ class ServerH2Connection(h2.connection.H2Connection):
             ended = h2.events.StreamEnded(stream_id=stream.stream_id)
             received.stream_ended = ended
             events.append(ended)
-        stream._initialize_content_length(headers)
-        for name, _ in headers:
-            if name == b"cookie":
-                headers = list(normalize_inbound_headers(headers, None))  # type: ignore[arg-type]
-                break
+        if known:
+            stream._expected_content_length = known["content-length"]
+            cookie = known["cookie"]
+        else:
+            stream._initialize_content_length(headers)
+            cookie = any(name == b"cookie" for name, _ in headers)
+        if cookie:
+            headers = list(normalize_inbound_headers(headers, None))  # type: ignore[arg-type]
         received.headers = headers
+        if not known:
+            check_request(headers)
+            if known is not None:
+                known["content-length"] = stream._expected_content_length
+                known["cookie"] = cookie
         return events
 
     def _take_body(

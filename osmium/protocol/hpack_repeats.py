@@ -70,14 +70,20 @@ _first_encoded: dict[tuple, tuple] = {}
 
 class RepeatingBlockDecoder(Decoder):
     """hpack's Decoder, answering a block it decoded before from what it read then, as long as
-    neither the dynamic table nor the limits the decoding checked have changed since."""
+    neither the dynamic table nor the limits the decoding checked have changed since.
+
+    `memo`, after each `decode`: a dict kept with the header list it returned and every equal
+    one this decoder (or, for a connection's first block, any) returns for the same block, for
+    what the caller finds out about that list; None when the list is not kept."""
 
     def __init__(self, max_header_list_size: int) -> None:
         super().__init__(max_header_list_size)
         self.header_table = CountingHeaderTable()
-        self._blocks: dict[bytes, tuple[tuple[int, int, int], list[HeaderTuple]]] = {}
+        self._blocks: dict[bytes, tuple[tuple[int, int, int], list[HeaderTuple], dict]] = {}
+        self.memo: dict | None = None
 
     def decode(self, data: bytes, raw: bool = False) -> list[HeaderTuple]:  # type: ignore[override]
+        self.memo = None
         if not raw or type(data) is not bytes or len(data) > MAX_BLOCK_SIZE:
             return super().decode(data, raw)  # type: ignore[return-value]
         table = self.header_table
@@ -86,10 +92,12 @@ class RepeatingBlockDecoder(Decoder):
         context = (table.changes, self.max_header_list_size, self.max_allowed_table_size)
         kept = self._blocks.get(data)
         if kept is not None and kept[0] == context:
+            self.memo = kept[2]
             return list(kept[1])
         headers: list[HeaderTuple] = super().decode(data, raw)  # type: ignore[assignment]
         if table.changes == context[0]:
-            keep(self._blocks, data, (context, headers))
+            self.memo = {}
+            keep(self._blocks, data, (context, headers, self.memo))
             return list(headers)
         return headers
 
@@ -101,9 +109,10 @@ class RepeatingBlockDecoder(Decoder):
         first = _first_decoded.get(key)
         if first is None:
             headers: list[HeaderTuple] = super().decode(data, True)  # type: ignore[assignment]
-            keep(_first_decoded, key, (headers, table.snapshot()), MAX_FIRST_BLOCKS)
+            self.memo = {}
+            keep(_first_decoded, key, (headers, table.snapshot(), self.memo), MAX_FIRST_BLOCKS)
             return list(headers)
-        headers, snapshot = first
+        headers, snapshot, self.memo = first
         table.restore(snapshot)
         return list(headers)
 

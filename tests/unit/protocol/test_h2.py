@@ -42,6 +42,36 @@ def test_request_headers_that_end_the_stream_become_one_complete_request() -> No
     assert (b":method", b"GET") in events[0].headers
 
 
+def test_a_repeated_request_is_read_as_the_first_was() -> None:
+    """A client repeats its requests block for block: the checks and the facts the first of them
+    gave (content-length, split cookies) are kept with the block, and hold for each repeat."""
+    peer = Peer()
+    cookies = [("cookie", "a=1"), ("x-between", "1"), ("cookie", "b=2")]
+    requests = [
+        [*GET, *cookies],
+        [*POST, ("content-length", "3"), *cookies],
+        [*POST, ("connection", "keep-alive")],  # malformed: refused each time
+    ]
+    for _ in range(4):  # a block repeats from the third sending on, once the table holds it
+        for headers in requests:
+            stream_id = peer.request(headers, b"abc" if headers[0] == POST[0] else b"")
+            events = peer.client_to_server()
+            if headers[-1][0] == "connection":
+                assert events == []
+                resets = [
+                    e for e in peer.server_to_client() if isinstance(e, h2.events.StreamReset)
+                ]
+                assert [(e.stream_id, e.error_code) for e in resets] == [
+                    (stream_id, ErrorCodes.PROTOCOL_ERROR)
+                ]
+                continue
+            request = events[0]
+            assert request.headers[-1] == (b"cookie", b"a=1; b=2")
+            assert (b"x-between", b"1") in request.headers
+            expected = peer.server._h2.streams[stream_id]._expected_content_length
+            assert expected == (3 if headers[0] == POST[0] else None)
+
+
 def test_a_request_with_a_body_ends_with_end_body() -> None:
     peer = Peer()
     stream_id = peer.request(POST, b"abc")

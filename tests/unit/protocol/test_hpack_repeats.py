@@ -91,6 +91,25 @@ def test_a_repeated_block_is_not_decoded_again() -> None:
     assert len(decoder._blocks) <= MAX_BLOCKS
 
 
+def test_a_repeated_block_comes_with_the_memo_of_its_first_decoding() -> None:
+    encoder = hpack.Encoder()
+    decoder = RepeatingBlockDecoder(65_536)
+    fields = [(b":method", b"GET"), (b"user-agent", b"curl")]
+    decoder.decode(encoder.encode(fields), raw=True)  # adds user-agent to the table
+    repeated = encoder.encode(fields)
+    decoder.decode(repeated, raw=True)
+    memo = decoder.memo
+    assert memo == {}
+    memo["checked"] = True
+    decoder.decode(encoder.encode([(b"x-new", b"1")]), raw=True)  # changes the table
+    assert decoder.memo is None
+    decoder.decode(repeated, raw=True)  # the table has changed: decoded afresh, a new memo
+    assert decoder.memo == {}
+    again = decoder.memo
+    decoder.decode(repeated, raw=True)
+    assert decoder.memo is again
+
+
 #: A response's header list: plain pairs, or a field that must never be indexed.
 RESPONSE_FIELD = st.one_of(
     st.sampled_from(FIELDS),
