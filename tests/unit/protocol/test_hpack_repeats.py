@@ -79,24 +79,29 @@ def test_repeated_blocks_decode_as_hpack_decodes_them(steps: list[tuple]) -> Non
         assert repeating.header_table.dynamic_entries == plain.header_table.dynamic_entries
 
 
-def test_a_repeated_block_is_not_decoded_again() -> None:
+#: A request whose second block, once the first put its user-agent in the table, repeats.
+USER_AGENT_GET = [(b":method", b"GET"), (b"user-agent", b"curl")]
+
+
+def with_a_repeating_block() -> tuple[hpack.Encoder, RepeatingBlockDecoder, bytes]:
+    """An encoder and a decoder whose tables hold USER_AGENT_GET's user-agent, and the block
+    that codes USER_AGENT_GET now, without changing them."""
     encoder = hpack.Encoder()
     decoder = RepeatingBlockDecoder(65_536)
-    fields = [(b":method", b"GET"), (b"user-agent", b"curl")]
-    decoder.decode(encoder.encode(fields), raw=True)  # adds user-agent to the table
-    repeated = encoder.encode(fields)
+    decoder.decode(encoder.encode(USER_AGENT_GET), raw=True)
+    return encoder, decoder, encoder.encode(USER_AGENT_GET)
+
+
+def test_a_repeated_block_is_not_decoded_again() -> None:
+    _, decoder, repeated = with_a_repeating_block()
     first = decoder.decode(repeated, raw=True)
     decoder.header_table.get_by_index = None  # decoding again would fail
-    assert decoder.decode(repeated, raw=True) == first == fields
+    assert decoder.decode(repeated, raw=True) == first == USER_AGENT_GET
     assert len(decoder._blocks) <= MAX_BLOCKS
 
 
 def test_a_repeated_block_comes_with_the_memo_of_its_first_decoding() -> None:
-    encoder = hpack.Encoder()
-    decoder = RepeatingBlockDecoder(65_536)
-    fields = [(b":method", b"GET"), (b"user-agent", b"curl")]
-    decoder.decode(encoder.encode(fields), raw=True)  # adds user-agent to the table
-    repeated = encoder.encode(fields)
+    encoder, decoder, repeated = with_a_repeating_block()
     decoder.decode(repeated, raw=True)
     memo = decoder.memo
     assert memo == {}
