@@ -207,8 +207,41 @@ def build_scope(
     state: dict[str, Any] | None,
     http_version: str = "2",
     extensions: dict[str, dict[str, Any]] = HTTP2_EXTENSIONS,
+    known: dict | None = None,
 ) -> Scope:
-    """The `http` scope for one validated request (HTTP/2 pseudo-headers plus fields)."""
+    """The `http` scope for one validated request (HTTP/2 pseudo-headers plus fields).
+
+    `known`: the Request's memo (events.Request): what the scope takes from the header list
+    alone is kept there, for the next equal list."""
+    parts = known.get("scope") if known else None
+    if parts is None:
+        parts = _scope_parts(headers)
+        if known is not None:
+            known["scope"] = parts
+    method, path, raw_path, query_string, fields = parts
+    scope: Scope = {
+        "type": "http",
+        "asgi": ASGI_VERSION,
+        "http_version": http_version,
+        "method": method,
+        "scheme": scheme,
+        "path": path,
+        "raw_path": raw_path,
+        "query_string": query_string,
+        "root_path": "",
+        "headers": list(fields),
+        "client": client,
+        "server": server,
+        "extensions": extensions.copy(),
+    }
+    if state is not None:
+        scope["state"] = state.copy()
+    return scope
+
+
+def _scope_parts(headers: Headers) -> tuple[str, str, bytes, bytes, tuple]:
+    """What a scope takes from a request's header list: method, path (decoded), raw path,
+    query string, and the fields without pseudo-headers (`host` first from `:authority`)."""
     method = path = b""
     authority = None
     has_host = False
@@ -228,24 +261,8 @@ def build_scope(
         fields.insert(0, (b"host", authority))
     raw_path, _, query_string = path.partition(b"?")
     decoded_path = raw_path.decode("ascii", "replace")
-    scope: Scope = {
-        "type": "http",
-        "asgi": ASGI_VERSION,
-        "http_version": http_version,
-        "method": method.decode("ascii"),
-        "scheme": scheme,
-        "path": unquote(decoded_path) if "%" in decoded_path else decoded_path,
-        "raw_path": raw_path,
-        "query_string": query_string,
-        "root_path": "",
-        "headers": fields,
-        "client": client,
-        "server": server,
-        "extensions": extensions.copy(),
-    }
-    if state is not None:
-        scope["state"] = state.copy()
-    return scope
+    decoded_path = unquote(decoded_path) if "%" in decoded_path else decoded_path
+    return method.decode("ascii"), decoded_path, raw_path, query_string, tuple(fields)
 
 
 class HTTPStream:

@@ -5,6 +5,7 @@ Small immutable records: the transport dispatches on their type and never sees h
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from enum import IntEnum
 
@@ -41,11 +42,16 @@ class ErrorCode(IntEnum):
 @dataclass(frozen=True, slots=True)
 class Request:
     """A complete, validated request header block opened `stream_id`; `complete`: the block
-    also ended the request (no body, no trailers: no EndBody follows)."""
+    also ended the request (no body, no trailers: no EndBody follows).
+
+    `known`: a dict shared by every Request of the connection with an equal header list (its
+    block repeated), where each layer keeps what it derives from the list alone; None when the
+    list is not kept."""
 
     stream_id: int
     headers: Headers
     complete: bool = False
+    known: dict | None = dataclasses.field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -558,17 +558,22 @@ class ServerConnection:
                 self._last_request_id = event.stream_id
                 if self._idle_since is not None:
                     self._idle_since = self._idle_deadline = None
-                for name, _ in event.headers:
-                    if name == b"priority":
-                        self._take_priority(event.stream_id, event.headers)
-                        break
-                else:
-                    if self._early_priorities:
-                        self._take_priority(event.stream_id, event.headers)
+                # The short path's memo of an equal header list (none from h2's path).
+                known = getattr(event, "known", None)
+                priority = known.get("priority") if known else None
+                if priority is None:
+                    priority = False
+                    for name, _ in event.headers:
+                        if name == b"priority":
+                            priority = True
+                            break
+                    if known is not None:
+                        known["priority"] = priority
+                if priority or self._early_priorities:
+                    self._take_priority(event.stream_id, event.headers)
                 ended_with_request = event.stream_ended
-                events.append(
-                    Request(event.stream_id, event.headers, ended_with_request is not None)
-                )
+                ended = ended_with_request is not None
+                events.append(Request(event.stream_id, event.headers, ended, known))
             elif kind is h2.events.StreamEnded:
                 if event is not ended_with_request:
                     trailers = self._trailers.pop(event.stream_id, [])

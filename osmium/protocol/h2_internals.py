@@ -714,6 +714,7 @@ class ServerH2Connection(h2.connection.H2Connection):
         if cookie:
             headers = list(normalize_inbound_headers(headers, None))  # type: ignore[arg-type]
         received.headers = headers
+        received.known = known  # type: ignore[attr-defined]  # for ServerConnection._translate
         if not known:
             check_request(headers)
             if known is not None:

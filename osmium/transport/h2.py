@@ -273,6 +273,7 @@ class H2ServerProtocol(ConnectionProtocol):
             context.lifespan_state,
             "2",
             self._extensions,
+            event.known,
         )
         if scope["method"] == "CONNECT":
             self._on_connect(event)

@@ -203,6 +203,25 @@ def test_scope_extensions_by_protocol_each_scope_its_own_table() -> None:
     assert "x-app" not in again["extensions"]
 
 
+def test_a_repeated_header_list_builds_its_scope_from_what_the_first_left() -> None:
+    request = [
+        (b":method", b"GET"),
+        (b":path", b"/a%20b?q=1"),
+        (b":scheme", b"https"),
+        (b":authority", b"example"),
+        (b"accept", b"*/*"),
+    ]
+    known: dict = {}
+    first = build_scope(request, "https", None, None, None, known=known)
+    assert "scope" in known
+    first["headers"].append((b"x-added-by-the-app", b"1"))  # its own list, edited
+    again = build_scope([(b":method", b"POST")], "https", None, None, None, known=known)
+    assert (again["method"], again["path"], again["raw_path"]) == ("GET", "/a b", b"/a%20b")
+    assert again["query_string"] == b"q=1"
+    assert again["headers"] == [(b"host", b"example"), (b"accept", b"*/*")]
+    assert again["headers"] is not first["headers"]
+
+
 def test_push_promises_a_get_under_the_request_s_scheme_and_authority() -> None:
     async def scenario() -> None:
         stream, sink = new_stream("2")

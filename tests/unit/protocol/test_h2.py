@@ -44,12 +44,13 @@ def test_request_headers_that_end_the_stream_become_one_complete_request() -> No
 
 def test_a_repeated_request_is_read_as_the_first_was() -> None:
     """A client repeats its requests block for block: the checks and the facts the first of them
-    gave (content-length, split cookies) are kept with the block, and hold for each repeat."""
+    gave (content-length, split cookies, a priority) are kept with the block, and hold for each
+    repeat."""
     peer = Peer()
     cookies = [("cookie", "a=1"), ("x-between", "1"), ("cookie", "b=2")]
     requests = [
         [*GET, *cookies],
-        [*POST, ("content-length", "3"), *cookies],
+        [*POST, ("content-length", "3"), *cookies, ("priority", "u=1")],
         [*POST, ("connection", "keep-alive")],  # malformed: refused each time
     ]
     for _ in range(4):  # a block repeats from the third sending on, once the table holds it
@@ -70,6 +71,8 @@ def test_a_repeated_request_is_read_as_the_first_was() -> None:
             assert (b"x-between", b"1") in request.headers
             expected = peer.server._h2.streams[stream_id]._expected_content_length
             assert expected == (3 if headers[0] == POST[0] else None)
+            urgency = peer.server.priority_of(stream_id).urgency
+            assert urgency == (1 if headers[0] == POST[0] else 3)
 
 
 def test_a_request_with_a_body_ends_with_end_body() -> None:
