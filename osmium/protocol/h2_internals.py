@@ -394,8 +394,8 @@ class ServerH2Connection(h2.connection.H2Connection):
     _open_stream_count = 0
 
     def receive_counting_resets(
-        self, data: memoryview, limit: int
-    ) -> tuple[list[h2.events.Event], memoryview]:
+        self, data: bytes | memoryview, limit: int
+    ) -> tuple[list[h2.events.Event], bytes | memoryview]:
         """The frames at the start of `data` that take the short path, or else at most `limit`
         bytes through h2's `receive_data`; returns their events and the bytes not read yet.
         (Not both in one call: a connection error in h2's part would lose the short path's
@@ -403,11 +403,6 @@ class ServerH2Connection(h2.connection.H2Connection):
         """
         self._receiving = True
         try:
-            if type(data) is bytes:
-                lone = self._lone_request(data)
-                if lone is not None:
-                    return lone, b""
-                data = memoryview(data)
             events, rest = self._receive_short_path(data)
             if rest and not events:
                 size = self._h2_part(rest, limit)
@@ -513,24 +508,37 @@ class ServerH2Connection(h2.connection.H2Connection):
             self.reset_stream(stream_id, error_code)
         return [], [event for event in events if getattr(event, "stream_id", None) != stream_id]
 
-    def _receive_short_path(self, data: memoryview) -> tuple[list[h2.events.Event], memoryview]:
+    def _receive_short_path(
+        self, data: bytes | memoryview
+    ) -> tuple[list[h2.events.Event], bytes | memoryview]:
         """The frames at the start of `data` (and the one an earlier read left unfinished) that
         open a stream with a whole request header block, or carry a body on a stream the client
         is still sending on, received without h2's frame buffer, frame objects, dispatch and
         trace formatting, and without counting every stream at each new one: the same checks,
         windows, state changes and events as h2's (and our overrides'). Returns their events and
-        the bytes from the first frame not taken here, which go through h2's own path."""
+        the bytes from the first frame not taken here (a view), which go through h2's own path.
+
+        `data` as bytes is a whole read: one that is a single request frame (a client sending a
+        request at a time) is taken without the loop, its views and its copies."""
         buffer = self.incoming_buffer
         if self._logging_frames or not buffer.preface_received or buffer.header_block_pending:
-            return [], data
+            return [], memoryview(data)
         events: list[h2.events.Event] = []
         max_size = self.max_inbound_frame_size
         try:
             pending = buffer._data
             if pending:
-                data = self._finish_pending_frame(pending, data, max_size, events)
+                data = self._finish_pending_frame(pending, memoryview(data), max_size, events)
                 if pending:  # still unfinished, or not one this takes
                     return events, data
+            elif type(data) is bytes:
+                if len(data) >= FRAME_HEADER_SIZE and data[3] == HEADERS_TYPE:
+                    taken = self._short_path_for(data, 0, max_size)
+                    if taken is not None and FRAME_HEADER_SIZE + taken[2] == len(data):
+                        _, stream_id, _, end_stream = taken
+                        block = data[FRAME_HEADER_SIZE:]
+                        return self._take_request(stream_id, block, end_stream), b""
+                data = memoryview(data)
             offset = 0
             end = len(data)
             while end - offset >= FRAME_HEADER_SIZE:
@@ -549,30 +557,6 @@ class ServerH2Connection(h2.connection.H2Connection):
             self._terminate_connection(error.error_code)
             raise
         return events, data[offset:]
-
-    def _lone_request(self, data: bytes) -> list[h2.events.Event] | None:
-        """The events of `data` if it is one whole HEADERS frame that the short path takes (the
-        read of a client that sends a request at a time), taken without the short path's loop;
-        else None."""
-        buffer = self.incoming_buffer
-        if (
-            len(data) < FRAME_HEADER_SIZE
-            or data[3] != HEADERS_TYPE
-            or self._logging_frames
-            or not buffer.preface_received
-            or buffer.header_block_pending
-            or buffer._data
-        ):
-            return None
-        taken = self._short_path_for(data, 0, self.max_inbound_frame_size)
-        if taken is None or FRAME_HEADER_SIZE + taken[2] != len(data):
-            return None
-        _, stream_id, _, end_stream = taken
-        try:
-            return self._take_request(stream_id, data[FRAME_HEADER_SIZE:], end_stream)
-        except h2.exceptions.ProtocolError as error:
-            self._terminate_connection(error.error_code)
-            raise
 
     def _finish_pending_frame(
         self, pending: bytearray, data: memoryview, max_size: int, events: list

@@ -168,8 +168,7 @@ def served(short_path: bool) -> ServerConnection:
     server = ServerConnection(WINDOWS, limits=HEADER_BLOCK_LIMIT)
     if not short_path:  # h2's own paths, and h2's own acknowledgements (WINDOW_UPDATE frames)
         connection = server._h2
-        connection._receive_short_path = lambda data: ([], data)  # type: ignore[method-assign]
-        connection._lone_request = lambda data: None  # type: ignore[method-assign]
+        connection._receive_short_path = lambda data: ([], memoryview(data))  # type: ignore[method-assign]
         for name in ("acknowledge_received_data", "send_headers", "send_data"):
             own = functools.partial(getattr(h2.connection.H2Connection, name), connection)
             setattr(connection, name, own)
