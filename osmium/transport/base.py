@@ -102,7 +102,7 @@ class ConnectionProtocol(asyncio.Protocol):
         self._client: tuple[str, int] | None = None
         self._server: tuple[str, int | None] | None = None
         self._write_gate = WriteGate(self._loop)
-        self._flush_pending = False
+        #: The flush scheduled for the end of this loop turn (None: none is).
         self._flush_handle: asyncio.Handle | None = None
         self._stall_timer: asyncio.TimerHandle | None = None
         #: This connection's share of the worker's output tally (ServerContext.track_output).
@@ -176,21 +176,19 @@ class ConnectionProtocol(asyncio.Protocol):
     def _schedule_flush(self) -> None:
         """Write at the end of this loop turn: what the app sends in one turn (a response's head
         and its body, say) leaves in one write, so one segment, not two that wait on Nagle."""
-        if not self._flush_pending:
-            self._flush_pending = True
+        if self._flush_handle is None:
             self._flush_handle = self._loop.call_soon(self._flush)
 
     def _flush_after_handlers(self) -> None:
         """`_schedule_flush`, behind the handlers started so far in this turn: a write already
         due (a new connection's preface, say) waits for their first steps, which often answer."""
-        if self._flush_pending:
-            self._flush_handle.cancel()  # type: ignore[union-attr]
-            self._flush_pending = False
-        self._schedule_flush()
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+        self._flush_handle = self._loop.call_soon(self._flush)
 
     def _flush(self) -> None:
         """Everything the core has to send now, in one write."""
-        self._flush_pending = False
+        self._flush_handle = None
         data = self._output()
         if data and not self._closed:
             transport = self._transport
