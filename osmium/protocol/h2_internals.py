@@ -52,6 +52,20 @@ from hyperframe.frame import (
 from osmium.protocol.h2_headers import check_received, check_request
 from osmium.protocol.hpack_repeats import RepeatingBlockDecoder
 
+#: The Enum members read on every request, looked up once: on Python 3.11 each read of an
+#: Enum class's attribute goes through EnumType.__getattr__'s slot (a method-wrapper made and
+#: freed, some 850 instructions; Python 3.12 dropped that __getattr__). Thirteen of them were a
+#: twentieth of a request's cost.
+IDLE, OPEN, CLOSED = StreamState.IDLE, StreamState.OPEN, StreamState.CLOSED
+HALF_CLOSED_REMOTE = StreamState.HALF_CLOSED_REMOTE
+HALF_CLOSED_LOCAL = StreamState.HALF_CLOSED_LOCAL
+SERVER_OPEN = ConnectionState.SERVER_OPEN
+CLOSED_BY_SEND_END_STREAM = StreamClosedBy.SEND_END_STREAM
+CLIENT_STREAM_PARITY = int(AllowedStreamIDs.ODD)
+MAX_CONCURRENT_STREAMS = SettingCodes.MAX_CONCURRENT_STREAMS
+INITIAL_WINDOW_SIZE = SettingCodes.INITIAL_WINDOW_SIZE
+MAX_FRAME_SIZE = SettingCodes.MAX_FRAME_SIZE
+
 #: DATA after our RST_STREAM that carries less than this is an ignored frame; larger ones cost
 #: the peer what an upload costs (and a client's in-flight upload is made of them).
 TINY_LATE_DATA = 1024
@@ -152,31 +166,31 @@ class LeanSettings(h2.settings.Settings):
     def max_concurrent_streams(self) -> int:
         """Read on every new stream (by h2 and by us): a dict look-up, not Mapping.get's
         __getitem__ and KeyError."""
-        values = self._settings.get(SettingCodes.MAX_CONCURRENT_STREAMS)
+        values = self._settings.get(MAX_CONCURRENT_STREAMS)
         current = values[0] if values else None
         return UNLIMITED_STREAMS if current is None else current
 
     @max_concurrent_streams.setter
     def max_concurrent_streams(self, value: int) -> None:
-        self[SettingCodes.MAX_CONCURRENT_STREAMS] = value
+        self[MAX_CONCURRENT_STREAMS] = value
 
     @property
     def initial_window_size(self) -> int:
         """Read at every new stream, as are the frame sizes: the current value (these two
         settings always have one), without Mapping's __getitem__."""
-        return self._settings[SettingCodes.INITIAL_WINDOW_SIZE][0]  # type: ignore[return-value]
+        return self._settings[INITIAL_WINDOW_SIZE][0]  # type: ignore[return-value]
 
     @initial_window_size.setter
     def initial_window_size(self, value: int) -> None:
-        self[SettingCodes.INITIAL_WINDOW_SIZE] = value
+        self[INITIAL_WINDOW_SIZE] = value
 
     @property
     def max_frame_size(self) -> int:
-        return self._settings[SettingCodes.MAX_FRAME_SIZE][0]  # type: ignore[return-value]
+        return self._settings[MAX_FRAME_SIZE][0]  # type: ignore[return-value]
 
     @max_frame_size.setter
     def max_frame_size(self, value: int) -> None:
-        self[SettingCodes.MAX_FRAME_SIZE] = value
+        self[MAX_FRAME_SIZE] = value
 
     def __setitem__(self, key: SettingCodes | int, value: int) -> None:
         invalid = h2.settings._validate_setting(key, value)
@@ -260,7 +274,7 @@ class ServerH2Connection(h2.connection.H2Connection):
                 priority_exclusive,
             )  # fmt: skip
             return
-        if self.state_machine.state is not ConnectionState.SERVER_OPEN:
+        if self.state_machine.state is not SERVER_OPEN:
             self.state_machine.process_input(ConnectionInputs.SEND_HEADERS)  # raises, as in h2
         name, status = headers[0]  # a response's :status comes first
         informational = (
@@ -336,7 +350,7 @@ class ServerH2Connection(h2.connection.H2Connection):
             raise h2.exceptions.FrameTooLargeError(
                 f"Cannot send frame size {size}, max frame size is {self.max_outbound_frame_size}"
             )
-        if self.state_machine.state is not ConnectionState.SERVER_OPEN:
+        if self.state_machine.state is not SERVER_OPEN:
             self.state_machine.process_input(ConnectionInputs.SEND_DATA)  # raises, as in h2
         machine = stream.state_machine
         if machine.state not in ANSWERING_STATES:  # where SEND_DATA changes nothing
@@ -441,7 +455,7 @@ class ServerH2Connection(h2.connection.H2Connection):
             state = stream.state_machine.state
             if STREAM_OPEN[state] and stream_id % 2 == remainder:
                 count += 1
-            elif state is StreamState.CLOSED:
+            elif state is CLOSED:
                 closed.append(stream_id)
         record = self._closed_streams
         for stream_id in closed:
@@ -499,7 +513,7 @@ class ServerH2Connection(h2.connection.H2Connection):
         if machine.state in UNOPENED_STATES:
             # h2 refused the block before the stream opened (a request with a 1xx :status,
             # read as a response), and allows no RST_STREAM from there: sent here instead.
-            machine.state = StreamState.CLOSED
+            machine.state = CLOSED
             machine.stream_closed_by = StreamClosedBy.SEND_RST_STREAM
             reset = RstStreamFrame(stream_id)
             reset.error_code = error_code
@@ -637,7 +651,7 @@ class ServerH2Connection(h2.connection.H2Connection):
         self.incoming_buffer.header_block_size = len(block)
         try:
             headers = h2.connection._decode_headers(self.decoder, block)
-            if self.state_machine.state is not ConnectionState.SERVER_OPEN:
+            if self.state_machine.state is not SERVER_OPEN:
                 self.state_machine.process_input(ConnectionInputs.RECV_HEADERS)  # raises, as in h2
             stream = self._open_client_stream(stream_id)
             events = self._request_received(stream, headers, end_stream, self.decoder.memo)
@@ -650,7 +664,7 @@ class ServerH2Connection(h2.connection.H2Connection):
     def _open_client_stream(self, stream_id: int) -> H2Stream:
         """h2's _begin_new_stream for a client's stream whose id is above every earlier one
         (the short path checked), without its debug calls."""
-        if stream_id % 2 != AllowedStreamIDs.ODD:
+        if stream_id % 2 != CLIENT_STREAM_PARITY:
             raise h2.exceptions.ProtocolError("Invalid stream ID for peer.")
         stream = H2Stream(
             stream_id,
@@ -681,11 +695,11 @@ class ServerH2Connection(h2.connection.H2Connection):
         machine = stream.state_machine
         machine.client = False
         machine.headers_received = True
-        machine.state = StreamState.OPEN
+        machine.state = OPEN
         received = h2.events.RequestReceived(stream_id=stream.stream_id)
         events: list[h2.events.Event] = [received]
         if end_stream:
-            machine.state = StreamState.HALF_CLOSED_REMOTE
+            machine.state = HALF_CLOSED_REMOTE
             ended = h2.events.StreamEnded(stream_id=stream.stream_id)
             received.stream_ended = ended
             events.append(ended)
@@ -712,7 +726,7 @@ class ServerH2Connection(h2.connection.H2Connection):
         """What h2's _receive_data_frame and H2Stream.receive_data do with an unpadded DATA
         frame on an open stream, in their order."""
         size = len(payload)
-        if self.state_machine.state is not ConnectionState.SERVER_OPEN:
+        if self.state_machine.state is not SERVER_OPEN:
             self.state_machine.process_input(ConnectionInputs.RECV_DATA)  # raises, as in h2
         _consumed(self._inbound_flow_control_window_manager, size)
         # RECEIVING_STATES stay as they are on RECV_DATA, and a client's stream got there by
@@ -788,11 +802,11 @@ class ServerH2Connection(h2.connection.H2Connection):
 #: The states of a client's stream in which we may still send on it (RFC 9113 §5.1): a
 #: PUSH_PROMISE (§6.6) or a 1xx response before the final one (§8.1). h2 keeps each of them on
 #: SEND_HEADERS (response_sent) and on SEND_DATA.
-ANSWERING_STATES = frozenset({StreamState.OPEN, StreamState.HALF_CLOSED_REMOTE})
+ANSWERING_STATES = frozenset({OPEN, HALF_CLOSED_REMOTE})
 #: Where h2 leaves a stream whose opening header block it refused (before or at the transition).
-UNOPENED_STATES = frozenset({StreamState.IDLE, StreamState.CLOSED})
+UNOPENED_STATES = frozenset({IDLE, CLOSED})
 #: The states of a client's stream in which it may still send DATA on it (§5.1).
-RECEIVING_STATES = frozenset({StreamState.OPEN, StreamState.HALF_CLOSED_LOCAL})
+RECEIVING_STATES = frozenset({OPEN, HALF_CLOSED_LOCAL})
 
 
 def _consumed(window: WindowManager, size: int) -> None:
@@ -821,9 +835,9 @@ def _processed(window: WindowManager, size: int) -> int:
 def _send_end_stream(machine: H2StreamStateMachine) -> None:
     """process_input(SEND_END_STREAM), done here where a whole request was read: a dict lookup
     that hashes an Enum member in Python, for one assignment."""
-    if machine.state is StreamState.HALF_CLOSED_REMOTE:
-        machine.state = StreamState.CLOSED
-        machine.stream_closed_by = StreamClosedBy.SEND_END_STREAM  # send_end_stream
+    if machine.state is HALF_CLOSED_REMOTE:
+        machine.state = CLOSED
+        machine.stream_closed_by = CLOSED_BY_SEND_END_STREAM  # send_end_stream
     else:
         machine.process_input(StreamInputs.SEND_END_STREAM)
 
@@ -836,7 +850,7 @@ def may_answer(stream: H2Stream) -> bool:
 
 def request_open(stream: H2Stream) -> bool:
     """The client may still send on the stream (its request is not complete)."""
-    return stream.state_machine.state == StreamState.OPEN
+    return stream.state_machine.state == OPEN
 
 
 def final_headers_sent(stream: H2Stream) -> bool:
