@@ -1,6 +1,9 @@
 """The vocabulary the protocol core speaks to the layers above it.
 
-Small immutable records: the transport dispatches on their type and never sees h2 objects.
+Small records, never changed once made: the transport dispatches on their type and never sees
+h2 objects. Not frozen: a frozen dataclass's __init__ sets each field through
+object.__setattr__, three and a half times the cost of a plain one, and a request makes at least
+one of these.
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ class ErrorCode(IntEnum):
     HTTP_1_1_REQUIRED = 0xD
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Request:
     """A complete, validated request header block opened `stream_id`; `complete`: the block
     also ended the request (no body, no trailers: no EndBody follows).
@@ -54,7 +57,7 @@ class Request:
     known: dict | None = dataclasses.field(default=None, compare=False, repr=False)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Body:
     """Request body bytes; acknowledge `flow_controlled_length` once the app consumed them."""
 
@@ -63,7 +66,7 @@ class Body:
     flow_controlled_length: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class EndBody:
     """The client finished the request body (trailers, if any, are carried here)."""
 
@@ -71,7 +74,7 @@ class EndBody:
     trailers: Headers
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Reset:
     """The stream is gone: the peer reset it, or the core refused or aborted it."""
 
@@ -79,7 +82,7 @@ class Reset:
     error_code: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class GoAway:
     """The peer sent GOAWAY: open no new streams, finish the ones in flight."""
 
@@ -87,7 +90,7 @@ class GoAway:
     last_stream_id: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ConnectionFailed:
     """A connection error: GOAWAY(`error_code`) is queued; flush it, then close the transport."""
 
@@ -95,7 +98,7 @@ class ConnectionFailed:
     reason: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class TimedOut:
     """`what` (the handshake, a header block) did not complete within `seconds`: GOAWAY is
     queued (ENHANCE_YOUR_CALM); flush it, then close the transport."""
@@ -104,7 +107,7 @@ class TimedOut:
     seconds: float
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class SendTimedOut:
     """The stream's queued response made no progress (no window, or no room) for `seconds`:
     it is reset (CANCEL), and its sender must give up."""
@@ -113,26 +116,26 @@ class SendTimedOut:
     seconds: float
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class OutputStalled:
     """The socket took none of our output for `seconds`: the peer is not reading; drop it."""
 
     seconds: float
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class IdleTimedOut:
     """No stream ran for the keep-alive timeout (less when retiring): close gracefully."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class PingAcknowledged:
     """The peer answered our PING (an idle one or an operator's) after `rtt` seconds."""
 
     rtt: float
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class PingTimedOut:
     """No ACK to our PING within `seconds`: the peer is dead. GOAWAY(NO_ERROR) is queued;
     close the transport."""
