@@ -520,14 +520,18 @@ class ServerConnection:
         while rest:
             resets_before = self._h2.provoked_resets
             try:
-                h2_events, rest = self._h2.receive_counting_resets(rest, RECEIVE_SLICE)
+                taken, h2_events, rest = self._h2.receive_counting_resets(rest, RECEIVE_SLICE)
             except h2.exceptions.ProtocolError as error:
                 return [*events, self._fail(error)]
             provoked = self._h2.provoked_resets - resets_before
             if provoked and not self._resets.spend(now, provoked):
                 return [*events, self._calm_down(f"over the {self._resets.name} budget")]
-            self._watch_handshake_and_headers(now)
-            events += self._translate(h2_events, now)
+            if taken:
+                # The short path ran: the handshake was over, and it leaves no block open.
+                events += self._taken(taken)
+            else:
+                self._watch_handshake_and_headers(now)
+                events += self._translate(h2_events, now)
             if self.closed:
                 break
         return events
@@ -539,6 +543,37 @@ class ServerConnection:
             self._h2.close_connection(code)
         self.closed = True
         return ConnectionFailed(int(code), str(error) or type(error).__name__)
+
+    def _taken(self, events: list[Event]) -> list[Event]:
+        """The short path's events, as `_translate` would have made them from h2's: what a new
+        request or a reset changes here is done."""
+        for event in events:
+            kind = type(event)
+            if kind is Request:
+                self._opened(event)  # type: ignore[arg-type]
+            elif kind is Reset:  # a body over its content-length (no trailers came)
+                self._drop_output(event.stream_id)
+        return events
+
+    def _opened(self, request: Request) -> None:
+        """A request opened its stream: the connection is busy, and the stream takes the
+        priority its `priority` field asks for (or an earlier PRIORITY_UPDATE)."""
+        self._last_request_id = request.stream_id
+        if self._idle_since is not None:
+            self._idle_since = self._idle_deadline = None
+        # Whether the field is there, kept with the short path's memo of an equal header list.
+        known = request.known
+        priority = known.get("priority") if known else None
+        if priority is None:
+            priority = False
+            for name, _ in request.headers:
+                if name == b"priority":
+                    priority = True
+                    break
+            if known is not None:
+                known["priority"] = priority
+        if priority or self._early_priorities:
+            self._take_priority(request.stream_id, request.headers)
 
     def _translate(self, h2_events: Sequence[h2.events.Event], now: float) -> list[Event]:
         events: list[Event] = []
@@ -555,25 +590,10 @@ class ServerConnection:
             if kind is h2.events.DataReceived:
                 events.append(Body(event.stream_id, event.data, event.flow_controlled_length))
             elif kind is h2.events.RequestReceived:
-                self._last_request_id = event.stream_id
-                if self._idle_since is not None:
-                    self._idle_since = self._idle_deadline = None
-                # The short path's memo of an equal header list (none from h2's path).
-                known = getattr(event, "known", None)
-                priority = known.get("priority") if known else None
-                if priority is None:
-                    priority = False
-                    for name, _ in event.headers:
-                        if name == b"priority":
-                            priority = True
-                            break
-                    if known is not None:
-                        known["priority"] = priority
-                if priority or self._early_priorities:
-                    self._take_priority(event.stream_id, event.headers)
                 ended_with_request = event.stream_ended
-                ended = ended_with_request is not None
-                events.append(Request(event.stream_id, event.headers, ended, known))
+                request = Request(event.stream_id, event.headers, ended_with_request is not None)
+                self._opened(request)
+                events.append(request)
             elif kind is h2.events.StreamEnded:
                 if event is not ended_with_request:
                     trailers = self._trailers.pop(event.stream_id, [])

@@ -49,6 +49,7 @@ from hyperframe.frame import (
     WindowUpdateFrame,
 )
 
+from osmium.protocol.events import Body, EndBody, Event, Request, Reset
 from osmium.protocol.h2_headers import check_received, check_request
 from osmium.protocol.hpack_repeats import RepeatingBlockDecoder
 
@@ -409,20 +410,20 @@ class ServerH2Connection(h2.connection.H2Connection):
 
     def receive_counting_resets(
         self, data: bytes | memoryview, limit: int
-    ) -> tuple[list[h2.events.Event], bytes | memoryview]:
+    ) -> tuple[list[Event], list[h2.events.Event], bytes | memoryview]:
         """The frames at the start of `data` that take the short path, or else at most `limit`
-        bytes through h2's `receive_data`; returns their events and the bytes not read yet.
-        (Not both in one call: a connection error in h2's part would lose the short path's
-        events.) The RST_STREAMs queued meanwhile are counted into `provoked_resets`.
+        bytes through h2's `receive_data`; returns the short path's events (ours, already) or
+        h2's, and the bytes not read yet. (Not both in one call: a connection error in h2's
+        part would lose the short path's events.) The RST_STREAMs queued meanwhile are counted
+        into `provoked_resets`.
         """
         self._receiving = True
         try:
-            events, rest = self._receive_short_path(data)
-            if rest and not events:
+            taken, rest = self._receive_short_path(data)
+            if rest and not taken:
                 size = self._h2_part(rest, limit)
-                events = self.receive_data(rest[:size])
-                rest = rest[size:]
-            return events, rest
+                return taken, self.receive_data(rest[:size]), rest[size:]
+            return taken, [], rest
         finally:
             self._receiving = False
 
@@ -524,20 +525,21 @@ class ServerH2Connection(h2.connection.H2Connection):
 
     def _receive_short_path(
         self, data: bytes | memoryview
-    ) -> tuple[list[h2.events.Event], bytes | memoryview]:
+    ) -> tuple[list[Event], bytes | memoryview]:
         """The frames at the start of `data` (and the one an earlier read left unfinished) that
         open a stream with a whole request header block, or carry a body on a stream the client
-        is still sending on, received without h2's frame buffer, frame objects, dispatch and
-        trace formatting, and without counting every stream at each new one: the same checks,
-        windows, state changes and events as h2's (and our overrides'). Returns their events and
-        the bytes from the first frame not taken here (a view), which go through h2's own path.
+        is still sending on, received without h2's frame buffer, frame objects, dispatch, trace
+        formatting and events, and without counting every stream at each new one: the same
+        checks, windows and state changes as h2's (and our overrides'), and what h2's events
+        would mean, as our events (Request, Body, EndBody, Reset). Returns those and the bytes
+        from the first frame not taken here (a view), which go through h2's own path.
 
         `data` as bytes is a whole read: one that is a single request frame (a client sending a
         request at a time) is taken without the loop, its views and its copies."""
         buffer = self.incoming_buffer
         if self._logging_frames or not buffer.preface_received or buffer.header_block_pending:
             return [], memoryview(data)
-        events: list[h2.events.Event] = []
+        events: list[Event] = []
         max_size = self.max_inbound_frame_size
         try:
             pending = buffer._data
@@ -645,7 +647,7 @@ class ServerH2Connection(h2.connection.H2Connection):
         self._open_streams(1)  # counts the open client streams, forgets the closed ones
         self._prune_at = max(ServerH2Connection._prune_at, 2 * len(self.streams))
 
-    def _take_request(self, stream_id: int, block: bytes, end_stream: bool) -> list:
+    def _take_request(self, stream_id: int, block: bytes, end_stream: bool) -> list[Event]:
         """What h2's _receive_headers_frame and ours do with a HEADERS frame that opens a
         stream the limits allow, in their order."""
         self.incoming_buffer.header_block_size = len(block)
@@ -654,12 +656,12 @@ class ServerH2Connection(h2.connection.H2Connection):
             if self.state_machine.state is not SERVER_OPEN:
                 self.state_machine.process_input(ConnectionInputs.RECV_HEADERS)  # raises, as in h2
             stream = self._open_client_stream(stream_id)
-            events = self._request_received(stream, headers, end_stream, self.decoder.memo)
+            request = self._request_received(stream, headers, end_stream, self.decoder.memo)
         except h2.exceptions.ProtocolError as error:
             return self._malformed_request(error, stream_id, is_new_stream=True)[1]
         if end_stream and stream._expected_content_length:
-            return self._refuse(stream_id, ErrorCodes.PROTOCOL_ERROR, [], events)[1]
-        return events
+            return self._refuse(stream_id, ErrorCodes.PROTOCOL_ERROR, [], [])[1]
+        return [request]
 
     def _open_client_stream(self, stream_id: int) -> H2Stream:
         """h2's _begin_new_stream for a client's stream whose id is above every earlier one
@@ -680,14 +682,14 @@ class ServerH2Connection(h2.connection.H2Connection):
     @staticmethod
     def _request_received(
         stream: H2Stream, headers: list, end_stream: bool, known: dict | None
-    ) -> list:
+    ) -> Request:
         """What H2Stream.receive_headers and check_received do with a request's header list on
         a new stream, without its state machine's dispatch, flag objects and generator pipeline:
         IDLE to OPEN (request_received), to HALF_CLOSED_REMOTE on END_STREAM
         (stream_half_closed), the content-length, split cookie fields joined as one, last
         (normalize_inbound_headers), and the RFC 9113 checks (check_request: a 1xx :status makes
-        it no request). `headers` is the decoder's fresh list: it becomes the event's unless a
-        cookie is in it.
+        it no request). `headers` is the decoder's fresh list: it becomes the Request's unless
+        a cookie is in it.
 
         `known`: the decoder's memo for this header list (None: none is kept). Once a list has
         passed, what it showed (its content-length, a cookie) is kept there, and an equal list,
@@ -695,14 +697,7 @@ class ServerH2Connection(h2.connection.H2Connection):
         machine = stream.state_machine
         machine.client = False
         machine.headers_received = True
-        machine.state = OPEN
-        received = h2.events.RequestReceived(stream_id=stream.stream_id)
-        events: list[h2.events.Event] = [received]
-        if end_stream:
-            machine.state = HALF_CLOSED_REMOTE
-            ended = h2.events.StreamEnded(stream_id=stream.stream_id)
-            received.stream_ended = ended
-            events.append(ended)
+        machine.state = HALF_CLOSED_REMOTE if end_stream else OPEN
         if known:
             stream._expected_content_length = known["content-length"]
             cookie = known["cookie"]
@@ -711,18 +706,14 @@ class ServerH2Connection(h2.connection.H2Connection):
             cookie = any(name == b"cookie" for name, _ in headers)
         if cookie:
             headers = list(normalize_inbound_headers(headers, None))  # type: ignore[arg-type]
-        received.headers = headers
-        received.known = known  # type: ignore[attr-defined]  # for ServerConnection._translate
         if not known:
             check_request(headers)
             if known is not None:
                 known["content-length"] = stream._expected_content_length
                 known["cookie"] = cookie
-        return events
+        return Request(stream.stream_id, headers, end_stream, known)
 
-    def _take_body(
-        self, stream: H2Stream, payload: bytes, end_stream: bool
-    ) -> list[h2.events.Event]:
+    def _take_body(self, stream: H2Stream, payload: bytes, end_stream: bool) -> list[Event]:
         """What h2's _receive_data_frame and H2Stream.receive_data do with an unpadded DATA
         frame on an open stream, in their order."""
         size = len(payload)
@@ -731,30 +722,22 @@ class ServerH2Connection(h2.connection.H2Connection):
         _consumed(self._inbound_flow_control_window_manager, size)
         # RECEIVING_STATES stay as they are on RECV_DATA, and a client's stream got there by
         # its HEADERS: the transition's one action is data_received's event.
-        received = h2.events.DataReceived(stream_id=stream.stream_id)
-        events: list[h2.events.Event] = [received]
         _consumed(stream._inbound_window_manager, size)
+        stream_id = stream.stream_id
         try:
             stream._track_content_length(size, end_stream)
         except h2.exceptions.InvalidBodyLengthError:
-            return self._malformed_body(stream.stream_id, size)
+            self._reset_malformed_body(stream_id, size)
+            return [Reset(stream_id, int(ErrorCodes.PROTOCOL_ERROR))]
         if end_stream:
-            ended = stream.state_machine.process_input(StreamInputs.RECV_END_STREAM)
-            received.stream_ended = ended[0]
-            events += ended
-        received.data = payload
-        received.flow_controlled_length = size
-        return events
+            stream.state_machine.process_input(StreamInputs.RECV_END_STREAM)
+            return [Body(stream_id, payload, size), EndBody(stream_id, [])]
+        return [Body(stream_id, payload, size)]
 
-    def _malformed_body(self, stream_id: int, size: int) -> list[h2.events.Event]:
+    def _reset_malformed_body(self, stream_id: int, size: int) -> None:
         """§8.1.1: more or less DATA than content-length is malformed: a stream error."""
         self.reset_stream(stream_id, ErrorCodes.PROTOCOL_ERROR)
         self.acknowledge_received_data(size, stream_id)
-        return [
-            h2.events.StreamReset(
-                stream_id=stream_id, error_code=ErrorCodes.PROTOCOL_ERROR, remote_reset=False
-            )
-        ]
 
     def _receive_data_frame(self, frame: DataFrame) -> tuple[list, list]:
         # §5.1: DATA arriving after *we* reset the stream is ignored (its window still returned);
@@ -763,7 +746,12 @@ class ServerH2Connection(h2.connection.H2Connection):
         try:
             frames, events = super()._receive_data_frame(frame)
         except h2.exceptions.InvalidBodyLengthError:
-            return [], self._malformed_body(frame.stream_id, frame.flow_controlled_length)
+            self._reset_malformed_body(frame.stream_id, frame.flow_controlled_length)
+            error_code = ErrorCodes.PROTOCOL_ERROR
+            reset = h2.events.StreamReset(
+                stream_id=frame.stream_id, error_code=error_code, remote_reset=False
+            )
+            return [], [reset]
         if reset_by_us:
             frames = [f for f in frames if not isinstance(f, RstStreamFrame)]
             if frame.flow_controlled_length < TINY_LATE_DATA:

@@ -185,6 +185,25 @@ def test_a_client_reset_drops_the_queued_body() -> None:
     assert not [e for e in events if isinstance(e, h2.events.DataReceived)]
 
 
+def test_a_body_over_its_content_length_drops_the_queued_response() -> None:
+    """§8.1.1: the request is malformed, its stream reset (PROTOCOL_ERROR): the response
+    already queued there goes too, on the short path as on h2's."""
+    for cut_short_path in (False, True):
+        peer = Peer(initial_window_size=0)
+        if cut_short_path:
+            connection = peer.server._h2
+            connection._receive_short_path = lambda data: ([], memoryview(data))  # type: ignore[method-assign]
+        stream_id = peer.request([*POST, ("content-length", "10")], end=False)
+        peer.client_to_server()
+        answer(peer, [stream_id], 1000)
+        peer.server_to_client()
+        assert peer.server.queued_size == 1000
+        peer.client.send_data(stream_id, b"x" * 100)
+        [reset] = peer.client_to_server()
+        assert (reset.stream_id, reset.error_code) == (stream_id, ErrorCodes.PROTOCOL_ERROR)
+        assert peer.server.queued(stream_id) == 0 and peer.server.queued_size == 0
+
+
 def test_a_small_whole_body_is_framed_at_once_when_nothing_waits() -> None:
     """write_now (the transport has nothing buffered): one DATA frame with END_STREAM, no queue."""
     peer = Peer()
