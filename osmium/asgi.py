@@ -190,7 +190,14 @@ class StreamSink(Protocol):
     """What a stream needs from its connection: queue response parts, acknowledge request bytes."""
 
     def send_headers(self, stream_id: int, headers: Headers, end_stream: bool) -> None: ...
-    async def send_body(self, stream_id: int, data: bytes, end_stream: bool) -> None: ...
+    def queue_body(
+        self, stream_id: int, data: bytes, end_stream: bool, headers: Headers | None = None
+    ) -> bool:
+        """Queue body bytes, after `headers` (the response's head) when it has not gone out:
+        one call for the common response. Returns whether the stream may queue more now; if
+        not, the sender awaits `wait_for_room` (no coroutine a send, when it need not wait)."""
+
+    async def wait_for_room(self, stream_id: int) -> None: ...
     def end_stream(self, stream_id: int) -> None: ...
     def reset_stream(self, stream_id: int, error_code: int) -> None: ...
     def acknowledge(self, stream_id: int, size: int) -> None: ...
@@ -463,16 +470,19 @@ class HTTPStream:
         ends_stream = not more_body and not self._expects_trailers
         if not more_body:
             self._body_finished = True
+        head = None
         if not self.headers_sent:
             self.headers_sent = True
-            header_ends_stream = ends_stream and not body
-            self._sink.send_headers(self.stream_id, self._response_headers, header_ends_stream)
-            if header_ends_stream:
-                self._finish_response()
+            head = self._response_headers
+            if not body:
+                self._sink.send_headers(self.stream_id, head, ends_stream)
+                if ends_stream:
+                    self._finish_response()
                 return
         if body:
             self.bytes_out += len(body)
-            await self._sink.send_body(self.stream_id, body, ends_stream)
+            if not self._sink.queue_body(self.stream_id, body, ends_stream, head):
+                await self._sink.wait_for_room(self.stream_id)
         elif ends_stream:
             self._sink.end_stream(self.stream_id)
         if ends_stream:
@@ -554,7 +564,8 @@ class HTTPStream:
         self._finish_response()
         if not self._is_head:
             self.bytes_out += len(INTERNAL_ERROR_BODY)
-            await self._sink.send_body(self.stream_id, INTERNAL_ERROR_BODY, True)
+            if not self._sink.queue_body(self.stream_id, INTERNAL_ERROR_BODY, True):
+                await self._sink.wait_for_room(self.stream_id)
 
 
 async def run_http(app: ASGIApp, stream: HTTPStream) -> bool:

@@ -327,16 +327,25 @@ class H1ServerProtocol(ConnectionProtocol):
                 self._core.end_response()
         self._schedule_flush()  # a body sent in this turn goes out in the same write
 
-    async def send_body(self, stream_id: int, data: bytes, end_stream: bool) -> None:
+    def queue_body(
+        self, stream_id: int, data: bytes, end_stream: bool, headers: Headers | None = None
+    ) -> bool:
+        """Write the response's head (if given) and `data` now. False: the socket's buffer is
+        full; the sender awaits `wait_for_room`."""
         self._check_open(stream_id)
-        assert self._core is not None
-        self._core.send_data(data)
+        core = self._core
+        assert core is not None
+        if headers is not None:
+            core.start_response(int(headers[0][1]), headers[1:], close=self._closing)
+        core.send_data(data)
         if end_stream:
-            self._core.end_response()
+            core.end_response()
         self._flush()
-        if self._write_gate.paused:
-            await self._write_gate.wait()  # drained, or the connection is gone
-            self._check_open(stream_id)
+        return not self._write_gate.paused
+
+    async def wait_for_room(self, stream_id: int) -> None:
+        await self._write_gate.wait()  # drained, or the connection is gone
+        self._check_open(stream_id)
 
     def _check_open(self, stream_id: int) -> None:
         # is_closing: a failed write closes the socket before connection_lost runs, and later

@@ -565,21 +565,28 @@ class H2ServerProtocol(ConnectionProtocol):
             raise self._gone(stream_id, "stream closed") from None
         self._schedule_flush()
 
-    async def send_body(self, stream_id: int, data: bytes, end_stream: bool) -> None:
-        """Queue `data` in the core; wait while the stream's queue is full (the core frames it in
-        priority order as windows and the socket allow)."""
+    def queue_body(
+        self, stream_id: int, data: bytes, end_stream: bool, headers: Headers | None = None
+    ) -> bool:
+        """Queue `data` in the core (after `headers`, if given); the core frames it in priority
+        order as windows and the socket allow. False: the stream's queue is full."""
         core = self._core
         if self._closed or self._streams[stream_id].client_gone:
             self._check_open(stream_id)  # raises
         try:
+            if headers is not None:
+                core.send_headers(stream_id, headers, False)
             has_room = core.send_data(
                 stream_id, data, end_stream, write_now=not self._transport.get_write_buffer_size()
             )
         except StreamGone:
             raise self._gone(stream_id, "stream closed") from None
         self._schedule_flush()
-        if has_room:
-            return
+        return has_room
+
+    async def wait_for_room(self, stream_id: int) -> None:
+        """Until the stream's queue has room again (or it is reset: then this raises)."""
+        core = self._core
         while not core.has_room(stream_id):
             await self._wait_for_room(stream_id)
             self._check_open(stream_id)  # woken by a reset or a lost connection

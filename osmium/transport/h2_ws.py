@@ -136,7 +136,8 @@ class H2WebSocket:
         ws = self._ws
         assert ws is not None
         ws.send(data)
-        await self._connection.send_body(self.stream_id, ws.data_to_send(), False)
+        if not self._connection.queue_body(self.stream_id, ws.data_to_send(), False):
+            await self._connection.wait_for_room(self.stream_id)
 
     def close(self, code: int, reason: str) -> None:
         if self._ws is not None and not self._ws.closing:

@@ -39,8 +39,16 @@ class RecordingSink:
     def send_headers(self, stream_id: int, headers: Headers, end_stream: bool) -> None:
         self.sent.append(("headers", end_stream))
 
-    async def send_body(self, stream_id: int, data: bytes, end_stream: bool) -> None:
+    def queue_body(
+        self, stream_id: int, data: bytes, end_stream: bool, headers: Headers | None = None
+    ) -> bool:
+        if headers is not None:
+            self.sent.append(("headers", False))
         self.sent.append(("body", data))
+        return True
+
+    async def wait_for_room(self, stream_id: int) -> None:
+        raise AssertionError("the queue always has room")
 
     def end_stream(self, stream_id: int) -> None:
         self.sent.append(("end", None))
