@@ -436,10 +436,15 @@ class H2ServerProtocol(ConnectionProtocol):
         self._on_reset(event.stream_id)
 
     def _on_goaway(self, event: GoAway) -> None:
-        if event.error_code == ErrorCode.NO_ERROR:
-            self.shutdown()
-        else:
+        if event.error_code != ErrorCode.NO_ERROR:
             log.info("peer sent GOAWAY with error code %d; closing", event.error_code)
+            self._close_transport()
+        elif self._streams or self._core.queued_size:
+            self.shutdown()  # what is in flight is answered first
+        else:
+            # The client is leaving (as h2load does after its last response) and is owed
+            # nothing: the final GOAWAY now, and no PING or deadline for a graceful close.
+            self._core.close()
             self._close_transport()
 
     def _on_connection_failed(self, event: ConnectionFailed) -> None:

@@ -6,7 +6,7 @@ import signal
 from collections.abc import Iterator
 
 import pytest
-from hyperframe.frame import GoAwayFrame, HeadersFrame, RstStreamFrame
+from hyperframe.frame import GoAwayFrame, HeadersFrame, PingFrame, RstStreamFrame
 
 from tests.conformance.conftest import Connect
 from tests.conformance.frames import ErrorCode, RawClient
@@ -78,14 +78,14 @@ def test_server_answers_client_goaway_and_closes_after_streams(h2: RawClient) ->
 
 
 def test_client_goaway_on_idle_connection_closes_it(h2: RawClient) -> None:
-    """§6.8: with nothing in flight the connection closes after GOAWAY, with GOAWAY(NO_ERROR)."""
+    """§6.8: with nothing in flight the connection closes after GOAWAY, with one final
+    GOAWAY(NO_ERROR) naming the last stream (no two-step close: no new stream is coming)."""
     h2.get("/")
     h2.send_goaway(0, ErrorCode.NO_ERROR)
-    h2.expect_closed()
+    frames = h2.expect_closed()
     goaways = _goaways(h2)
-    assert goaways
-    assert goaways[-1].error_code == ErrorCode.NO_ERROR
-    assert goaways[-1].last_stream_id == 1
+    assert [(g.error_code, g.last_stream_id) for g in goaways] == [(ErrorCode.NO_ERROR, 1)]
+    assert not [f for f in frames if isinstance(f, PingFrame)]
 
 
 def test_client_goaway_with_error_closes_connection(h2: RawClient) -> None:
