@@ -37,6 +37,7 @@ from osmium.protocol.events import (
     TimedOut,
 )
 from osmium.protocol.h2_internals import (
+    DEFAULT_WINDOW_SIZE,
     FrameIgnored,
     LeanSettings,
     ServerFrameBuffer,
@@ -62,7 +63,6 @@ from osmium.protocol.priority import (
 from osmium.protocol.scheduler import Scheduler
 from osmium.protocol.settings import MAX_WINDOW_SIZE, ProtocolSettings
 
-DEFAULT_WINDOW_SIZE = 65_535
 MAX_STREAM_ID = 2**31 - 1
 #: Frames that cost us work but carry no request: they spend the control-frame budget.
 #: (WINDOW_UPDATE does not: a fast download with a small client window legitimately sends
@@ -202,12 +202,9 @@ class ServerConnection:
         constant_fields: Headers | None = None,
     ) -> None:
         """`constant_fields`: what ends every response's fields (ResponseFields.defaults)."""
-        self._h2 = ServerH2Connection(config=server_config(debug_frames))
-        self._h2.encoder = (
-            ConstantFieldsEncoder(constant_fields) if constant_fields else RepeatingBlockEncoder()
-        )
         limits = limits or Limits()
-        self._h2.local_settings = LeanSettings(
+        self._frames = ServerFrameBuffer(limits.max_header_block_size, debug_frames)
+        local_settings = LeanSettings(
             client=False,
             initial_values={
                 h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: settings.max_concurrent_streams,
@@ -221,11 +218,13 @@ class ServerConnection:
                 h2.settings.SettingCodes.ENABLE_CONNECT_PROTOCOL: 1,
             },
         )
-        # h2 copied its default limits out of the settings we just replaced; apply ours.
-        self._h2.max_inbound_frame_size = settings.max_frame_size
-        self._h2.decoder.max_header_list_size = settings.max_header_list_size
-        self._frames = ServerFrameBuffer(limits.max_header_block_size, self._h2._logging_frames)
-        self._h2.incoming_buffer = self._frames
+        self._h2 = ServerH2Connection(
+            server_config(debug_frames),
+            local_settings,
+            ConstantFieldsEncoder(constant_fields) if constant_fields else RepeatingBlockEncoder(),
+            self._frames,
+            settings.max_header_list_size,
+        )
         self._settings = settings
         self._resets = RateBudget("stream reset", limits.max_resets_per_second)
         self._control_frames = RateBudget("control frame", limits.max_control_frames_per_second)

@@ -37,6 +37,7 @@ from h2.stream import (
 from h2.utilities import is_informational_response, normalize_inbound_headers
 from h2.windows import WindowManager
 from hpack.exceptions import HPACKError, OversizedHeaderListError
+from hpack.hpack import Encoder
 from hyperframe.frame import (
     FRAMES,
     AltSvcFrame,
@@ -116,8 +117,10 @@ class PlainConfig(h2.config.H2Configuration):
     normalize_inbound_headers = True
 
 
+@functools.cache
 def server_config(debug_frames: bool) -> PlainConfig:
-    """How every server connection is configured (frames logged to `osmium.frames` if asked)."""
+    """How every server connection is configured (frames logged to `osmium.frames` if asked):
+    one configuration for all of them, which neither h2 nor we change."""
     return PlainConfig(
         client_side=False,
         header_encoding=None,
@@ -127,6 +130,25 @@ def server_config(debug_frames: bool) -> PlainConfig:
         normalize_inbound_headers=True,
         logger=FrameLogger() if debug_frames else None,
     )
+
+
+#: The local settings h2 starts a connection with.
+H2_LOCAL_SETTINGS = {
+    SettingCodes.MAX_CONCURRENT_STREAMS: 100,
+    SettingCodes.MAX_HEADER_LIST_SIZE: h2.connection.H2Connection.DEFAULT_MAX_HEADER_LIST_SIZE,
+}
+#: RFC 9113 §6.9.2: every flow-control window's size until SETTINGS or WINDOW_UPDATE change it.
+DEFAULT_WINDOW_SIZE = 65_535
+
+
+@functools.cache
+def _dispatch() -> tuple[tuple[type[Frame], str], ...]:
+    """h2's frame dispatch table as (frame class, method name), read once from an h2
+    connection, and the same methods for the RECEIVED_CLASSES."""
+    table = h2.connection.H2Connection()._frame_dispatch_table
+    names = [(kind, method.__name__) for kind, method in table.items()]
+    names += [(RECEIVED_CLASSES[kind], name) for kind, name in names if kind in RECEIVED_CLASSES]
+    return tuple(names)
 
 
 #: What h2's Settings answers for MAX_CONCURRENT_STREAMS when it was never set.
@@ -220,15 +242,42 @@ class ServerH2Connection(h2.connection.H2Connection):
     #: error). h2's 65536 costs megabytes per long-lived connection; 4096 covers in-flight races.
     MAX_CLOSED_STREAMS = 4096
 
-    def __init__(self, config: h2.config.H2Configuration) -> None:
-        super().__init__(config=config)
+    def __init__(
+        self,
+        config: h2.config.H2Configuration,
+        local_settings: LeanSettings | None = None,
+        encoder: Encoder | None = None,
+        incoming_buffer: FrameBuffer | None = None,
+        max_header_list_size: int = h2.connection.H2Connection.DEFAULT_MAX_HEADER_LIST_SIZE,
+    ) -> None:
+        """What h2's __init__ sets (not called), with the objects a server connection uses from
+        the start: not h2's own ones to be replaced (two Settings whose values it checks, an
+        Encoder, a Decoder, a FrameBuffer). Without arguments, h2's defaults."""
+        self.config = config
+        self.state_machine = h2.connection.H2ConnectionStateMachine()
+        self.streams: dict[int, H2Stream] = {}
+        self.highest_inbound_stream_id = 0
+        self.highest_outbound_stream_id = 0
+        self.encoder = encoder or Encoder()
+        self.decoder = RepeatingBlockDecoder(max_header_list_size)
+        self.local_settings = local_settings or LeanSettings(False, H2_LOCAL_SETTINGS)
         self.remote_settings = LeanSettings(client=True)  # the peer is a client
+        self.outbound_flow_control_window = self.remote_settings.initial_window_size
+        self.max_outbound_frame_size = self.remote_settings.max_frame_size
+        self.max_inbound_frame_size = self.local_settings.max_frame_size
+        self.incoming_buffer = incoming_buffer or FrameBuffer(server=True)
+        self._header_frames: list[Frame] = []
+        self._data_to_send = bytearray()
         #: How each forgotten stream closed, oldest first, bounded by `_open_streams`, where
         #: h2's SizeLimitDict checks its size at every insertion. Ordered, so that the oldest go
         #: in O(1): a plain dict's iteration from the front would step over every slot deleted
         #: there since its last resize.
         self._closed_streams = collections.OrderedDict()
-        self.decoder = RepeatingBlockDecoder(self.decoder.max_header_list_size)
+        # The connection's window is RFC 9113's 65,535 bytes to start with, whatever SETTINGS say.
+        self._inbound_flow_control_window_manager = WindowManager(DEFAULT_WINDOW_SIZE)
+        # h2's dispatch, and the same for RECEIVED_CLASSES (ServerFrameBuffer's frames): h2
+        # dispatches on the exact class.
+        self._frame_dispatch_table = {kind: getattr(self, name) for kind, name in _dispatch()}
         #: What is to be sent, frame by frame. A DATA frame is its 9-byte header and its payload
         #: as given: h2 would serialise it (a copy), append that to a bytearray (another) and
         #: copy the bytearray out in data_to_send (a third); here the payload is copied once, in
@@ -238,12 +287,6 @@ class ServerH2Connection(h2.connection.H2Connection):
         #: peer: they are counted into `provoked_resets`.
         self._receiving = False
         self.provoked_resets = 0
-        # Received frames come as RECEIVED_CLASSES (ServerFrameBuffer): h2 dispatches on the
-        # exact class.
-        dispatch = self._frame_dispatch_table
-        for frame_class, received_class in RECEIVED_CLASSES.items():
-            if frame_class in dispatch:
-                dispatch[received_class] = dispatch[frame_class]
         #: --debug-frames: h2's own send path, which logs each frame.
         self._logging_frames = not isinstance(config.logger, h2.config.DummyLogger)
 

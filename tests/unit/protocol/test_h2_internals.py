@@ -197,6 +197,28 @@ def test_plain_config_keeps_the_values_it_is_given() -> None:
     assert ServerH2Connection(config=config).config is config
 
 
+def test_our_connection_starts_with_what_h2s_init_sets() -> None:
+    """ServerH2Connection does not call h2's __init__: it sets every attribute h2's sets, to
+    equal values (the frame buffer, settings, encoder and decoder: of the same kinds)."""
+    config = server_config(debug_frames=False)
+    ours, theirs = ServerH2Connection(config), h2.connection.H2Connection(config)
+    assert set(vars(theirs)) <= set(vars(ours))
+    kinds = {"incoming_buffer", "local_settings", "remote_settings", "encoder", "decoder"}
+    for name, value in vars(theirs).items():
+        if name in kinds:
+            assert isinstance(getattr(ours, name), type(value)) or name.endswith("settings")
+        elif name == "_frame_dispatch_table":
+            assert {k: m.__name__ for k, m in value.items()} == {
+                k: m.__name__ for k, m in ours._frame_dispatch_table.items() if k in value
+            }
+        elif name in ("state_machine", "_inbound_flow_control_window_manager"):
+            assert vars(getattr(ours, name)) == vars(value)
+        elif name != "_closed_streams":  # an OrderedDict, trimmed by _open_streams
+            assert getattr(ours, name) == value, name
+    assert dict(ours.local_settings) == dict(theirs.local_settings)
+    assert dict(ours.remote_settings) == dict(theirs.remote_settings)
+
+
 def test_lean_settings_behave_as_h2s() -> None:
     """The same updates and acknowledgements give the same values and the same changes."""
     initial = {SettingCodes.MAX_CONCURRENT_STREAMS: 100, SettingCodes.INITIAL_WINDOW_SIZE: 1000}
