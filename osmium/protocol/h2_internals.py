@@ -142,13 +142,33 @@ DEFAULT_WINDOW_SIZE = 65_535
 
 
 @functools.cache
-def _dispatch() -> tuple[tuple[type[Frame], str], ...]:
-    """h2's frame dispatch table as (frame class, method name), read once from an h2
-    connection, and the same methods for the RECEIVED_CLASSES."""
+def _dispatch_names() -> dict[type[Frame], str]:
+    """h2's frame dispatch table as frame class: method name, read once from an h2 connection,
+    and the same methods for the RECEIVED_CLASSES (h2 dispatches on the exact class)."""
     table = h2.connection.H2Connection()._frame_dispatch_table
-    names = [(kind, method.__name__) for kind, method in table.items()]
-    names += [(RECEIVED_CLASSES[kind], name) for kind, name in names if kind in RECEIVED_CLASSES]
-    return tuple(names)
+    names = {kind: method.__name__ for kind, method in table.items()}
+    names |= {
+        RECEIVED_CLASSES[kind]: name for kind, name in names.items() if kind in RECEIVED_CLASSES
+    }
+    return names
+
+
+class FrameDispatch:
+    """h2's frame dispatch table, each method bound when a frame needs it: a connection reads
+    only a few frames through h2 (its first SETTINGS, WINDOW_UPDATE, PING, GOAWAY), and
+    binding h2's 24 entries as it opened was a tenth of its start."""
+
+    __slots__ = ("_connection", "_names")
+
+    def __init__(self, connection: h2.connection.H2Connection) -> None:
+        self._connection = connection
+        self._names = _dispatch_names()
+
+    def __getitem__(self, kind: type[Frame]) -> Callable[[Frame], tuple[list, list]]:
+        return getattr(self._connection, self._names[kind])
+
+    def __contains__(self, kind: type[Frame]) -> bool:
+        return kind in self._names
 
 
 #: What h2's Settings answers for MAX_CONCURRENT_STREAMS when it was never set.
@@ -275,9 +295,7 @@ class ServerH2Connection(h2.connection.H2Connection):
         self._closed_streams = collections.OrderedDict()
         # The connection's window is RFC 9113's 65,535 bytes to start with, whatever SETTINGS say.
         self._inbound_flow_control_window_manager = WindowManager(DEFAULT_WINDOW_SIZE)
-        # h2's dispatch, and the same for RECEIVED_CLASSES (ServerFrameBuffer's frames): h2
-        # dispatches on the exact class.
-        self._frame_dispatch_table = {kind: getattr(self, name) for kind, name in _dispatch()}
+        self._frame_dispatch_table = FrameDispatch(self)
         #: What is to be sent, frame by frame. A DATA frame is its 9-byte header and its payload
         #: as given: h2 would serialise it (a copy), append that to a bytearray (another) and
         #: copy the bytearray out in data_to_send (a third); here the payload is copied once, in
