@@ -47,6 +47,7 @@ from hyperframe.frame import (
     GoAwayFrame,
     HeadersFrame,
     RstStreamFrame,
+    SettingsFrame,
     WindowUpdateFrame,
 )
 
@@ -153,6 +154,15 @@ def _dispatch_names() -> dict[type[Frame], str]:
     return names
 
 
+@functools.lru_cache(maxsize=8)
+def _settings_frame(values: tuple[tuple[SettingCodes | int, int], ...]) -> bytes:
+    """A SETTINGS frame carrying `values`, as h2 writes it."""
+    frame = SettingsFrame(0)
+    for setting, value in values:
+        frame.settings[setting] = value
+    return frame.serialize()
+
+
 class FrameDispatch:
     """h2's frame dispatch table, each method bound when a frame needs it: a connection reads
     only a few frames through h2 (its first SETTINGS, WINDOW_UPDATE, PING, GOAWAY), and
@@ -196,6 +206,10 @@ class LeanSettings(h2.settings.Settings):
         self._client = client
         starting = _starting_values(client, tuple((initial_values or {}).items()))
         self._settings = {key: [value] for key, value in starting.items()}  # type: ignore[misc]
+
+    def current_values(self) -> tuple[tuple[SettingCodes | int, int], ...]:
+        """What `items()` gives (the values in force), without Mapping's iteration."""
+        return tuple([(key, values[0]) for key, values in self._settings.items()])  # type: ignore[misc]
 
     def acknowledge(self) -> dict[SettingCodes | int, ChangedSetting]:
         changed = {}
@@ -307,6 +321,29 @@ class ServerH2Connection(h2.connection.H2Connection):
         self.provoked_resets = 0
         #: --debug-frames: h2's own send path, which logs each frame.
         self._logging_frames = not isinstance(config.logger, h2.config.DummyLogger)
+
+    def initiate_connection(self) -> None:
+        """h2's: our SETTINGS, the frame made once for each set of values (every connection of
+        a worker sends the same). IDLE stays IDLE, as h2's transition leaves it."""
+        if self._logging_frames or self.state_machine.state is not IDLE:
+            super().initiate_connection()
+            return
+        self._chunks.append(_settings_frame(self.local_settings.current_values()))
+
+    def increment_flow_control_window(self, increment: int, stream_id: int | None = None) -> None:
+        """h2's, for the connection's window: its WINDOW_UPDATE packed here, without a frame
+        object. IDLE stays IDLE, as h2's transition leaves it."""
+        if (
+            stream_id is not None
+            or self._logging_frames
+            or not 1 <= increment <= self.MAX_WINDOW_INCREMENT
+        ):
+            super().increment_flow_control_window(increment, stream_id)
+            return
+        if self.state_machine.state is not IDLE:
+            self.state_machine.process_input(ConnectionInputs.SEND_WINDOW_UPDATE)
+        self._inbound_flow_control_window_manager.window_opened(increment)
+        self._queue_frame(WINDOW_UPDATE_TYPE, 0, 0, WINDOW_INCREMENT.pack(increment))
 
     def send_headers(  # type: ignore[override]
         self,

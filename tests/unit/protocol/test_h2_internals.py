@@ -125,6 +125,9 @@ def test_h2_transitions_of_a_request_and_its_response_are_still_those_done_here(
     open_state = h2.connection.ConnectionState.SERVER_OPEN
     connection_inputs = h2.connection.ConnectionInputs
     transitions = h2.connection.H2ConnectionStateMachine._transitions
+    idle = h2.connection.ConnectionState.IDLE
+    for kept in (connection_inputs.SEND_SETTINGS, connection_inputs.SEND_WINDOW_UPDATE):
+        assert transitions[(idle, kept)] == (None, idle)
     for kept in (
         connection_inputs.RECV_HEADERS,
         connection_inputs.SEND_HEADERS,
@@ -282,15 +285,19 @@ def test_h2_settings_still_keep_their_values_where_lean_settings_replace_them() 
 
 
 def test_frames_go_out_as_h2_would_write_them() -> None:
-    """DATA frames queued as header + payload chunks: the same bytes as h2's own serialising,
-    padded DATA and other frames included, whether taken whole or in pieces."""
+    """DATA frames queued as header + payload chunks, SETTINGS made once, WINDOW_UPDATE packed:
+    the same bytes as h2's own serialising, padded DATA and other frames included, whether
+    taken whole or in pieces, and the same connection window."""
     client = h2.connection.H2Connection()
     client.initiate_connection()
     preface = client.data_to_send()
     outputs = []
+    windows = []
     for connection in (ServerH2Connection(config=server_config(False)),
                        h2.connection.H2Connection(config=server_config(False))):  # fmt: skip
         connection.initiate_connection()
+        connection.increment_flow_control_window(100_000)
+        windows.append(vars(connection._inbound_flow_control_window_manager))
         connection.receive_data(preface)
         connection.receive_data(request_frames())
         connection.send_headers(1, [(b":status", b"200")])
@@ -302,6 +309,7 @@ def test_frames_go_out_as_h2_would_write_them() -> None:
         outputs.append(first + connection.data_to_send())
     assert outputs[0] == outputs[1]
     assert len(outputs[0]) > 1000
+    assert windows[0] == windows[1]
 
 
 def request_frames() -> bytes:
