@@ -62,7 +62,7 @@ from osmium.protocol.hpack_repeats import RepeatingBlockDecoder
 IDLE, OPEN, CLOSED = StreamState.IDLE, StreamState.OPEN, StreamState.CLOSED
 HALF_CLOSED_REMOTE = StreamState.HALF_CLOSED_REMOTE
 HALF_CLOSED_LOCAL = StreamState.HALF_CLOSED_LOCAL
-SERVER_OPEN = ConnectionState.SERVER_OPEN
+SERVER_OPEN, CONNECTION_IDLE = ConnectionState.SERVER_OPEN, ConnectionState.IDLE
 CLOSED_BY_SEND_END_STREAM = StreamClosedBy.SEND_END_STREAM
 CLIENT_STREAM_PARITY = int(AllowedStreamIDs.ODD)
 MAX_CONCURRENT_STREAMS = SettingCodes.MAX_CONCURRENT_STREAMS
@@ -325,7 +325,7 @@ class ServerH2Connection(h2.connection.H2Connection):
     def initiate_connection(self) -> None:
         """h2's: our SETTINGS, the frame made once for each set of values (every connection of
         a worker sends the same). IDLE stays IDLE, as h2's transition leaves it."""
-        if self._logging_frames or self.state_machine.state is not IDLE:
+        if self._logging_frames or self.state_machine.state is not CONNECTION_IDLE:
             super().initiate_connection()
             return
         self._chunks.append(_settings_frame(self.local_settings.current_values()))
@@ -340,7 +340,7 @@ class ServerH2Connection(h2.connection.H2Connection):
         ):
             super().increment_flow_control_window(increment, stream_id)
             return
-        if self.state_machine.state is not IDLE:
+        if self.state_machine.state is not CONNECTION_IDLE:
             self.state_machine.process_input(ConnectionInputs.SEND_WINDOW_UPDATE)
         self._inbound_flow_control_window_manager.window_opened(increment)
         self._queue_frame(WINDOW_UPDATE_TYPE, 0, 0, WINDOW_INCREMENT.pack(increment))
