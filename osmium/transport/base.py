@@ -78,6 +78,10 @@ def server_address(info: object) -> tuple[str, int | None] | None:
     return address(info)
 
 
+#: What a request handler's task is called (asyncio.current_task().get_name()).
+HANDLER_TASK_NAME = "osmium-request"
+
+
 class ConnectionProtocol(asyncio.Protocol):
     """Base of one connection's protocol; subclasses own a sans-IO core and its events.
 
@@ -141,7 +145,11 @@ class ConnectionProtocol(asyncio.Protocol):
         admission = context.admission
         if admission is not None and not admission.try_enter():
             queued = admission.wait(self, stream.stream_id, self._urgency(stream.stream_id))
-        return self._loop.create_task(self._run_stream(stream, queued))
+        handler = self._run_stream(stream, queued)
+        if self._loop.get_task_factory() is None:
+            # Named: Python 3.11 formats a "Task-<n>" name for each task made without one.
+            return asyncio.Task(handler, loop=self._loop, name=HANDLER_TASK_NAME)
+        return self._loop.create_task(handler)
 
     def _refusal(self, headers: Headers) -> int | None:
         """Whether the server answers this request (or WebSocket) itself, before any handler
