@@ -283,7 +283,6 @@ class HTTPStream:
         "_expects_trailers",
         "_is_head",
         "_receive_waiter",
-        "_request_complete",
         "_response_headers",
         "_sink",
         "_unacknowledged",
@@ -291,6 +290,7 @@ class HTTPStream:
         "bytes_out",
         "client_gone",
         "headers_sent",
+        "request_complete",
         "scope",
         "started_at",
         "status",
@@ -307,7 +307,8 @@ class HTTPStream:
         self._is_head = scope["method"] == "HEAD"
         self._body_chunks: deque[tuple[bytes, int]] = deque()
         self._unacknowledged = 0
-        self._request_complete = request_complete
+        #: The request's body (and trailers) came whole: the client sends no more.
+        self.request_complete = request_complete
         self._body_delivered = False
         #: The exchange is over for the app: response finished, app returned, or client gone.
         self._closed = False
@@ -337,7 +338,7 @@ class HTTPStream:
         self._wake_receiver()
 
     def feed_end(self) -> None:
-        self._request_complete = True
+        self.request_complete = True
         if self._receive_waiter is not None:
             self._wake_receiver()
 
@@ -362,10 +363,6 @@ class HTTPStream:
             self._sink.acknowledge(self.stream_id, self._unacknowledged)
             self._unacknowledged = 0
         self._body_chunks.clear()
-
-    @property
-    def request_complete(self) -> bool:
-        return self._request_complete
 
     @property
     def response_finished(self) -> bool:
@@ -393,10 +390,10 @@ class HTTPStream:
                 data, size = self._body_chunks.popleft()
                 self._unacknowledged -= size
                 self._sink.acknowledge(self.stream_id, size)
-                more_body = bool(self._body_chunks) or not self._request_complete
+                more_body = bool(self._body_chunks) or not self.request_complete
                 self._body_delivered = not more_body
                 return {"type": "http.request", "body": data, "more_body": more_body}
-            if self._request_complete and not self._body_delivered:
+            if self.request_complete and not self._body_delivered:
                 self._body_delivered = True
                 return {"type": "http.request", "body": b"", "more_body": False}
             self._receive_waiter = asyncio.get_running_loop().create_future()

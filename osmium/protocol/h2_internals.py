@@ -558,7 +558,7 @@ class ServerH2Connection(h2.connection.H2Connection):
                 closed.append(stream_id)
         record = self._closed_streams
         for stream_id in closed:
-            record[stream_id] = streams.pop(stream_id).closed_by
+            record[stream_id] = streams.pop(stream_id).state_machine.stream_closed_by
         for _ in range(len(record) - self.MAX_CLOSED_STREAMS):
             record.popitem(last=False)
         return count
@@ -635,7 +635,8 @@ class ServerH2Connection(h2.connection.H2Connection):
         `data` as bytes is a whole read: one that is a single request frame (a client sending a
         request at a time) is taken without the loop, its views and its copies."""
         buffer = self.incoming_buffer
-        if self._logging_frames or not buffer.preface_received or buffer.header_block_pending:
+        # (buffer._headers_buffer: header_block_pending without a property's call)
+        if self._logging_frames or not buffer.preface_received or buffer._headers_buffer:
             return [], memoryview(data)
         events: list[Event] = []
         max_size = self.max_inbound_frame_size
@@ -732,8 +733,8 @@ class ServerH2Connection(h2.connection.H2Connection):
             return None
         if len(self.streams) >= self._prune_at:
             self._prune_closed_streams()
-        if len(self.streams) >= self.local_settings.max_concurrent_streams:
-            return None
+        if len(self.streams) >= self.local_settings._settings[MAX_CONCURRENT_STREAMS][0]:
+            return None  # (the value in force: ours is always set)
         return self._take_request, stream_id, size, end_stream
 
     #: How many streams h2 may track before the short path moves the closed ones out: h2 does
@@ -766,12 +767,11 @@ class ServerH2Connection(h2.connection.H2Connection):
         (the short path checked), without its debug calls."""
         if stream_id % 2 != CLIENT_STREAM_PARITY:
             raise h2.exceptions.ProtocolError("Invalid stream ID for peer.")
-        stream = H2Stream(
-            stream_id,
-            config=self.config,
-            inbound_window_size=self.local_settings.initial_window_size,
-            outbound_window_size=self.remote_settings.initial_window_size,
-        )
+        # The windows in force (always set) without the properties' calls, and no keywords:
+        # a class called with keywords gets them as a dict.
+        inbound_window = self.local_settings._settings[INITIAL_WINDOW_SIZE][0]
+        outbound_window = self.remote_settings._settings[INITIAL_WINDOW_SIZE][0]
+        stream = H2Stream(stream_id, self.config, inbound_window, outbound_window)
         stream.max_outbound_frame_size = self.max_outbound_frame_size
         self.streams[stream_id] = stream
         self.highest_inbound_stream_id = stream_id
@@ -1011,14 +1011,10 @@ class ServerFrameBuffer(FrameBuffer):
     def __init__(self, max_header_block_size: int, logging_frames: bool = False) -> None:
         super().__init__(server=True)
         self._received_classes = RECEIVED_DATA_ONLY if logging_frames else RECEIVED_CLASSES
-        self._awaiting_client_settings = True
+        #: The client preface and its SETTINGS frame have arrived.
+        self.preface_received = False
         self.max_header_block_size = max_header_block_size
         self.header_block_size = 0
-
-    @property
-    def preface_received(self) -> bool:
-        """The client preface and its SETTINGS frame have arrived."""
-        return not self._awaiting_client_settings
 
     @property
     def header_block_pending(self) -> bool:
@@ -1030,10 +1026,10 @@ class ServerFrameBuffer(FrameBuffer):
         if len(data) >= FRAME_HEADER_SIZE and not self._preamble_len:
             length = int.from_bytes(data[0:3], "big")
             frame_type = data[3]
-            if self._awaiting_client_settings:
+            if not self.preface_received:
                 if frame_type != SETTINGS_TYPE or data[4] & ACK_FLAG:
                     raise h2.exceptions.ProtocolError("the preface must be followed by SETTINGS")
-                self._awaiting_client_settings = False
+                self.preface_received = True
             if length > self.max_frame_size:
                 raise h2.exceptions.FrameTooLargeError(
                     f"frame of {length} bytes exceeds MAX_FRAME_SIZE {self.max_frame_size}"
