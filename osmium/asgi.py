@@ -432,8 +432,10 @@ class HTTPStream:
         fields = self._sink.response_fields()
         names = fields.names
         named: list[bytes] | None = None  # the server's field names the app sent itself
+        # bytes() only for what is not bytes already (a bytearray, say): a call to a type is
+        # not free, and a response has a few fields.
         for name, value in message.get("headers", ()):
-            name = bytes(name).lower()
+            name = (name if type(name) is bytes else bytes(name)).lower()
             if name in names:
                 if name in CONNECTION_SPECIFIC:
                     continue
@@ -441,7 +443,7 @@ class HTTPStream:
                     named = [name]
                 else:
                     named.append(name)
-            headers.append((name, bytes(value)))
+            headers.append((name, value if type(value) is bytes else bytes(value)))
         if named is None:
             headers.append((b"date", fields.date()))
             headers += fields.defaults

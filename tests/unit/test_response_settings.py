@@ -147,6 +147,12 @@ def test_a_response_gets_the_date_and_the_defaults_after_its_own_fields() -> Non
     ]
 
 
+def test_fields_given_as_other_byte_strings_go_out_as_bytes() -> None:
+    head = response_head([(bytearray(b"X-Thing"), memoryview(b"v")), (b"x-other", b"w")])
+    assert head[1:3] == [(b"x-thing", b"v"), (b"x-other", b"w")]
+    assert all(type(name) is bytes and type(value) is bytes for name, value in head)
+
+
 def test_the_app_s_own_server_date_and_default_win_once() -> None:
     head = response_head([(b"Server", b"shop"), (b"date", b"then")])
     assert head == [
