@@ -133,8 +133,8 @@ class ConstantFieldsEncoder(RepeatingBlockEncoder):
     Passed to h2 and encoded as usual, each would cost h2's copy of the field and a search of
     the dynamic table (a linear scan, longer as `date` values pile up in it): about 20,000
     instructions a response for `server` alone. A response ends with them (ResponseFields adds
-    them last): `send_headers` takes them off and `encode` appends their bytes. A response that
-    named one of them itself is encoded as usual.
+    them last): `encode` takes them off and appends their bytes. A response that named one of
+    them itself is encoded as usual.
     """
 
     def __init__(self, fields: Headers) -> None:
@@ -142,43 +142,25 @@ class ConstantFieldsEncoder(RepeatingBlockEncoder):
         self._fields = fields
         self._count = len(fields)
         self._block = b"".join([unindexed_literal(name, value) for name, value in fields])
-        #: What the header block being encoded ends with (the block, during `send_headers`).
-        self._suffix = b""
         #: The `date` value the server adds before them, and its encoding: a new value each
         #: second, which indexed would fill the dynamic table and lengthen every search of it.
         self._date = b""
         self._date_block = b""
 
-    def send_headers(
-        self,
-        connection: h2.connection.H2Connection,
-        stream_id: int,
-        headers: Headers,
-        end_stream: bool,
-    ) -> None:
-        """`connection.send_headers`, the constant fields at the end of `headers` encoded from
-        their precomputed bytes (the same fields, values and order: only the representation
-        differs)."""
+    def encode(self, headers: Headers, huffman: bool = True) -> bytes:  # type: ignore[override]
+        """The constant fields at the end of `headers` (and the `date` before them) from their
+        precomputed bytes: the same fields, values and order; only the representation
+        differs."""
         count = self._count
-        if headers[-count:] != self._fields:  # the very objects, usually: compared by identity
-            connection.send_headers(stream_id, headers, end_stream=end_stream)
-            return
+        # The very objects, usually: compared by identity.
+        if type(headers) is not list or len(headers) <= count or headers[-count:] != self._fields:
+            return super().encode(headers, huffman)
         name, date = headers[-count - 1]
         if name != b"date":
-            self._suffix = self._block
-            kept = headers[:-count]
-        else:
-            if date is not self._date:
-                self._date, self._date_block = date, unindexed_literal(b"date", date)
-            self._suffix = self._date_block + self._block
-            kept = headers[: -count - 1]
-        try:
-            connection.send_headers(stream_id, kept, end_stream=end_stream)
-        finally:
-            self._suffix = b""
-
-    def encode(self, headers: Headers, huffman: bool = True) -> bytes:  # type: ignore[override]
-        return super().encode(headers, huffman) + self._suffix
+            return super().encode(headers[:-count], huffman) + self._block
+        if date is not self._date:
+            self._date, self._date_block = date, unindexed_literal(b"date", date)
+        return super().encode(headers[: -count - 1], huffman) + self._date_block + self._block
 
 
 class UpgradeRefused(Exception):
@@ -719,13 +701,8 @@ class ServerConnection:
                 if name == b"priority":
                     self._take_response_priority(stream_id, value)
                     break
-        h2_connection = self._h2
-        encoder = h2_connection.encoder
         try:
-            if type(encoder) is ConstantFieldsEncoder:
-                encoder.send_headers(h2_connection, stream_id, headers, end_stream)
-            else:
-                h2_connection.send_headers(stream_id, headers, end_stream=end_stream)
+            self._h2.send_headers(stream_id, headers, end_stream)
         except (h2.exceptions.NoSuchStreamError, h2.exceptions.StreamIDTooLowError) as error:
             # StreamIDTooLowError: the stream was reset and h2 has forgotten it since.
             raise StreamGone(stream_id) from error
