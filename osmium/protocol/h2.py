@@ -804,6 +804,32 @@ class ServerConnection:
                 self._finish_output(stream_id, output, end_sent=False)
         return self._has_room(output)
 
+    def send_response(
+        self,
+        stream_id: int,
+        headers: Headers,
+        data: bytes,
+        end_stream: bool,
+        write_now: bool = False,
+    ) -> bool:
+        """`send_headers` (without END_STREAM), then `send_data`: a response's head and its
+        first body part. A whole one that `send_data` would frame at once is framed in one
+        step (a `priority` field would order what is left queued: nothing is). Returns
+        `send_data`'s `has_room`."""
+        if (
+            write_now
+            and end_stream
+            and data
+            and not self.closed
+            and not self._scheduler.occupied
+            and stream_id not in self._outputs
+            and self._h2.send_response(stream_id, headers, data)
+        ):
+            self._forget_stream(stream_id)
+            return True
+        self.send_headers(stream_id, headers, False)
+        return self.send_data(stream_id, data, end_stream, write_now)
+
     def end_stream(self, stream_id: int) -> None:
         """END_STREAM after whatever body is still queued."""
         if self.closed:

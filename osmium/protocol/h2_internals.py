@@ -462,6 +462,44 @@ class ServerH2Connection(h2.connection.H2Connection):
         self._queue_frame(DATA_TYPE, flags, stream_id, data)
         self.outbound_flow_control_window -= size
 
+    def send_response(
+        self, stream_id: int, headers: list[tuple[bytes, bytes]], data: bytes
+    ) -> bool:
+        """A whole response to a whole request, as HEADERS and one DATA frame that ends the
+        stream: what send_headers then send_data(end_stream=True) do, in one step. False, and
+        nothing done, unless the request is complete (HALF_CLOSED_REMOTE), `headers` is a final
+        response's and `data` fits one frame within both windows: then those two apply."""
+        stream = self.streams.get(stream_id)
+        if stream is None or self._logging_frames or self.state_machine.state is not SERVER_OPEN:
+            return False
+        machine = stream.state_machine
+        name, status = headers[0]
+        size = len(data)
+        window = self.outbound_flow_control_window
+        if stream.outbound_flow_control_window < window:
+            window = stream.outbound_flow_control_window
+        if (
+            machine.state is not HALF_CLOSED_REMOTE
+            or machine.client is not False
+            or machine.headers_sent
+            or type(name) is not bytes
+            or name != b":status"
+            or status[:1] == b"1"
+            or size > window
+            or size > self.max_outbound_frame_size
+        ):
+            return False
+        machine.headers_sent = True  # response_sent
+        self._queue_header_block(stream_id, self.encoder.encode(headers), False,
+                                 stream.max_outbound_frame_size)  # fmt: skip
+        stream.request_method = None
+        machine.state = CLOSED  # send_end_stream
+        machine.stream_closed_by = CLOSED_BY_SEND_END_STREAM
+        stream.outbound_flow_control_window -= size
+        self._queue_frame(DATA_TYPE, END_STREAM_FLAG, stream_id, data)
+        self.outbound_flow_control_window -= size
+        return True
+
     def acknowledge_received_data(self, acknowledged_size: int, stream_id: int) -> None:
         """h2's, for a stream it still tracks, its WINDOW_UPDATE frames packed here without
         frame objects: the same windows and the same frames."""

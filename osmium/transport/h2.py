@@ -579,11 +579,11 @@ class H2ServerProtocol(ConnectionProtocol):
         if self._closed or self._streams[stream_id].client_gone:
             self._check_open(stream_id)  # raises
         try:
-            if headers is not None:
-                core.send_headers(stream_id, headers, False)
-            has_room = core.send_data(
-                stream_id, data, end_stream, write_now=not self._transport.get_write_buffer_size()
-            )
+            write_now = not self._transport.get_write_buffer_size()
+            if headers is None:
+                has_room = core.send_data(stream_id, data, end_stream, write_now)
+            else:
+                has_room = core.send_response(stream_id, headers, data, end_stream, write_now)
         except StreamGone:
             raise self._gone(stream_id, "stream closed") from None
         self._schedule_flush()

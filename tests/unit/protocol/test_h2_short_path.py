@@ -76,7 +76,7 @@ DATA_FRAME = st.tuples(
     RARELY,  # the reserved bit of the stream id
 )
 #: How the server answers a stream between two reads (see `respond`).
-RESPONSES = ["headers-only", "body", "body", "informational", "trailers"]
+RESPONSES = ["headers-only", "body", "body", "informational", "trailers", "whole", "whole"]
 #: One step of the client (bytes it sends) or of the server (between reads): DATA half the time
 #: (hypothesis draws each alternative of one_of alike), so that most scripts carry bodies.
 step = st.one_of(
@@ -172,6 +172,7 @@ def served(short_path: bool) -> ServerConnection:
         for name in ("acknowledge_received_data", "send_headers", "send_data"):
             own = functools.partial(getattr(h2.connection.H2Connection, name), connection)
             setattr(connection, name, own)
+        connection.send_response = lambda *args: False  # type: ignore[method-assign]
     server.start()
     server.data_to_send()
     return server
@@ -184,6 +185,7 @@ def state(server: ServerConnection) -> tuple:
         connection.provoked_resets,
         connection.state_machine.state,
         connection._inbound_flow_control_window_manager.current_window_size,
+        connection.outbound_flow_control_window,
         None if server.closed else bytes(connection.incoming_buffer._data),  # dead once closed
         connection.highest_inbound_stream_id,
         {  # closed streams are forgotten at different times: h2 at each new stream
@@ -206,6 +208,9 @@ def respond(server: ServerConnection, stream_id: int, shape: str) -> tuple:
     """The server answers the stream (if it may), as `shape` says: what went out, or what it
     raised, and the state after."""
     try:
+        if shape == "whole":  # in one step where it may (ServerH2Connection.send_response)
+            server.send_response(stream_id, [(b":status", b"200")], b"x" * 10, True, True)
+            return ("sent", server.data_to_send(), state(server))
         if shape == "informational":
             server.send_informational(stream_id, [(b":status", b"103"), (b"link", b"</a>")])
         server.send_headers(stream_id, [(b":status", b"200")], end_stream=shape == "headers-only")
