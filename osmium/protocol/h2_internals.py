@@ -292,14 +292,16 @@ class ServerH2Connection(h2.connection.H2Connection):
         self.streams: dict[int, H2Stream] = {}
         self.highest_inbound_stream_id = 0
         self.highest_outbound_stream_id = 0
-        self.encoder = encoder or Encoder()
+        self.encoder = Encoder() if encoder is None else encoder
         self.decoder = RepeatingBlockDecoder(max_header_list_size)
-        self.local_settings = local_settings or LeanSettings(False, H2_LOCAL_SETTINGS)
+        if local_settings is None:
+            local_settings = LeanSettings(False, H2_LOCAL_SETTINGS)
+        self.local_settings = local_settings
         self.remote_settings = LeanSettings(client=True)  # the peer is a client
         self.outbound_flow_control_window = self.remote_settings.initial_window_size
         self.max_outbound_frame_size = self.remote_settings.max_frame_size
-        self.max_inbound_frame_size = self.local_settings.max_frame_size
-        self.incoming_buffer = incoming_buffer or FrameBuffer(server=True)
+        self.max_inbound_frame_size = local_settings.max_frame_size
+        self.incoming_buffer = FrameBuffer(True) if incoming_buffer is None else incoming_buffer
         self._header_frames: list[Frame] = []
         self._data_to_send = bytearray()
         #: How each forgotten stream closed, oldest first, bounded by `_open_streams`, where
