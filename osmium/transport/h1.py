@@ -321,11 +321,15 @@ class H1ServerProtocol(ConnectionProtocol):
         if self._core.response_started:
             self._core.end_response(headers)  # trailers
         else:
-            status = int(headers[0][1])
-            self._core.start_response(status, headers[1:], close=self._closing)
+            self._start_response(headers)
             if end_stream:
                 self._core.end_response()
         self._schedule_flush()  # a body sent in this turn goes out in the same write
+
+    def _start_response(self, headers: Headers) -> None:
+        """The response's head (`:status` first) to the core, written with what follows."""
+        assert self._core is not None
+        self._core.start_response(int(headers[0][1]), headers[1:], close=self._closing)
 
     def queue_body(
         self, stream_id: int, data: bytes, end_stream: bool, headers: Headers | None = None
@@ -336,7 +340,7 @@ class H1ServerProtocol(ConnectionProtocol):
         core = self._core
         assert core is not None
         if headers is not None:
-            core.start_response(int(headers[0][1]), headers[1:], close=self._closing)
+            self._start_response(headers)
         core.send_data(data)
         if end_stream:
             core.end_response()
