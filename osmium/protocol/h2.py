@@ -772,18 +772,10 @@ class ServerConnection:
         stream = h2_connection.streams.get(stream_id)
         if self.closed or stream is None:
             raise StreamGone(stream_id)
-        if (
-            write_now
-            and end_stream
-            and data
-            and not self._scheduler.occupied
-            and stream_id not in self._outputs
-            and len(data)
-            <= min(
-                h2_connection.max_outbound_frame_size,
-                stream.outbound_flow_control_window,
-                h2_connection.outbound_flow_control_window,
-            )
+        if self._may_frame_at_once(stream_id, data, end_stream, write_now) and len(data) <= min(
+            h2_connection.max_outbound_frame_size,
+            stream.outbound_flow_control_window,
+            h2_connection.outbound_flow_control_window,
         ):
             h2_connection.send_data(stream_id, data, end_stream=True)
             self._forget_stream(stream_id)
@@ -817,18 +809,27 @@ class ServerConnection:
         step (a `priority` field would order what is left queued: nothing is). Returns
         `send_data`'s `has_room`."""
         if (
-            write_now
-            and end_stream
-            and data
-            and not self.closed
-            and not self._scheduler.occupied
-            and stream_id not in self._outputs
+            not self.closed
+            and self._may_frame_at_once(stream_id, data, end_stream, write_now)
             and self._h2.send_response(stream_id, headers, data)
         ):
             self._forget_stream(stream_id)
             return True
         self.send_headers(stream_id, headers, False)
         return self.send_data(stream_id, data, end_stream, write_now)
+
+    def _may_frame_at_once(
+        self, stream_id: int, data: bytes | memoryview, end_stream: bool, write_now: bool
+    ) -> bool:
+        """A body that skips the queue and the scheduler, if the windows take it: it is whole
+        and not empty, the transport has nothing buffered, and no body waits anywhere."""
+        return (
+            write_now
+            and end_stream
+            and bool(data)
+            and not self._scheduler.occupied
+            and stream_id not in self._outputs
+        )
 
     def end_stream(self, stream_id: int) -> None:
         """END_STREAM after whatever body is still queued."""
